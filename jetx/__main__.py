@@ -1,0 +1,5 @@
+import sys
+
+from jetx.cli import main
+
+sys.exit(main())

@@ -1,0 +1,331 @@
+"""The one source of truth for model shapes, variants, the stage schedule and presets.
+
+Everything else (model, memory planner, training, flows, reports) reads these frozen
+dataclasses; nothing re-declares a width, a batch size or a learning rate. Each config
+round-trips through `to_dict` / `from_dict` (like Keras `get_config`) so that it can be stored
+in a checkpoint, a manifest or a Prefect parameter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Self
+
+from jetx.errors import JetxInputError
+
+#: Names of the sequence inputs, in order. The names are the roles of the full-size model
+#: (`seq1000` is the longest window); `ModelConfig.seq_lengths` gives their actual lengths, which
+#: are shorter in the tiny preset.
+SEQUENCE_INPUTS: tuple[str, ...] = ("seq50", "seq200", "seq500", "seq1000")
+#: Names of the model's outputs (and of the dataset's targets), in order.
+OUTPUTS: tuple[str, ...] = ("regression", "classification", "threshold")
+#: Multiplier at which a bet cashes out; `threshold` target is value >= this.
+CASHOUT = 1.5
+#: Upper edges of the three classes of the classification target: < 1.5, 1.5 to < 10, >= 10.
+CLASS_EDGES: tuple[float, ...] = (1.5, 10.0)
+
+Precision = Literal["float32", "mixed_float16", "mixed_bfloat16"]
+PRECISIONS: tuple[str, ...] = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+class _Config:
+    """Dict round-trip shared by every config dataclass."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise JetxInputError(f"{cls.__name__} got unknown keys {unknown}.")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Config):
+    """Shape of the multi-branch model. Defaults are DESIGN.md's full model.
+
+    Args:
+        n_features: width of the `features` input (the feature registry's length).
+        seq_lengths: length of each of `SEQUENCE_INPUTS`, in order.
+        use_seq1000: whether the longest sequence, its MLP branch and the Transformer exist.
+        mlp_units, mlp_blocks: width and depth of the MLP branch of each sequence input.
+        tcn_filters, tcn_dilations, tcn_kernel, tcn_dense: the TCN on `seq500`.
+        d_model, num_layers, num_heads, dff, transformer_dense: the Transformer on `seq1000`.
+        dropout: dropout rate of every branch and of the fusion.
+        l2: L2 weight decay of the MLP branches' Dense layers.
+        fusion_units: widths of the fusion Dense layers after the concat.
+        remat: recompute each encoder block's activations in the backward pass
+            (`tf.recompute_grad`), trading compute for memory.
+        attention_chunk: compute attention over query chunks of this many positions, so that the
+            B x heads x L x L score tensor never exists whole; None computes it at once.
+    """
+
+    n_features: int = 121
+    seq_lengths: tuple[int, ...] = (50, 200, 500, 1000)
+    use_seq1000: bool = True
+    mlp_units: tuple[int, ...] = (128, 192, 256, 384)
+    mlp_blocks: tuple[int, ...] = (5, 6, 7, 9)
+    tcn_filters: tuple[int, ...] = (128, 128, 256, 256, 512, 512, 512)
+    tcn_dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    tcn_kernel: int = 3
+    tcn_dense: int = 512
+    d_model: int = 256
+    num_layers: int = 4
+    num_heads: int = 8
+    dff: int = 1024
+    transformer_dense: int = 256
+    dropout: float = 0.2
+    l2: float = 1e-4
+    fusion_units: tuple[int, ...] = (512, 256, 128)
+    remat: bool = False
+    attention_chunk: int | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.seq_lengths) != len(SEQUENCE_INPUTS):
+            raise JetxInputError(
+                f"`seq_lengths` must have {len(SEQUENCE_INPUTS)} entries, one per "
+                f"{SEQUENCE_INPUTS}. Received: seq_lengths={self.seq_lengths}"
+            )
+        if len(self.tcn_filters) != len(self.tcn_dilations):
+            raise JetxInputError(
+                "`tcn_filters` and `tcn_dilations` must have the same length. Received: "
+                f"tcn_filters={self.tcn_filters}, tcn_dilations={self.tcn_dilations}"
+            )
+        if self.d_model % self.num_heads:
+            raise JetxInputError(
+                f"`num_heads` must divide `d_model` {self.d_model}. "
+                f"Received: num_heads={self.num_heads}"
+            )
+        if self.attention_chunk is not None and self.attention_chunk < 1:
+            raise JetxInputError(
+                f"`attention_chunk` must be a positive int or None. "
+                f"Received: attention_chunk={self.attention_chunk}"
+            )
+
+    @property
+    def sequence_inputs(self) -> dict[str, int]:
+        """The sequence inputs this model takes, name -> length (no seq1000 for `no1000`)."""
+        names = SEQUENCE_INPUTS if self.use_seq1000 else SEQUENCE_INPUTS[:-1]
+        return {name: self.seq_lengths[SEQUENCE_INPUTS.index(name)] for name in names}
+
+    @property
+    def longest_window(self) -> int:
+        """Longest sequence this model reads: the dataset's first usable sample offset."""
+        return max(self.sequence_inputs.values())
+
+
+# --- Variants: how each named variant changes a preset's base model. -------------------------
+
+VARIANTS: dict[str, Callable[[ModelConfig], ModelConfig]] = {
+    # DESIGN.md's model as it is.
+    "full": lambda m: m,
+    # Plan option 1: no seq1000, no 384x9 branch, no Transformer.
+    "no1000": lambda m: dataclasses.replace(m, use_seq1000=False),
+    # Plan option 2: half the Transformer (full: 128 wide, 2 layers, 4 heads, dff 512).
+    "light": lambda m: dataclasses.replace(
+        m,
+        d_model=max(m.d_model // 2, m.num_heads // 2 or 1),
+        num_layers=max(m.num_layers // 2, 1),
+        num_heads=max(m.num_heads // 2, 1),
+        dff=max(m.dff // 2, 1),
+    ),
+    # Ours: the whole model; each encoder block recomputes its activations in the backward pass.
+    "remat": lambda m: dataclasses.replace(m, remat=True),
+}
+
+
+def apply_variant(model: ModelConfig, variant: str) -> ModelConfig:
+    """Return `model` changed as the named variant says."""
+    if variant not in VARIANTS:
+        raise JetxInputError(
+            f"`variant` must be one of {sorted(VARIANTS)}. Received: variant={variant!r}"
+        )
+    return VARIANTS[variant](model)
+
+
+# --- Stages -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageConfig(_Config):
+    """One training stage: what it optimises, with which batch and for how long.
+
+    The effective batch (micro-batch x accumulation) is what the stage means; when memory
+    forces a smaller micro-batch, accumulation grows and the effective batch stays.
+
+    Args:
+        stage: 1, 2 or 3.
+        epochs: maximum epochs (early stopping may end sooner).
+        effective_batch: samples per optimizer update.
+        micro_batch: samples per forward/backward pass; must divide `effective_batch`.
+        learning_rate: Adam's learning rate at the start of the stage.
+        loss_weights: weights of the regression, classification and threshold losses.
+        threshold_loss: "weighted_bce" (class 0 weighted by `class0_weight`) or "focal".
+        class0_weight: weight of class 0 (value < 1.5) in the weighted BCE.
+        focal_gamma, focal_alpha: the focal loss's parameters.
+        patience: early-stopping patience in epochs, on the validation loss.
+        plateau_patience, plateau_factor, min_learning_rate: reduce-on-plateau.
+        checkpoint_every: also checkpoint every this many optimizer updates (0: epochs only).
+    """
+
+    stage: int
+    epochs: int
+    effective_batch: int
+    micro_batch: int
+    learning_rate: float
+    loss_weights: tuple[float, float, float]
+    threshold_loss: Literal["weighted_bce", "focal"] = "weighted_bce"
+    class0_weight: float = 1.0
+    focal_gamma: float = 2.0
+    focal_alpha: float = 0.7
+    patience: int = 15
+    plateau_patience: int = 5
+    plateau_factor: float = 0.5
+    min_learning_rate: float = 1e-7
+    checkpoint_every: int = 50
+
+    def __post_init__(self) -> None:
+        if self.micro_batch < 1 or self.effective_batch % self.micro_batch:
+            raise JetxInputError(
+                f"`micro_batch` must divide the effective batch {self.effective_batch}. "
+                f"Received: micro_batch={self.micro_batch}"
+            )
+        if self.threshold_loss not in ("weighted_bce", "focal"):
+            raise JetxInputError(
+                "`threshold_loss` must be 'weighted_bce' or 'focal'. "
+                f"Received: threshold_loss={self.threshold_loss!r}"
+            )
+
+    @property
+    def accumulation(self) -> int:
+        """Micro-batches per optimizer update."""
+        return self.effective_batch // self.micro_batch
+
+    def with_micro_batch(self, micro_batch: int) -> StageConfig:
+        """This stage with another micro-batch: accumulation follows, the effective batch stays."""
+        return dataclasses.replace(self, micro_batch=micro_batch)
+
+
+#: DESIGN.md's schedule: the original batches 64/32/16 as micro-batches 8/4/2 x accumulation 8.
+STAGES: tuple[StageConfig, ...] = (
+    StageConfig(1, 100, 64, 8, 1e-4, (0.55, 0.10, 0.35), "weighted_bce", class0_weight=1.2),
+    StageConfig(2, 80, 32, 4, 1e-4, (0.45, 0.10, 0.45), "weighted_bce", class0_weight=1.5),
+    StageConfig(3, 80, 16, 2, 5e-5, (0.40, 0.15, 0.45), "focal", focal_gamma=2.0, focal_alpha=0.7),
+)
+
+
+# --- Presets ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preset(_Config):
+    """A named bundle of model size, schedule and data caps: `full`, `demo` or `tiny`.
+
+    Args:
+        name: the preset's name.
+        model: the base model before a variant is applied.
+        stages: the stage schedule.
+        variant: the variant used when none is given.
+        max_train_samples, max_eval_samples: caps on samples per split (the newest are kept,
+            so that a cap never reaches across a split boundary); None uses every sample.
+    """
+
+    name: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    stages: tuple[StageConfig, ...] = STAGES
+    variant: str = "full"
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preset:
+        data = dict(data)
+        if "model" in data:
+            data["model"] = ModelConfig.from_dict(data["model"])
+        if "stages" in data:
+            data["stages"] = tuple(StageConfig.from_dict(s) for s in data["stages"])
+        return super().from_dict(data)
+
+    def model_for(self, variant: str | None = None) -> ModelConfig:
+        """This preset's model with `variant` (default: the preset's own) applied."""
+        return apply_variant(self.model, variant or self.variant)
+
+
+def _short_stages(epochs: int, checkpoint_every: int) -> tuple[StageConfig, ...]:
+    return tuple(
+        dataclasses.replace(
+            s,
+            epochs=epochs,
+            patience=max(2, epochs),
+            plateau_patience=1,
+            checkpoint_every=checkpoint_every,
+        )
+        for s in STAGES
+    )
+
+
+#: Same topology as the full model at a size that trains in seconds on a CPU.
+TINY_MODEL = ModelConfig(
+    seq_lengths=(8, 16, 24, 32),
+    mlp_units=(8, 8, 8, 8),
+    mlp_blocks=(1, 1, 2, 2),
+    tcn_filters=(8, 8, 16),
+    tcn_dilations=(1, 2, 4),
+    tcn_dense=16,
+    d_model=16,
+    num_layers=2,
+    num_heads=2,
+    dff=32,
+    transformer_dense=16,
+    fusion_units=(32, 16, 8),
+)
+
+#: Real window lengths, narrow widths: the demo trains the same code path in minutes.
+DEMO_MODEL = ModelConfig(
+    mlp_units=(32, 32, 48, 64),
+    mlp_blocks=(2, 2, 2, 3),
+    tcn_filters=(16, 16, 32, 32, 32),
+    tcn_dilations=(1, 2, 4, 8, 16),
+    tcn_dense=32,
+    d_model=32,
+    num_layers=2,
+    num_heads=4,
+    dff=64,
+    transformer_dense=32,
+    fusion_units=(64, 32, 16),
+)
+
+PRESETS: dict[str, Preset] = {
+    "full": Preset(name="full"),
+    "demo": Preset(
+        name="demo",
+        model=DEMO_MODEL,
+        stages=_short_stages(epochs=2, checkpoint_every=20),
+        variant="remat",
+        max_train_samples=4096,
+        max_eval_samples=1024,
+    ),
+    "tiny": Preset(
+        name="tiny",
+        model=TINY_MODEL,
+        stages=_short_stages(epochs=2, checkpoint_every=4),
+        variant="full",
+        max_train_samples=256,
+        max_eval_samples=128,
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """Look up a preset by name, with a clear error for an unknown one."""
+    if name not in PRESETS:
+        raise JetxInputError(
+            f"`preset` must be one of {sorted(PRESETS)}. Received: preset={name!r}"
+        )
+    return PRESETS[name]
