@@ -1,0 +1,224 @@
+"""Lazy window batches for Keras: features, sequences sliced on the fly, and targets.
+
+A sample i of a split reads the standardised feature row of i and, for each sequence input of the
+model, log10(values[i-L:i]) gathered from the one stored series at batch time. Nothing of size
+N x L exists, on disk or in memory: the split's N x n_features matrix, its targets and the 1-D
+log series are loaded once, and each batch is a pure-TF gather over them (measured in
+bench/windows.py to be far faster than training consumes). Models consume these ready batches
+and never slice a series.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import tensorflow as tf
+
+from jetx.config import ModelConfig
+from jetx.errors import JetxInputError
+from jetx.splits import SPLITS, Scaler
+from jetx.targets import NUM_CLASSES
+
+logger = logging.getLogger(__name__)
+
+FEATURES_FILE = "features.parquet"
+SCALER_FILE = "scaler.json"
+SERIES_FILE = "series.parquet"
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class SplitArrays:
+    """One split's rows, loaded once: what every batch gathers from.
+
+    Args:
+        index: int64 [N] sample positions i in the series, oldest first.
+        features: float32 [N, n_features], standardised with the train scaler.
+        regression: float32 [N, 1] values[i].
+        classification: float32 [N, 3] one-hot class of values[i].
+        threshold: float32 [N, 1] values[i] >= 1.5.
+    """
+
+    index: np.ndarray
+    features: np.ndarray
+    regression: np.ndarray
+    classification: np.ndarray
+    threshold: np.ndarray
+
+
+def read_manifest(features_dir: Path) -> dict:
+    """The features dir's manifest; its presence marks the dir as complete.
+
+    Raises:
+        JetxInputError: the dir has no manifest.json (missing, or a build that did not finish).
+    """
+    path = Path(features_dir) / MANIFEST_FILE
+    if not path.is_file():
+        raise JetxInputError(
+            f"`features_dir` must be a complete `jetx features` output with {MANIFEST_FILE}. "
+            f"Received: features_dir={str(features_dir)!r}"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise JetxInputError(f"`split` must be one of {SPLITS}. Received: split={split!r}")
+
+
+def num_samples(features_dir: Path, split: str, max_samples: int | None = None) -> int:
+    """Samples a split yields: its count in the manifest, capped by `max_samples`."""
+    _check_split(split)
+    count = int(read_manifest(features_dir)["counts"][split])
+    if max_samples is not None:
+        if max_samples < 1:
+            raise JetxInputError(
+                f"`max_samples` must be a positive int or None. Received: max_samples={max_samples}"
+            )
+        count = min(count, max_samples)
+    return count
+
+
+def load_split(features_dir: Path, split: str, max_samples: int | None = None) -> SplitArrays:
+    """Read one split's features (standardised) and targets; keep its newest `max_samples`.
+
+    Keeping the newest rows means a cap never reaches across into the previous split.
+    """
+    features_dir = Path(features_dir)
+    keep = num_samples(features_dir, split, max_samples)
+    scaler = Scaler.load(features_dir / SCALER_FILE)
+    columns = ["index", *scaler.names, "regression", "classification", "threshold"]
+    table = pq.read_table(
+        features_dir / FEATURES_FILE, columns=columns, filters=[("split", "=", split)]
+    )
+    table = table.slice(table.num_rows - keep, keep)
+    features = np.stack([table[name].to_numpy() for name in scaler.names], axis=1)
+    classes = table["classification"].to_numpy().astype(np.int64)
+    return SplitArrays(
+        index=table["index"].to_numpy().astype(np.int64),
+        features=scaler.transform(features),
+        regression=table["regression"].to_numpy().astype(np.float32)[:, None],
+        classification=np.eye(NUM_CLASSES, dtype=np.float32)[classes],
+        threshold=table["threshold"].to_numpy().astype(np.float32)[:, None],
+    )
+
+
+def load_log_series(features_dir: Path) -> np.ndarray:
+    """The stored series as float32 [T] log10 values: the one array every window slices."""
+    values = pq.read_table(Path(features_dir) / SERIES_FILE, columns=["value"])["value"]
+    return np.log10(values.to_numpy().astype(np.float64)).astype(np.float32)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """Shuffled order of n samples for one epoch: a pure function of (seed, epoch).
+
+    Exact resume recreates an interrupted epoch's order from these two numbers alone.
+
+    Returns:
+        int64 [n], a permutation of range(n).
+    """
+    return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
+
+
+def _sample_order(
+    n: int, batch_size: int, shuffle: bool, seed: int, epoch: int, skip_batches: int
+) -> np.ndarray:
+    if batch_size < 1:
+        raise JetxInputError(f"`batch_size` must be a positive int. Received: {batch_size}")
+    n_batches = -(-n // batch_size)
+    if not 0 <= skip_batches <= n_batches:
+        raise JetxInputError(
+            f"`skip_batches` must be in [0, {n_batches}] (batches in this epoch). "
+            f"Received: skip_batches={skip_batches}"
+        )
+    order = epoch_order(n, seed, epoch) if shuffle else np.arange(n, dtype=np.int64)
+    return order[skip_batches * batch_size :]
+
+
+def _gather_fn(arrays: SplitArrays, log_series: np.ndarray, model: ModelConfig):
+    """A TF function mapping int64 [B] split rows to one (inputs, targets) batch."""
+    index = tf.constant(arrays.index)
+    features = tf.constant(arrays.features)
+    series = tf.constant(log_series)
+    targets = {
+        "regression": tf.constant(arrays.regression),
+        "classification": tf.constant(arrays.classification),
+        "threshold": tf.constant(arrays.threshold),
+    }
+    offsets = {
+        name: tf.range(-length, 0, dtype=tf.int64)[None, :]
+        for name, length in model.sequence_inputs.items()
+    }
+
+    def gather(rows: tf.Tensor):
+        starts = tf.gather(index, rows)[:, None]
+        inputs = {"features": tf.gather(features, rows)}
+        for name, offset in offsets.items():
+            inputs[name] = tf.gather(series, starts + offset)[..., None]
+        return inputs, {key: tf.gather(value, rows) for key, value in targets.items()}
+
+    return gather
+
+
+def make_dataset(
+    features_dir: Path,
+    split: str,
+    model: ModelConfig,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    skip_batches: int = 0,
+    max_samples: int | None = None,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """One epoch of (inputs, targets) batches of a split, built lazily from the series.
+
+    Args:
+        features_dir: output of `jetx features` (features.parquet, scaler.json, series.parquet,
+            manifest.json).
+        split: "train", "val" or "test".
+        model: the model config; its `sequence_inputs` decide which sequences exist (no seq1000
+            for a no1000 variant) and their lengths; `n_features` must match the features dir.
+        batch_size: samples per batch (the micro-batch in training).
+        shuffle: shuffle the split in the order `epoch_order(n, seed, epoch)`.
+        seed, epoch: the shuffle's identity; the same pair gives the same order.
+        skip_batches: start mid-epoch at this batch of the (shuffled) epoch, for exact resume.
+        max_samples: keep only the split's newest this many samples.
+        drop_remainder: drop a last batch smaller than `batch_size`.
+
+    Returns:
+        A tf.data.Dataset of ({"features": float32 [B, n_features], name: float32 [B, L, 1] =
+        log10(values[i-L:i]) per sequence input}, {"regression": float32 [B, 1],
+        "classification": float32 [B, 3] one-hot, "threshold": float32 [B, 1]}).
+
+    Raises:
+        JetxInputError: an incomplete features dir, an unknown split, a model whose feature
+            width or longest window does not fit the dir, or a bad batch/skip/cap.
+    """
+    manifest = read_manifest(features_dir)
+    if model.n_features != len(manifest["feature_names"]):
+        raise JetxInputError(
+            f"`model.n_features` must equal the features dir's {len(manifest['feature_names'])} "
+            f"features. Received: n_features={model.n_features}"
+        )
+    if model.longest_window > int(manifest["first_sample"]):
+        raise JetxInputError(
+            f"The model's longest window must be <= the first sample {manifest['first_sample']}."
+            f" Received: longest_window={model.longest_window}"
+        )
+    arrays = load_split(features_dir, split, max_samples)
+    order = _sample_order(len(arrays.index), batch_size, shuffle, seed, epoch, skip_batches)
+    gather = _gather_fn(arrays, load_log_series(features_dir), model)
+    dataset = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder)
+    dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    logger.debug(
+        "%s: %d samples from batch %d, batch %d", split, len(order), skip_batches, batch_size
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)
