@@ -1,0 +1,1 @@
+"""Prefect flows: the `jetx` pipeline (deployment `progressive`) and the `jetx-audit` flow."""

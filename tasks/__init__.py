@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over `jetx` that exchange small records (paths + hashes)."""

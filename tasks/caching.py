@@ -1,0 +1,82 @@
+"""Cache policies: content-addressed keys, and no cached record served for files that are gone.
+
+Prefect's `INPUTS + TASK_SOURCE` keys a task on its arguments and its code. Two things are added
+here. `FileContent` puts the sha256 of named `Path` arguments in the key, so that a changed source
+file recomputes even when its path is the same. `IntactOutputs` wraps a policy and checks the
+record a key would serve: when the files it names are missing or changed, that key is skipped and
+the next generation of the key is used, so the task runs again instead of returning a record that
+points at nothing. Results persist in Prefect's result storage (`PREFECT_LOCAL_STORAGE_PATH`,
+by default `$PREFECT_HOME/storage`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
+from prefect.context import TaskRunContext
+from prefect.logging import get_run_logger
+from prefect.results import get_result_store
+from prefect.utilities.hashing import hash_objects
+
+from jetx.io import sha256_file
+from tasks.records import FileSet
+
+#: Generations of one key tried before giving up on caching (a file deleted that many times).
+MAX_GENERATIONS = 64
+
+
+@dataclass
+class FileContent(CachePolicy):
+    """Key on the sha256 of the files given as the named `Path` arguments."""
+
+    names: tuple[str, ...] = ()
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        hashes = {name: sha256_file(Path(inputs[name])) for name in self.names}
+        return hash_objects(hashes, raise_on_failure=True)
+
+
+@dataclass
+class IntactOutputs(CachePolicy):
+    """`policy`'s key, moved on to a new generation while the record it holds is stale."""
+
+    policy: CachePolicy = field(default_factory=lambda: INPUTS + TASK_SOURCE)
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        base = self.policy.compute_key(task_ctx, inputs, flow_parameters, **kwargs)
+        if base is None:
+            return None
+        store = get_result_store()
+        for generation in range(MAX_GENERATIONS):
+            key = f"{base}-{generation}"
+            if not store.exists(key):
+                return key
+            record = store.read(key).result
+            problem = record.problem() if isinstance(record, FileSet) else None
+            if problem is None:
+                return key
+            get_run_logger(task_ctx).info("Not serving the cached record: %s", problem)
+        return None
+
+
+def content_policy(*file_inputs: str) -> CachePolicy:
+    """INPUTS + TASK_SOURCE (+ the content of `file_inputs`), never serving stale outputs."""
+    base = INPUTS + TASK_SOURCE
+    if file_inputs:
+        base = base + FileContent(names=tuple(file_inputs))
+    return IntactOutputs(policy=base)

@@ -1,0 +1,91 @@
+"""Small records that tasks exchange: paths plus content hashes, never DataFrames or models.
+
+A record is what a cache entry holds, so it must be cheap to store and must say whether the
+files it points at are still the files that were written: `FileSet.problem` checks that, and the
+cache policy of `tasks.caching` refuses to serve a record that fails it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict
+
+from jetx.io import sha256_file
+
+
+class FileSet(BaseModel):
+    """Files one task wrote: a directory and the sha256 of each file, by relative name."""
+
+    model_config = ConfigDict(frozen=True)
+
+    directory: Path
+    files: dict[str, str]
+
+    @classmethod
+    def of(cls, directory: Path, names: Iterable[str], **fields: Any) -> Self:
+        """Hash `names` (relative to `directory`) now and build the record."""
+        directory = Path(directory).resolve()
+        files = {name: sha256_file(directory / name) for name in sorted(names)}
+        return cls(directory=directory, files=files, **fields)
+
+    def path(self, name: str) -> Path:
+        """Absolute path of one of the record's files."""
+        return self.directory / name
+
+    @property
+    def digest(self) -> str:
+        """One sha256 over every file's name and hash: the content identity of the set."""
+        joined = "\n".join(f"{name}:{sha}" for name, sha in sorted(self.files.items()))
+        return hashlib.sha256(joined.encode()).hexdigest()
+
+    def problem(self) -> str | None:
+        """Why this record no longer describes the disk (a file missing or changed), or None."""
+        for name, sha in self.files.items():
+            path = self.path(name)
+            if not path.is_file():
+                return f"{path} is missing"
+            if sha256_file(path) != sha:
+                return f"{path} changed since it was written"
+        return None
+
+
+class DataRecord(FileSet):
+    """Output of loading a raw history: series.parquet, quarantine.parquet, manifest.json."""
+
+    source_sha256: str
+    rows_read: int
+    rows_kept: int
+    rows_quarantined: int
+
+
+class FeaturesRecord(FileSet):
+    """Output of feature building: features.parquet, scaler.json, series.parquet, manifest.json."""
+
+    samples: dict[str, int]
+
+
+class StageRecord(FileSet):
+    """One trained stage: its best and last checkpoints and how it was really trained.
+
+    `attempt` is Prefect's run count of the task (1 on the first try); `resumed` says whether the
+    stage continued from a checkpoint of its own instead of starting from the previous stage.
+    """
+
+    stage: int
+    best_checkpoint: str
+    last_checkpoint: str
+    micro_batch: int
+    accumulation: int
+    attempt: int
+    resumed: bool
+    epochs_run: int
+
+
+class ReportRecord(FileSet):
+    """The written report: report.md and what it was built from."""
+
+    verdict: str
