@@ -1,0 +1,177 @@
+"""Task: train one stage in a child process, retried with half the micro-batch after an OOM.
+
+A real out-of-memory on Linux is often no exception: the kernel kills the process with SIGKILL.
+If that process were the flow's, Prefect would mark the run Crashed, which retries do not cover.
+So the stage trains in a child (`python -m tasks.stage_child`), and the task turns the child's
+death by SIGKILL, or its exit with `EXIT_OUT_OF_MEMORY` (a ResourceExhaustedError), into
+`OutOfMemory`: the one error `is_out_of_memory` retries. Each retry halves the micro-batch,
+doubles accumulation (the effective batch stays) and resumes from the stage's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from prefect import Task, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.client.schemas.objects import TaskRun
+from prefect.runtime import task_run
+from prefect.states import State
+
+from jetx.config import get_preset
+from tasks.caching import content_policy
+from tasks.records import FeaturesRecord, StageRecord
+
+#: Exit code of `tasks.stage_child` after a ResourceExhaustedError (EX_TEMPFAIL).
+EXIT_OUT_OF_MEMORY = 75
+#: Retries after an OOM: micro-batch 8 -> 4 -> 2 -> 1.
+OOM_RETRIES = 3
+_PR_SET_PDEATHSIG = 1
+
+
+class OutOfMemory(RuntimeError):
+    """The training child ran out of memory (ResourceExhaustedError, or killed by SIGKILL)."""
+
+
+def is_out_of_memory(task: Task, task_run: TaskRun, state: State) -> bool:
+    """Retry condition: True only for `OutOfMemory`, so that any other error fails at once."""
+    try:
+        state.result()
+    except OutOfMemory:
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+def attempt_micro_batch(planned: int, attempt: int) -> int:
+    """Micro-batch of attempt `attempt` (1-based): `planned` halved once per earlier OOM.
+
+    Raises:
+        RuntimeError: (not retried) when the halving would go below 1.
+    """
+    micro_batch = planned >> (attempt - 1)
+    if micro_batch < 1:
+        raise RuntimeError(
+            f"Out of memory at micro-batch 1 (planned {planned}, attempt {attempt}): "
+            "use a smaller variant or a bigger memory budget."
+        )
+    return micro_batch
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the task's thread dies, so no stage trains orphaned."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _epochs_done(metrics_file: Path, stage: int) -> int:
+    if not metrics_file.is_file():
+        return 0
+    lines = metrics_file.read_text(encoding="utf-8").splitlines()
+    return sum(1 for line in lines if line.strip() and json.loads(line).get("stage") == stage)
+
+
+def _run_child(command: list[str], env: dict[str, str], pid_file: Path, progress) -> int:
+    """Run the child to its end, reporting progress; return its exit code (-9 for SIGKILL)."""
+    with subprocess.Popen(command, env=env, preexec_fn=_die_with_parent) as child:
+        pid_file.write_text(f"{child.pid}\n")
+        get_run_logger().info("Stage child pid %d: %s", child.pid, " ".join(command))
+        while child.poll() is None:
+            progress()
+            time.sleep(0.5)
+        progress()
+        return child.returncode
+
+
+def planned_micro_batch(preset: str, stage: int, variant: str, budget_gib: float | None) -> int:
+    """The stage's micro-batch before any OOM: the schedule's, or the planner's under a budget."""
+    config = get_preset(preset).stages[stage - 1]
+    if budget_gib is None:
+        return config.micro_batch
+    from jetx.memory import plan
+
+    model = get_preset(preset).model_for(variant)
+    return plan(model, config, int(budget_gib * 2**30)).micro_batch
+
+
+@task(
+    name="train_stage",
+    task_run_name="train_stage-{stage}",
+    retries=OOM_RETRIES,
+    retry_condition_fn=is_out_of_memory,
+    cache_policy=content_policy(),
+    persist_result=True,
+)
+def train_stage(
+    features: FeaturesRecord,
+    previous: StageRecord | None,
+    stage: int,
+    run_dir: Path,
+    preset: str,
+    variant: str,
+    budget_gib: float | None = None,
+    seed: int = 0,
+    inject_oom: str | None = None,
+) -> StageRecord:
+    """Train `stage` from `previous`'s best weights (or its own last checkpoint) in a child.
+
+    Cached on the features' hash, the previous stage's record, the stage's settings and this
+    code. `inject_oom` ("stage:step") makes the first attempt's child raise ResourceExhaustedError
+    at that step (the training library's test hook); retries never inject.
+    """
+    attempt = max(task_run.run_count, 1)
+    micro_batch = attempt_micro_batch(
+        planned_micro_batch(preset, stage, variant, budget_gib), attempt
+    )
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result_file = run_dir / f"stage{stage}.result.json"
+    result_file.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "tasks.stage_child", str(features.directory), str(run_dir)]
+    command += ["--stage", str(stage), "--preset", preset, "--variant", variant]
+    command += [
+        "--micro-batch",
+        str(micro_batch),
+        "--seed",
+        str(seed),
+        "--result",
+        str(result_file),
+    ]
+    if previous is not None:
+        command += ["--init", str(previous.path(previous.best_checkpoint))]
+    env = {k: v for k, v in os.environ.items() if k != "JETX_INJECT_OOM" or attempt == 1}
+    if inject_oom and attempt == 1:
+        env["JETX_INJECT_OOM"] = inject_oom
+    total = get_preset(preset).stages[stage - 1].epochs
+    artifact = create_progress_artifact(
+        0.0, key=f"stage-{stage}-progress", description=f"Stage {stage}: epochs done / {total}"
+    )
+
+    def progress() -> None:
+        done = _epochs_done(run_dir / "metrics.jsonl", stage)
+        update_progress_artifact(artifact, min(100.0, 100.0 * done / total))
+
+    logger = get_run_logger()
+    logger.info("Stage %d attempt %d: micro-batch %d", stage, attempt, micro_batch)
+    code = _run_child(command, env, run_dir / f"stage{stage}.child.pid", progress)
+    result = json.loads(result_file.read_text()) if result_file.is_file() else {}
+    if code == -signal.SIGKILL:
+        raise OutOfMemory(f"Stage {stage} child was killed by SIGKILL (exit -9): an OOM kill")
+    if code == EXIT_OUT_OF_MEMORY:
+        raise OutOfMemory(f"Stage {stage}: {result.get('error', 'ResourceExhaustedError')}")
+    if code != 0:
+        raise RuntimeError(f"Stage {stage} failed (exit {code}): {result.get('error', '')}")
+    logger.info("Stage %d done: %s", stage, result)
+    return StageRecord.of(run_dir, result.pop("files"), stage=stage, attempt=attempt, **result)
+
+
+def training_dir(out: Path, features: FeaturesRecord, preset: str, variant: str, seed: int) -> Path:
+    """The run directory of one (data version, preset, variant, seed): stages share it."""
+    return Path(out).resolve() / "train" / f"{features.digest[:12]}-{preset}-{variant}-s{seed}"
