@@ -1,0 +1,337 @@
+"""Ingest a raw multiplier history into a clean series, a quarantine and a manifest.
+
+A valid value is a finite number >= 1.00, written as a plain decimal (surrounding spaces and
+tabs are allowed; nothing else is coerced). Every other row goes to the quarantine with its
+source line (CSV) or id, its raw text and a reason, so that rows_read == rows_kept +
+rows_quarantined always holds and nothing is silently dropped. Values are parsed from text by
+this module, vectorised with pyarrow compute, because a reader's own number parsing would hide
+the raw text of damaged cells (such as two numbers joined by U+2028).
+
+Outputs in the output directory, each written atomically:
+- series.parquet: `id` int64, `value` float64, ordered by id (by line when a CSV has no `id`
+  column, in which case id = line - 1, the row's record number).
+- quarantine.parquet: `source_line` int64 (null for SQLite), `id` string (raw id text, null
+  when the source has no id column), `raw` string (the raw value cell, or the whole line of a row
+  with the wrong number of fields), `reason` string (one of `REASONS`).
+- manifest.json: the dict `ingest` returns.
+
+Duplicate ids are an error, not a quarantine: which copy is the real round would be a guess.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from jetx.errors import JetxInputError
+from jetx.io import sha256_file, write_json, write_parquet
+from jetx.sources import RawBatch, csv_header, detect_source, read_csv_batches, read_sqlite_batches
+
+logger = logging.getLogger(__name__)
+
+#: Quarantine reasons; a row's code is its index + 1 (0 = kept). Earlier reasons win.
+REASONS = (
+    "blank_line",
+    "wrong_field_count",
+    "bad_id",
+    "empty",
+    "not_a_number",
+    "not_finite",
+    "below_minimum",
+)
+_CODE = {reason: code for code, reason in enumerate(REASONS, start=1)}
+MIN_VALUE = 1.0
+_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+_NON_FINITE = r"^[+-]?(nan|inf|infinity)$"
+_INTEGER = r"^[+-]?[0-9]{1,18}$"
+_BLANKS = " \t"
+SERIES_FILE, QUARANTINE_FILE, MANIFEST_FILE = (
+    "series.parquet",
+    "quarantine.parquet",
+    "manifest.json",
+)
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("source_line", pa.int64()),
+        ("id", pa.string()),
+        ("raw", pa.string()),
+        ("reason", pa.string()),
+    ]
+)
+
+
+class QuarantineError(Exception):
+    """Raised under `strict=True` when any row was quarantined; nothing is written then."""
+
+
+def ingest(
+    source: Path,
+    out_dir: Path,
+    *,
+    strict: bool = False,
+    table: str = "jetx_results",
+    column: str = "value",
+) -> dict:
+    """Validate a CSV or SQLite history and write series, quarantine and manifest to `out_dir`.
+
+    Args:
+        source: a CSV file with a header naming `column` (optional `id`), or a SQLite database
+            holding `table` with `column` (ordered by its `id`, or rowid without one).
+        out_dir: directory for series.parquet, quarantine.parquet and manifest.json.
+        strict: refuse to write anything when a single row is quarantined.
+        table: SQLite table name.
+        column: name of the value column (CSV header or SQLite column).
+
+    Returns:
+        The manifest: source, source_type, sha256, rows_read, rows_kept, rows_quarantined,
+        quarantine_reasons (reason -> count), ordered_by, outputs, created_at.
+
+    Raises:
+        JetxInputError: the source cannot be used (missing, empty, binary, not UTF-8, no
+            header, no such table or column, duplicate ids).
+        QuarantineError: `strict` and at least one row was quarantined.
+    """
+    source, out_dir = Path(source), Path(out_dir)
+    source_type = detect_source(source)
+    invalid: list[tuple[int, str]] = []
+    if source_type == "sqlite":
+        batches, has_id = read_sqlite_batches(source, table, column), True
+    else:
+        columns = _csv_columns(source, column)
+        batches, has_id = read_csv_batches(source, columns, invalid), len(columns) == 2
+    ids, values, quarantine, rows_read = _collect(batches, has_id)
+    quarantine = pa.concat_tables([quarantine, _invalid_rows(invalid)])
+    rows_read += len(invalid)
+    if has_id:
+        ids, values = _order_by_id(source, ids, values)
+    if rows_read != ids.size + quarantine.num_rows:
+        raise RuntimeError(f"row counts do not add up for {source}: read {rows_read}")
+    reasons = _reason_counts(quarantine)
+    if strict and quarantine.num_rows:
+        raise QuarantineError(_strict_message(source, quarantine, reasons))
+    series = pa.table({"id": pa.array(ids), "value": pa.array(values)})
+    return _write(source, out_dir, series, quarantine, reasons, source_type, has_id)
+
+
+def read_series(series_dir: Path) -> np.ndarray:
+    """The ingested multipliers, float64 (n,), in series order, from `series_dir`/series.parquet.
+
+    Raises:
+        JetxInputError: the directory holds no series.parquet, or it lacks a `value` column.
+    """
+    path = Path(series_dir) / SERIES_FILE
+    if not path.is_file():
+        raise JetxInputError(
+            f"{series_dir}: no {SERIES_FILE}; run `jetx ingest SOURCE --out {series_dir}` first"
+        )
+    schema = pq.read_schema(path)
+    if "value" not in schema.names:
+        raise JetxInputError(f"{path}: no `value` column (columns: {', '.join(schema.names)})")
+    column = pq.read_table(path, columns=["value"]).column("value")
+    return column.to_numpy().astype(np.float64, copy=False)
+
+
+def classify_values(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Parse raw value cells and give each a reason code (0 = valid).
+
+    Args:
+        texts: (n,) string array of raw cells; nulls count as empty.
+
+    Returns:
+        numbers: float64 (n,), NaN where the text is not a decimal number.
+        codes: int8 (n,), 0 or an index + 1 into `REASONS`.
+    """
+    trimmed = pc.utf8_trim(texts, characters=_BLANKS)
+    empty = pc.fill_null(pc.equal(trimmed, ""), True).to_numpy(zero_copy_only=False)
+    numeric = pc.fill_null(pc.match_substring_regex(trimmed, _NUMBER), False)
+    special = pc.fill_null(pc.match_substring_regex(trimmed, _NON_FINITE, ignore_case=True), False)
+    parsed = pc.cast(pc.if_else(numeric, trimmed, "nan"), pa.float64())
+    numbers = parsed.to_numpy(zero_copy_only=False)
+    numeric = numeric.to_numpy(zero_copy_only=False)
+    codes = _number_codes(numbers)
+    codes[~numeric] = _CODE["not_a_number"]
+    codes[special.to_numpy(zero_copy_only=False)] = _CODE["not_finite"]
+    codes[empty] = _CODE["empty"]
+    return np.where(numeric, numbers, np.nan), codes
+
+
+def _number_codes(numbers: np.ndarray) -> np.ndarray:
+    codes = np.zeros(numbers.size, dtype=np.int8)
+    codes[numbers < MIN_VALUE] = _CODE["below_minimum"]
+    codes[~np.isfinite(numbers)] = _CODE["not_finite"]
+    return codes
+
+
+def _csv_columns(source: Path, column: str) -> list[str]:
+    header = csv_header(source)
+    if column in header:
+        return ["id", column] if "id" in header else [column]
+    if all(_looks_numeric(field) for field in header):
+        raise JetxInputError(
+            f"{source}: no header line (first line is {','.join(header)!r}); "
+            f"expected a header naming a `{column}` column"
+        )
+    raise JetxInputError(f"{source}: no `{column}` column in header (found: {', '.join(header)})")
+
+
+def _looks_numeric(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def _collect(batches, has_id: bool) -> tuple[np.ndarray, np.ndarray, pa.Table, int]:
+    """Validate every batch; keep valid (id, value) arrays and the quarantined rows."""
+    kept_ids, kept_values, quarantined = [], [], [QUARANTINE_SCHEMA.empty_table()]
+    rows_read = 0
+    for raw in batches:
+        ids, values, codes = _validate(raw, has_id)
+        rows_read += codes.size
+        ok = codes == 0
+        kept_ids.append(ids[ok])
+        kept_values.append(values[ok])
+        if not ok.all():
+            quarantined.append(_quarantine_rows(raw, values, codes, ~ok))
+    ids = np.concatenate(kept_ids) if kept_ids else np.empty(0, np.int64)
+    values = np.concatenate(kept_values) if kept_values else np.empty(0, np.float64)
+    return ids, values, pa.concat_tables(quarantined), rows_read
+
+
+def _validate(raw: RawBatch, has_id: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ids (int64), values (float64) and reason codes (int8) of one batch."""
+    if raw.numbers is None:
+        values, codes = classify_values(raw.values)
+    else:
+        values, codes = _sqlite_values(raw)
+    if raw.lines is not None and not has_id:
+        ids = raw.lines - 1
+    elif raw.bad_ids is not None:
+        ids = raw.ids.to_numpy()
+        codes[pc.is_valid(raw.bad_ids).to_numpy(zero_copy_only=False)] = _CODE["bad_id"]
+    else:
+        ids, bad = _parse_ids(raw.ids)
+        codes[bad] = _CODE["bad_id"]
+    if raw.lines is not None:
+        cells = [raw.values] if raw.ids is None else [raw.ids, raw.values]
+        blank = np.logical_and.reduce([_is_empty(cell) for cell in cells])
+        codes[blank] = _CODE["blank_line"]
+    return ids, values, codes
+
+
+def _sqlite_values(raw: RawBatch) -> tuple[np.ndarray, np.ndarray]:
+    values, codes = classify_values(raw.values)
+    native = ~np.isnan(raw.numbers)
+    values[native] = raw.numbers[native]
+    codes[native] = _number_codes(raw.numbers[native])
+    return values, codes
+
+
+def _parse_ids(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    trimmed = pc.utf8_trim(texts, characters=_BLANKS)
+    good = pc.fill_null(pc.match_substring_regex(trimmed, _INTEGER), False)
+    ids = pc.cast(pc.if_else(good, trimmed, "0"), pa.int64()).to_numpy(zero_copy_only=False)
+    return ids, ~good.to_numpy(zero_copy_only=False)
+
+
+def _is_empty(cell: pa.Array) -> np.ndarray:
+    return pc.fill_null(pc.equal(cell, ""), True).to_numpy(zero_copy_only=False)
+
+
+def _quarantine_rows(raw: RawBatch, values: np.ndarray, codes: np.ndarray, bad: np.ndarray):
+    index = pa.array(np.flatnonzero(bad))
+    texts = raw.values.take(index)
+    if raw.numbers is not None:
+        rendered = pc.cast(pa.array(values[bad]), pa.string())
+        texts = pc.coalesce(texts, pc.if_else(pc.is_nan(pa.array(values[bad])), None, rendered))
+    if raw.ids is None:
+        ids = pa.nulls(len(index), pa.string())
+    elif raw.bad_ids is not None:
+        ids = pc.coalesce(raw.bad_ids.take(index), pc.cast(raw.ids.take(index), pa.string()))
+    else:
+        ids = raw.ids.take(index)
+    lines = pa.nulls(len(index), pa.int64()) if raw.lines is None else raw.lines[bad]
+    reasons = np.asarray(REASONS, dtype=object)[codes[bad] - 1]
+    return pa.Table.from_arrays(
+        [pa.array(lines, pa.int64()), ids, texts, pa.array(reasons, pa.string())],
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
+def _invalid_rows(invalid: list[tuple[int, str]]) -> pa.Table:
+    lines = [line if line >= 0 else None for line, _ in invalid]
+    return pa.Table.from_arrays(
+        [
+            pa.array(lines, pa.int64()),
+            pa.nulls(len(invalid), pa.string()),
+            pa.array([text for _, text in invalid], pa.string()),
+            pa.array(["wrong_field_count"] * len(invalid), pa.string()),
+        ],
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
+def _order_by_id(source: Path, ids: np.ndarray, values: np.ndarray):
+    if ids.size < 2 or bool(np.all(ids[1:] > ids[:-1])):
+        return ids, values
+    order = np.argsort(ids, kind="stable")
+    ids, values = ids[order], values[order]
+    duplicated = np.flatnonzero(ids[1:] == ids[:-1])
+    if duplicated.size:
+        first = int(ids[duplicated[0]])
+        count = np.unique(ids[duplicated]).size
+        raise JetxInputError(
+            f"{source}: duplicate id {first} ({count} ids appear more than once); "
+            "ids must be unique to define the order of rounds"
+        )
+    return ids, values
+
+
+def _reason_counts(quarantine: pa.Table) -> dict[str, int]:
+    counts = pc.value_counts(quarantine.column("reason")).to_pylist()
+    return {item["values"]: item["counts"] for item in sorted(counts, key=lambda c: c["values"])}
+
+
+def _strict_message(source: Path, quarantine: pa.Table, reasons: dict[str, int]) -> str:
+    first = quarantine.slice(0, 1).to_pylist()[0]
+    line = first["source_line"]
+    where = f"line {line}" if line is not None else f"id {first['id']}"
+    summary = ", ".join(f"{reason}: {count}" for reason, count in reasons.items())
+    return (
+        f"{source}: {quarantine.num_rows} row(s) quarantined under --strict ({summary}; "
+        f"first at {where}: {first['raw']!r}); nothing written"
+    )
+
+
+def _write(source, out_dir, series, quarantine, reasons, source_type, has_id) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_parquet(out_dir / SERIES_FILE, series)
+    write_parquet(out_dir / QUARANTINE_FILE, quarantine)
+    manifest = {
+        "source": str(source.resolve()),
+        "source_type": source_type,
+        "sha256": sha256_file(source),
+        "rows_read": series.num_rows + quarantine.num_rows,
+        "rows_kept": series.num_rows,
+        "rows_quarantined": quarantine.num_rows,
+        "quarantine_reasons": reasons,
+        "ordered_by": "id" if has_id else "line",
+        "outputs": {name: sha256_file(out_dir / name) for name in (SERIES_FILE, QUARANTINE_FILE)},
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    write_json(out_dir / MANIFEST_FILE, manifest)
+    logger.info(
+        "ingested %s: %d read, %d kept, %d quarantined",
+        source,
+        manifest["rows_read"],
+        manifest["rows_kept"],
+        manifest["rows_quarantined"],
+    )
+    return manifest
