@@ -41,11 +41,12 @@ def distribution_features(chunk: Chunk) -> np.ndarray:
     win = chunk.window(50)
     mean = win.mean(axis=1)
     centred = win - mean[:, None]
-    m2 = (centred**2).mean(axis=1)
+    squared = centred * centred  # products, not `**`: numpy's pow for 3 and 4 is 25x slower
+    m2 = squared.mean(axis=1)
     flat = is_flat(np.sqrt(m2), mean)
     safe_m2 = np.where(flat, 1.0, m2)
-    skew = np.where(flat, 0.0, (centred**3).mean(axis=1) / safe_m2**1.5)
-    kurt = np.where(flat, 0.0, (centred**4).mean(axis=1) / safe_m2**2 - 3.0)
+    skew = np.where(flat, 0.0, (squared * centred).mean(axis=1) / safe_m2**1.5)
+    kurt = np.where(flat, 0.0, (squared * squared).mean(axis=1) / safe_m2**2 - 3.0)
     p25, p50, p75, p90 = np.percentile(win, [25, 50, 75, 90], axis=1)
     return np.stack([skew, kurt, p25, p50, p75, p90, p75 - p25], axis=1)
 
