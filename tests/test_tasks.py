@@ -1,0 +1,105 @@
+"""Tasks: records of real ingest/feature runs, the content cache, and the OOM retry policy."""
+
+from pathlib import Path
+
+import prefect_env  # noqa: F401  (isolates Prefect before it is imported)
+import pytest
+from prefect import flow
+from prefect.logging import disable_run_logger
+from prefect.states import Completed, Failed
+from prefect.testing.utilities import prefect_test_harness
+
+from jetx.synth import synthesize, write_csv
+from tasks.data import load_raw
+from tasks.features import build_features
+from tasks.stage import OutOfMemory, attempt_micro_batch, is_out_of_memory
+
+
+@pytest.fixture(scope="module", autouse=True)
+def harness():
+    with prefect_test_harness():
+        yield
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Path:
+    path = tmp_path / "history.csv"
+    write_csv(path, synthesize(3000, seed=1))
+    return path
+
+
+@flow
+def _prepare(source: Path, out: Path):
+    data = load_raw(source, out / "data", return_state=True)
+    features = build_features(data.result(), out / "features", return_state=True)
+    return data, features
+
+
+def _names(states) -> list[str]:
+    return [state.name for state in states]
+
+
+def test_load_raw_and_build_features_return_hashed_records(history: Path, tmp_path: Path):
+    with disable_run_logger():
+        data = load_raw.fn(history, tmp_path / "data")
+        features = build_features.fn(data, tmp_path / "features")
+    assert (data.rows_read, data.rows_kept, data.rows_quarantined) == (3000, 3000, 0)
+    assert data.directory.name == data.source_sha256[:12]
+    assert sorted(features.files) == [
+        "features.parquet",
+        "manifest.json",
+        "scaler.json",
+        "series.parquet",
+    ]
+    assert sum(features.samples.values()) == 3000 - 1000
+    assert features.problem() is None
+
+
+def test_unchanged_rerun_hits_the_cache_and_a_changed_source_recomputes(history, tmp_path):
+    assert _names(_prepare(history, tmp_path)) == ["Completed", "Completed"]
+    assert _names(_prepare(history, tmp_path)) == ["Cached", "Cached"]
+    write_csv(history, synthesize(3000, seed=2))
+    data, features = _prepare(history, tmp_path)
+    assert _names((data, features)) == ["Completed", "Completed"]
+    assert len(list((tmp_path / "data").iterdir())) == 2
+
+
+def test_deleted_output_is_rebuilt_not_served_from_the_cache(history, tmp_path):
+    _, features = _prepare(history, tmp_path)
+    written = features.result().path("features.parquet")
+    written.unlink()
+    data, features = _prepare(history, tmp_path)
+    assert _names((data, features)) == ["Cached", "Completed"]
+    assert written.is_file() and features.result().problem() is None
+    assert _names(_prepare(history, tmp_path)) == ["Cached", "Cached"]
+
+
+def test_changed_output_is_rebuilt(history, tmp_path):
+    data, _ = _prepare(history, tmp_path)
+    data.result().path("series.parquet").write_bytes(b"not parquet")
+    assert _names(_prepare(history, tmp_path)) == ["Completed", "Completed"]
+
+
+@pytest.mark.parametrize(
+    ("state", "retried"),
+    [
+        (Failed(data=OutOfMemory("killed by SIGKILL")), True),
+        (Failed(data=ValueError("bad micro-batch")), False),
+        (Failed(data=RuntimeError("Stage 2 failed (exit 1)")), False),
+        (Completed(data=None), False),
+    ],
+)
+def test_retry_condition_accepts_only_out_of_memory(state, retried):
+    assert is_out_of_memory(None, None, state) is retried
+
+
+@pytest.mark.parametrize(("planned", "attempt", "micro_batch"), [(8, 1, 8), (8, 2, 4), (8, 4, 1)])
+def test_each_attempt_halves_the_micro_batch(planned, attempt, micro_batch):
+    assert attempt_micro_batch(planned, attempt) == micro_batch
+
+
+def test_no_micro_batch_below_one():
+    with pytest.raises(
+        RuntimeError, match="Out of memory at micro-batch 1 \\(planned 2, attempt 3\\)"
+    ):
+        attempt_micro_batch(2, 3)
