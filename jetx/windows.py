@@ -21,15 +21,11 @@ import tensorflow as tf
 
 from jetx.config import ModelConfig
 from jetx.errors import JetxInputError
+from jetx.prepare import FEATURES_FILE, MANIFEST_FILE, SCALER_FILE, SERIES_FILE
 from jetx.splits import SPLITS, Scaler
 from jetx.targets import NUM_CLASSES
 
 logger = logging.getLogger(__name__)
-
-FEATURES_FILE = "features.parquet"
-SCALER_FILE = "scaler.json"
-SERIES_FILE = "series.parquet"
-MANIFEST_FILE = "manifest.json"
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,13 @@ import sys
 from collections.abc import Sequence
 
 from jetx import __version__
+from jetx.cli import features
+from jetx.cli import ingest as _ingest
+from jetx.cli import synth as _synth
 from jetx.errors import JetxInputError
 
 #: Subcommand modules, in the order `jetx --help` lists them.
-COMMANDS: tuple = ()
+COMMANDS: tuple = (_synth, _ingest, features)
 
 
 def build_parser() -> argparse.ArgumentParser:
