@@ -53,7 +53,7 @@ def _check_values(values: np.ndarray, start: int, chunk_size: int) -> np.ndarray
     if bad.size:
         raise JetxInputError(
             f"`values` must be finite multipliers >= 1.0. Received: {bad.size} bad values, "
-            f"first at position {bad[0]} ({series[bad[0]]!r})"
+            f"first at position {bad[0]} ({float(series[bad[0]])!r})"
         )
     if start < FIRST_SAMPLE:
         raise JetxInputError(f"`start` must be >= {FIRST_SAMPLE}. Received: start={start}")
