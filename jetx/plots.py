@@ -1,0 +1,178 @@
+"""PNG plots of a run: training curves, peak memory, the confusion matrix and the bankroll.
+
+Matplotlib with the Agg backend (no display on a server or in a worker). Every figure has a
+title, labelled axes with units and a legend, and is written atomically like every other output.
+Training records are the dicts of RUN_DIR/metrics.jsonl; keys beyond the ones read are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from jetx.io import atomic_path  # noqa: E402
+from jetx.metrics import bankroll_curve  # noqa: E402
+
+#: Keys of a metrics.jsonl record that may hold a peak memory in bytes, with their legend labels.
+MEMORY_KEYS: dict[str, str] = {
+    "peak_memory_bytes": "allocator peak",
+    "peak_bytes": "allocator peak",
+    "memory_peak_bytes": "allocator peak",
+    "peak_rss_bytes": "process peak RSS",
+    "rss_peak_bytes": "process peak RSS",
+}
+_MIB = 2**20
+CLASS_NAMES = ("< 1.5", "1.5 to < 10", ">= 10")
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def _by_stage(records: Sequence[Mapping[str, Any]]) -> dict[int, list[Mapping[str, Any]]]:
+    stages: dict[int, list[Mapping[str, Any]]] = {}
+    for record in records:
+        if "stage" in record and "epoch" in record:
+            stages.setdefault(int(record["stage"]), []).append(record)
+    return {s: sorted(rows, key=lambda r: r["epoch"]) for s, rows in sorted(stages.items())}
+
+
+def plot_training_curves(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Training and validation loss against epoch, one panel per stage.
+
+    Args:
+        records: metrics.jsonl records with stage, epoch, loss and val_loss.
+        path: the PNG to write.
+
+    Returns:
+        `path`.
+    """
+    stages = _by_stage(records) or {0: []}
+    fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.6), squeeze=False)
+    for ax, (stage, rows) in zip(axes[0], stages.items(), strict=True):
+        epochs = [r["epoch"] for r in rows]
+        for key, label, style in (("loss", "train", "-o"), ("val_loss", "validation", "--s")):
+            points = [(e, r[key]) for e, r in zip(epochs, rows, strict=True) if key in r]
+            if points:
+                ax.plot(*zip(*points, strict=True), style, label=label, markersize=4)
+        ax.set_title(f"Stage {stage}" if rows else "No training records")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("weighted total loss")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    fig.suptitle("Training curves per stage")
+    return _save(fig, path)
+
+
+def plot_memory(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Peak memory per epoch across the stages, with each stage's micro-batch in the legend.
+
+    Args:
+        records: metrics.jsonl records with stage, epoch and one or more of MEMORY_KEYS.
+        path: the PNG to write.
+
+    Returns:
+        `path`.
+    """
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    x = 0
+    for index, (stage, rows) in enumerate(_by_stage(records).items()):
+        xs = np.arange(x, x + len(rows))
+        colour = f"C{index}"
+        micro = {r.get("micro_batch") for r in rows} - {None}
+        accumulation = {r.get("accumulation") for r in rows} - {None}
+        shape = f" (micro-batch {_join(micro)} x {_join(accumulation)})" if micro else ""
+        for key, label in MEMORY_KEYS.items():
+            mib = [r[key] / _MIB for r in rows if r.get(key) is not None]
+            if len(mib) == len(rows):
+                style = "-o" if "RSS" not in label else ":^"
+                ax.plot(xs, mib, style, c=colour, ms=4, label=f"stage {stage} {label}{shape}")
+        ax.axvline(x - 0.5, color="grey", lw=0.8, alpha=0.5)
+        ax.text(x - 0.4, 1.01, f"stage {stage}", transform=ax.get_xaxis_transform(), fontsize=8)
+        x += len(rows)
+    ax.set_title("Peak memory per epoch", pad=14)
+    ax.set_xlabel("epoch (all stages, in order)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("peak memory (MiB)")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    else:
+        ax.set_xlim(-1, max(x, 1))
+        ax.text(0.5, 0.5, "no memory records", ha="center", transform=ax.transAxes)
+    return _save(fig, path)
+
+
+def _join(values: set) -> str:
+    return "/".join(str(v) for v in sorted(values))
+
+
+def plot_confusion(matrix: Sequence[Sequence[int]], path: Path, title: str) -> Path:
+    """The classification head's 3x3 confusion matrix, counts and row shares in each cell.
+
+    Args:
+        matrix: int [3][3], rows true class, columns predicted class.
+        path: the PNG to write.
+        title: what the matrix is of (model, stage, split).
+
+    Returns:
+        `path`.
+    """
+    counts = np.asarray(matrix, dtype=np.int64)
+    rows = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(counts):
+        colour = "white" if shares[i, j] > 0.6 else "black"
+        ax.text(j, i, f"{count}\n{100 * shares[i, j]:.0f}%", ha="center", va="center", c=colour)
+    ticks = range(len(CLASS_NAMES))
+    ax.set_xticks(ticks, CLASS_NAMES)
+    ax.set_yticks(ticks, CLASS_NAMES)
+    ax.set_xlabel("predicted class (multiplier)")
+    ax.set_ylabel("true class (multiplier)")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="share of the true class")
+    return _save(fig, path)
+
+
+def plot_bankroll(y_value: np.ndarray, bets: Mapping[str, np.ndarray], path: Path) -> Path:
+    """Cumulative profit over the rounds, 1 unit per bet cashed out at 1.5x, one line per rule.
+
+    Args:
+        y_value: float64 [N] true multipliers, in round order.
+        bets: label -> bool [N] bet signal (the model's, always-bet's, ...).
+        path: the PNG to write.
+
+    Returns:
+        `path`.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4))
+    rounds = np.arange(1, len(y_value) + 1)
+    for label, bet in bets.items():
+        curve = bankroll_curve(y_value, bet)
+        final = curve[-1] if curve.size else 0.0
+        ax.plot(rounds, curve, label=f"{label} ({int(np.sum(bet))} bets, {final:+.1f} units)")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_title("Bankroll over the test rounds (1 unit per bet, cash out at 1.5x)")
+    ax.set_xlabel("test round (chronological)")
+    ax.set_ylabel("cumulative profit (units)")
+    ax.grid(alpha=0.3)
+    if bets:
+        ax.legend()
+    return _save(fig, path)

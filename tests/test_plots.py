@@ -1,0 +1,75 @@
+"""jetx.plots writes readable PNGs from real records (Agg backend, real files)."""
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from jetx import plots
+
+
+def _records():
+    rows = []
+    for stage, micro in ((1, 8), (2, 4), (3, 2)):
+        for epoch in range(3):
+            rows.append(
+                dict(
+                    stage=stage,
+                    epoch=epoch,
+                    loss=1.0 / (epoch + 1),
+                    val_loss=1.1 / (epoch + 1),
+                    peak_memory_bytes=(100 + stage) * 2**20,
+                    micro_batch=micro,
+                    accumulation=64 // micro // 8 * 8,
+                    an_extra_key="ignored",
+                )
+            )
+    return rows
+
+
+def _is_png_with_content(path):
+    image = mpimg.imread(path)
+    return image.ndim == 3 and image.shape[0] > 200 and image.std() > 0.01
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        pytest.param(lambda p: plots.plot_training_curves(_records(), p), id="curves"),
+        pytest.param(lambda p: plots.plot_training_curves([], p), id="curves-empty"),
+        pytest.param(lambda p: plots.plot_memory(_records(), p), id="memory"),
+        pytest.param(lambda p: plots.plot_memory([{"stage": 1, "epoch": 0}], p), id="no-memory"),
+        pytest.param(
+            lambda p: plots.plot_confusion([[3, 1, 0], [0, 0, 0], [1, 1, 1]], p, "t"),
+            id="confusion-with-empty-row",
+        ),
+        pytest.param(
+            lambda p: plots.plot_bankroll(
+                np.array([2.0, 1.1, 3.0]), {"model": np.array([1, 0, 1], bool)}, p
+            ),
+            id="bankroll",
+        ),
+        pytest.param(lambda p: plots.plot_bankroll(np.array([]), {}, p), id="bankroll-empty"),
+    ],
+)
+def test_plot_writes_a_png(tmp_path, draw):
+    path = tmp_path / "sub" / "figure.png"
+    assert draw(path) == path
+    assert _is_png_with_content(path)
+    assert [p.name for p in path.parent.iterdir()] == ["figure.png"]
+
+
+def test_memory_plot_labels_each_stage_with_its_micro_batch(tmp_path, monkeypatch):
+    labels = []
+    original = plots._save
+
+    def capture(fig, path):
+        labels.extend(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+        return original(fig, path)
+
+    monkeypatch.setattr(plots, "_save", capture)
+    plots.plot_memory(_records(), tmp_path / "m.png")
+    assert labels == [
+        "stage 1 allocator peak (micro-batch 8 x 8)",
+        "stage 2 allocator peak (micro-batch 4 x 16)",
+        "stage 3 allocator peak (micro-batch 2 x 32)",
+    ]
