@@ -26,6 +26,8 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.70, 0.15, 0.15)
 #: A train std at or below this (relative to max(1, |mean|)) is a constant feature: std -> 1.
 _CONSTANT_STD = 1e-12
+#: Rows standardised per block by Scaler.transform.
+_TRANSFORM_ROWS = 65_536
 
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
@@ -121,8 +123,17 @@ class Scaler:
     std: np.ndarray
 
     def transform(self, features: np.ndarray) -> np.ndarray:
-        """Standardise float [n, n_features] rows; returns float32 [n, n_features]."""
-        return ((np.asarray(features, np.float64) - self.mean) / self.std).astype(np.float32)
+        """Standardise float [n, n_features] rows; returns float32 [n, n_features].
+
+        Computed in float64 (a large mean over a small std would lose digits in float32), in
+        row blocks so that a long split never needs a float64 copy of the whole matrix.
+        """
+        features = np.asarray(features)
+        out = np.empty(features.shape, np.float32)
+        for start in range(0, len(features), _TRANSFORM_ROWS):
+            block = features[start : start + _TRANSFORM_ROWS].astype(np.float64)
+            out[start : start + _TRANSFORM_ROWS] = (block - self.mean) / self.std
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"names": list(self.names), "mean": self.mean.tolist(), "std": self.std.tolist()}

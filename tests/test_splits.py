@@ -106,3 +106,11 @@ def test_scaler_json_round_trip(tmp_path):
 def test_fit_without_rows_is_an_error():
     with pytest.raises(JetxInputError, match="at least one train row"):
         ScalerFit(["a"]).result()
+
+
+def test_transform_in_row_blocks_equals_one_pass(monkeypatch):
+    rows = np.random.default_rng(4).normal(1000.0, 0.01, size=(100, 3))
+    scaler = fit_scaler(rows, "abc")
+    monkeypatch.setattr("jetx.splits._TRANSFORM_ROWS", 7)
+    expected = ((rows - rows.mean(axis=0)) / rows.std(axis=0)).astype(np.float32)
+    np.testing.assert_array_equal(scaler.transform(rows), expected)
