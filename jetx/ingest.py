@@ -94,7 +94,7 @@ def ingest(
 
     Raises:
         JetxInputError: the source cannot be used (missing, empty, binary, not UTF-8, no
-            header, no such table or column, duplicate ids).
+            header, no such table or column, no data rows, duplicate ids).
         QuarantineError: `strict` and at least one row was quarantined.
     """
     source, out_dir = Path(source), Path(out_dir)
@@ -103,11 +103,15 @@ def ingest(
     if source_type == "sqlite":
         batches, has_id = read_sqlite_batches(source, table, column), True
     else:
-        columns = _csv_columns(source, column)
-        batches, has_id = read_csv_batches(source, columns, invalid), len(columns) == 2
+        header, roles = _csv_roles(source, column)
+        batches, has_id = read_csv_batches(source, header, roles, invalid), roles[0] is not None
     ids, values, quarantine, rows_read = _collect(batches, has_id)
     quarantine = pa.concat_tables([quarantine, _invalid_rows(invalid)])
+    if source_type == "csv":
+        quarantine = quarantine.sort_by("source_line")
     rows_read += len(invalid)
+    if rows_read == 0:
+        raise JetxInputError(f"{source}: no data rows; expected at least one round")
     if has_id:
         ids, values = _order_by_id(source, ids, values)
     if rows_read != ids.size + quarantine.num_rows:
@@ -168,10 +172,11 @@ def _number_codes(numbers: np.ndarray) -> np.ndarray:
     return codes
 
 
-def _csv_columns(source: Path, column: str) -> list[str]:
+def _csv_roles(source: Path, column: str) -> tuple[list[str], tuple[str | None, str]]:
+    """The header and the (id column or None, value column) it provides."""
     header = csv_header(source)
     if column in header:
-        return ["id", column] if "id" in header else [column]
+        return header, ("id" if "id" in header and column != "id" else None, column)
     if all(_looks_numeric(field) for field in header):
         raise JetxInputError(
             f"{source}: no header line (first line is {','.join(header)!r}); "

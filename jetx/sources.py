@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from jetx.errors import JetxInputError
@@ -90,7 +91,8 @@ def csv_header(path: Path) -> list[str]:
     """Column names of the CSV's first line (the header is required).
 
     Raises:
-        JetxInputError: the first bytes are not UTF-8, or the first line is blank.
+        JetxInputError: the first bytes are not UTF-8, the first line is blank, or a column
+            name repeats.
     """
     with open(path, "rb") as handle:
         head = handle.read(_SNIFF_BYTES)
@@ -103,21 +105,26 @@ def csv_header(path: Path) -> list[str]:
     first = text.splitlines()[0] if text.splitlines() else ""
     if not first.strip():
         raise JetxInputError(f"{path}: first line is blank; expected a CSV header line")
-    return next(csv.reader([first]))
+    header = next(csv.reader([first]))
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise JetxInputError(f"{path}: repeated column name(s) in header: {', '.join(repeated)}")
+    return header
 
 
 def read_csv_batches(
-    path: Path, columns: list[str], invalid: list[tuple[int, str]]
+    path: Path, header: list[str], roles: tuple[str | None, str], invalid: list[tuple[int, str]]
 ) -> Iterator[RawBatch]:
-    """Stream a CSV file's `columns` as text, one block at a time.
+    """Stream a CSV file as text cells, one block at a time, with each row's physical line.
 
-    Every physical line after the header is one row (blank lines too), so each row's line number
-    is exact. Rows with the wrong number of fields are not yielded; they are appended to
-    `invalid` as (line, text) for the caller to quarantine.
+    Every physical line after the header starts a row (blank lines too); line breaks inside
+    quoted cells are counted, so line numbers stay exact. Rows with the wrong number of fields
+    are not yielded; they are appended to `invalid` as (line, text) for the caller.
 
     Args:
         path: the CSV file.
-        columns: ["value"] or ["id", "value"] (names as in the header), in that role order.
+        header: the column names of the header line (all are read as text).
+        roles: (id column name or None, value column name).
         invalid: receives (line, raw text) of each row with the wrong number of fields.
 
     Raises:
@@ -128,8 +135,8 @@ def read_csv_batches(
         invalid.append((int(row.number) if row.number is not None else -1, row.text))
         return "skip"
 
-    reader = _open_csv(path, columns, on_invalid)
-    has_id = len(columns) == 2
+    reader = _open_csv(path, header, on_invalid)
+    id_name, value_name = roles
     offset = 0
     while True:
         try:
@@ -138,26 +145,26 @@ def read_csv_batches(
             return
         except pa.ArrowInvalid as error:
             raise _csv_error(path, error) from None
-        lines = _line_numbers(offset, batch.num_rows, invalid)
-        offset += batch.num_rows
+        breaks = sum(_line_breaks(column) for column in batch.columns)
+        keys = offset + np.arange(batch.num_rows, dtype=np.int64) + np.cumsum(breaks) - breaks
+        offset += batch.num_rows + int(np.sum(breaks))
         yield RawBatch(
-            lines=lines,
-            ids=batch.column(0) if has_id else None,
-            values=batch.column(len(columns) - 1),
+            lines=_line_numbers(keys, invalid),
+            ids=None if id_name is None else batch.column(id_name),
+            values=batch.column(value_name),
         )
 
 
-def _open_csv(path: Path, columns: list[str], on_invalid) -> pacsv.CSVStreamingReader:
+def _open_csv(path: Path, header: list[str], on_invalid) -> pacsv.CSVStreamingReader:
     try:
         return pacsv.open_csv(
             path,
-            read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
+            read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES, use_threads=False),
             parse_options=pacsv.ParseOptions(
                 ignore_empty_lines=False, invalid_row_handler=on_invalid
             ),
             convert_options=pacsv.ConvertOptions(
-                include_columns=columns,
-                column_types={name: pa.string() for name in columns},
+                column_types={name: pa.string() for name in header},
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
@@ -166,19 +173,26 @@ def _open_csv(path: Path, columns: list[str], on_invalid) -> pacsv.CSVStreamingR
         raise _csv_error(path, error) from None
 
 
-def _line_numbers(offset: int, count: int, invalid: list[tuple[int, str]]) -> np.ndarray:
-    """Physical lines of rows offset..offset+count-1 of the yielded rows.
+def _line_breaks(cells: pa.Array) -> np.ndarray:
+    """Line breaks (LF, CR or CRLF) inside each quoted cell, int64 (n,)."""
+    counts = [pc.count_substring(cells, token) for token in ("\n", "\r", "\r\n")]
+    total = pc.subtract(pc.add(counts[0], counts[1]), counts[2])
+    return total.to_numpy(zero_copy_only=False).astype(np.int64)
 
-    The k-th yielded row (0-based) is on line k + 2 (header on line 1) plus the number of skipped
-    invalid rows above it. Invalid rows of later blocks may already be listed (read-ahead); their
-    "yielded rows before" count is larger than any k here, so they do not shift these rows.
+
+def _line_numbers(keys: np.ndarray, invalid: list[tuple[int, str]]) -> np.ndarray:
+    """Physical lines of yielded rows from their keys (rows and line breaks above them).
+
+    A row's line is key + 2 (header on line 1) plus the skipped invalid rows above it. Invalid
+    row i on line S[i] has S[i] - 2 - i rows-and-breaks above it; it is above a row exactly
+    when that count is <= the row's key. Invalid rows listed early by read-ahead have larger
+    counts than any key here, so they shift nothing.
     """
-    k = np.arange(offset, offset + count, dtype=np.int64)
     if not invalid:
-        return k + 2
+        return keys + 2
     skipped = np.sort(np.fromiter((line for line, _ in invalid), dtype=np.int64))
-    yielded_before = skipped - 2 - np.arange(skipped.size, dtype=np.int64)
-    return k + 2 + np.searchsorted(yielded_before, k, side="right")
+    above = skipped - 2 - np.arange(skipped.size, dtype=np.int64)
+    return keys + 2 + np.searchsorted(above, keys, side="right")
 
 
 def _csv_error(path: Path, error: pa.ArrowInvalid) -> JetxInputError:
