@@ -126,7 +126,7 @@ def compute_features(
             f"Received: stop={stop}"
         )
     # Truncating is exact: no feature of a sample < stop reads values[stop - 1:] anyway.
-    blocks = [block for _, block in iter_feature_chunks(series[:stop], start)]
-    if not blocks:
-        return np.empty((0, len(FEATURE_NAMES)), dtype=np.float32)
-    return np.concatenate(blocks, axis=0)
+    out = np.empty((max(stop - start, 0), len(FEATURE_NAMES)), dtype=np.float32)
+    for samples, block in iter_feature_chunks(series[:stop], start):
+        out[samples - start] = block
+    return out
