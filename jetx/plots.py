@@ -42,7 +42,8 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return Path(path)
 
 
-def _by_stage(records: Sequence[Mapping[str, Any]]) -> dict[int, list[Mapping[str, Any]]]:
+def records_by_stage(records: Sequence[Mapping[str, Any]]) -> dict[int, list[Mapping[str, Any]]]:
+    """Records grouped by stage (ascending), each group sorted by epoch; others are ignored."""
     stages: dict[int, list[Mapping[str, Any]]] = {}
     for record in records:
         if "stage" in record and "epoch" in record:
@@ -60,7 +61,7 @@ def plot_training_curves(records: Sequence[Mapping[str, Any]], path: Path) -> Pa
     Returns:
         `path`.
     """
-    stages = _by_stage(records) or {0: []}
+    stages = records_by_stage(records) or {0: []}
     fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.6), squeeze=False)
     for ax, (stage, rows) in zip(axes[0], stages.items(), strict=True):
         epochs = [r["epoch"] for r in rows]
@@ -91,7 +92,7 @@ def plot_memory(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """
     fig, ax = plt.subplots(figsize=(8, 3.8))
     x = 0
-    for index, (stage, rows) in enumerate(_by_stage(records).items()):
+    for index, (stage, rows) in enumerate(records_by_stage(records).items()):
         xs = np.arange(x, x + len(rows))
         colour = f"C{index}"
         micro = {r.get("micro_batch") for r in rows} - {None}

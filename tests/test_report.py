@@ -1,0 +1,185 @@
+"""jetx.report, jetx.compare and the pure part of jetx.evaluate on real files."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from jetx import compare, metrics, report
+from jetx.errors import JetxInputError
+from jetx.evaluate import Predictions, build_evaluation, stage_evaluation
+
+
+def _values(n, seed):
+    rng = np.random.default_rng(seed)
+    return np.maximum(1.0, np.floor(0.97 / rng.random(n) * 100) / 100)
+
+
+def _predictions(y, p):
+    proba = np.tile([0.2, 0.7, 0.1], (y.size, 1))
+    return Predictions(y, np.asarray(p, dtype=float), np.full(y.size, 2.0), proba)
+
+
+def _evaluation(run_dir, p_test=None, sha="abc123", stages=(1, 2)):
+    y_test, y_val = _values(300, 1), _values(200, 2)
+    rng = np.random.default_rng(3)
+    test = _predictions(y_test, rng.random(300) if p_test is None else p_test(y_test))
+    val = _predictions(y_val, rng.random(200))
+    baselines = metrics.baselines(y_test, seed=0)
+    evaluated = [stage_evaluation(s, test, val, baselines["always"]) for s in stages]
+    training = report.training_rows(_records())
+    evaluation = build_evaluation(
+        y_test,
+        evaluated,
+        baselines,
+        run_dir=run_dir,
+        split="test",
+        data_sha256=sha,
+        variant="full",
+        preset="tiny",
+        parameters=1234,
+        training=training,
+    )
+    return evaluation, test
+
+
+def _records():
+    return [
+        dict(
+            stage=s,
+            epoch=e,
+            loss=1.0,
+            val_loss=1.0 - 0.1 * e,
+            memory_peak_bytes=2**20 * (s + e),
+            rss_peak_bytes=2**30,
+            micro_batch=8 // s,
+            accumulation=8 * s,
+            seconds=1.5,
+        )
+        for s in (1, 2)
+        for e in range(3)
+    ]
+
+
+def _write_run(tmp_path, name, **kwargs):
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _records()))
+    evaluation, test = _evaluation(run_dir, **kwargs)
+    report.write_report(run_dir, evaluation, test.y_value, test.p_threshold)
+    return run_dir, evaluation
+
+
+def test_write_report_writes_markdown_json_and_plots(tmp_path):
+    run_dir, evaluation = _write_run(tmp_path, "run-a")
+    out = run_dir / "report"
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "bankroll.png",
+        "confusion.png",
+        "metrics.json",
+        "peak_memory.png",
+        "report.md",
+        "training_curves.png",
+    ]
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["stages"][1]["at_cut"]["bets"] == evaluation["stages"][1]["at_cut"]["bets"]
+    text = (out / "report.md").read_text()
+    assert report.INDEPENDENCE in text
+    assert evaluation["stages"][-1]["verdict"] in text
+    assert "baseline: always (bet every round)" in text
+    assert "![bankroll.png](bankroll.png)" in text
+
+
+def test_training_rows_summarise_each_stage():
+    rows = report.training_rows(_records())
+    assert rows[1] == {
+        "stage": 2,
+        "epochs": 3,
+        "best val_loss": pytest.approx(0.8),
+        "best epoch": 2,
+        "micro-batch": 4,
+        "accumulation": 16,
+        "peak memory (MiB)": 4.0,
+        "peak RSS (MiB)": 1024.0,
+        "seconds": 4.5,
+    }
+
+
+def test_result_rows_hold_model_at_both_cuts_then_baselines(tmp_path):
+    evaluation, _ = _evaluation(tmp_path, stages=(3,))
+    rows = report.result_rows(evaluation)
+    assert [r["rule"].split(" (")[0] for r in rows] == [
+        "model, stage 3",
+        "model, stage 3",
+        "baseline: always",
+        "baseline: never",
+        "baseline: random",
+    ]
+    assert rows[0]["cut"] == "0.50 (given)" and rows[1]["cut"].endswith("(validation)")
+    assert rows[3]["win rate [95% CI]"] == "undefined (no bet)"
+    assert rows[3]["ROI [95% CI]"] == "0 (no bet)"
+
+
+def test_a_model_that_never_bets_reports_undefined_not_nan(tmp_path):
+    evaluation, _ = _evaluation(tmp_path, p_test=lambda y: np.zeros(y.size), stages=(1,))
+    stage = evaluation["stages"][0]
+    assert stage["at_cut"]["bets"] == 0
+    assert "never bets" in stage["verdict"]
+    text = report.render_markdown(evaluation)
+    assert "nan" not in text.lower()
+    assert "0 / 300" in text
+
+
+def test_a_model_that_knows_the_outcome_is_called_a_leakage_suspect(tmp_path):
+    evaluation, _ = _evaluation(tmp_path, p_test=lambda y: (y >= 1.5).astype(float))
+    assert "leakage suspect" in evaluation["stages"][0]["verdict"]
+    assert "leakage suspect" in report.render_markdown(evaluation)
+
+
+def test_target_rows_are_pass_fail_or_undefined(tmp_path):
+    evaluation, _ = _evaluation(tmp_path, p_test=lambda y: np.ones(y.size), stages=(1,))
+    (row,) = report.target_rows(evaluation)
+    assert row["below-1.5 accuracy >= 75%"] == "FAIL"
+    assert row["above-1.5 accuracy >= 75%"] == "pass"
+    assert row["money-loss risk < 20%"] == "FAIL"
+
+
+def test_markdown_table_escapes_pipes_and_keeps_column_order():
+    table = report.markdown_table([{"b": "x|y", "a": 1}, {"b": None, "a": 2}])
+    assert table.splitlines() == ["| b | a |", "|---|---|", "| x\\|y | 1 |", "|  | 2 |"]
+    assert report.markdown_table([]) == ""
+
+
+def test_read_records_skips_a_broken_line_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"stage": 1, "epoch": 0}\n{"stage": 1, "ep\n\n[1]\n')
+    with caplog.at_level(logging.WARNING):
+        assert report.read_records(path) == [{"stage": 1, "epoch": 0}]
+    assert "metrics.jsonl:2 is not a JSON record" in caplog.text
+    assert "metrics.jsonl:4 is not a JSON record" in caplog.text
+    assert report.read_records(tmp_path / "absent.jsonl") == []
+
+
+def test_compare_includes_the_previous_run_of_the_same_data(tmp_path):
+    old, _ = _write_run(tmp_path, "run-old")
+    _write_run(tmp_path, "run-other-data", sha="different")
+    metrics_path = old / "report" / "metrics.json"
+    saved = json.loads(metrics_path.read_text())
+    saved["created_at"] = "2000-01-01T00:00:00+00:00"
+    metrics_path.write_text(json.dumps(saved))
+    new, _ = _write_run(tmp_path, "run-new")
+    rows = compare.compare_rows([new])
+    runs = [r["run"] for r in rows]
+    assert runs == ["run-new"] * 3 + ["run-old (previous run of run-new)"] * 3
+    assert [r["rule"] for r in rows[:3]] == ["stage 1", "stage 2", "always bet"]
+    assert rows[0]["peak memory (MiB)"] == "3.0" and rows[0]["seconds"] == "4.5"
+    assert rows[0]["parameters"] == "1234"
+    assert compare.previous_run(old, saved) is None
+
+
+def test_compare_of_an_unevaluated_run_names_the_fix(tmp_path):
+    with pytest.raises(JetxInputError) as error:
+        compare.compare_rows([tmp_path])
+    assert "has no report/metrics.json: run `jetx evaluate" in str(error.value)
