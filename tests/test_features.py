@@ -124,6 +124,7 @@ def test_start_and_stop_select_rows():
     full = compute_features(values)
     np.testing.assert_array_equal(compute_features(values, 1200, 1300), full[200:300])
     assert compute_features(values[:FIRST_SAMPLE]).shape == (0, len(FEATURE_NAMES))
+    assert compute_features(values[:700]).shape == (0, len(FEATURE_NAMES))
 
 
 def test_registry_names_and_category_counts_follow_design():

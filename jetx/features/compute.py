@@ -119,14 +119,15 @@ def compute_features(
         JetxInputError: as `iter_feature_chunks`, or for a stop outside [start, N].
     """
     series = np.asarray(values, dtype=np.float64)
-    stop = len(series) if stop is None else stop
-    if stop > len(series) or stop < start:
+    # A series shorter than `start` simply has no samples: an empty result, not an error.
+    stop = max(len(series), start) if stop is None else stop
+    if stop > max(len(series), start) or stop < start:
         raise JetxInputError(
             f"`stop` must lie in [start, len(values)] = [{start}, {len(series)}]. "
             f"Received: stop={stop}"
         )
     # Truncating is exact: no feature of a sample < stop reads values[stop - 1:] anyway.
     out = np.empty((max(stop - start, 0), len(FEATURE_NAMES)), dtype=np.float32)
-    for samples, block in iter_feature_chunks(series[:stop], start):
+    for samples, block in iter_feature_chunks(series[: min(stop, len(series))], start):
         out[samples - start] = block
     return out
