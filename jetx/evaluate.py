@@ -18,6 +18,9 @@ from typing import Any
 import numpy as np
 
 from jetx import metrics
+from jetx.config import ModelConfig, get_preset
+from jetx.errors import JetxInputError
+from jetx.report import METRICS_JSONL, read_records, training_rows
 
 logger = logging.getLogger(__name__)
 
@@ -107,3 +110,113 @@ def build_evaluation(
         "baselines": dict(baselines),
         "stages": list(stages),
     }
+
+
+def predict(
+    model: Any,
+    config: ModelConfig,
+    features_dir: Path,
+    split: str,
+    max_samples: int | None,
+    batch_size: int = 256,
+) -> Predictions:
+    """Run `model` over a split in round order and collect its three heads' outputs.
+
+    Args:
+        model: a built Keras model (`jetx.model.build_model(config)`) with its weights loaded.
+        config: the model's config (decides which sequence windows are built).
+        features_dir: a `jetx features` output dir.
+        split: "train", "val" or "test".
+        max_samples: keep the split's newest this many samples (the preset's eval cap).
+        batch_size: samples per prediction batch (memory only; results do not depend on it).
+
+    Returns:
+        The split's `Predictions`; y_value is read in float64 from the stored series, not from
+        the float32 regression target.
+    """
+    import pyarrow.parquet as pq
+
+    from jetx.prepare import SERIES_FILE
+    from jetx.windows import load_split, make_dataset
+
+    outputs: dict[str, list[np.ndarray]] = {"regression": [], "classification": [], "threshold": []}
+    dataset = make_dataset(features_dir, split, config, batch_size, max_samples=max_samples)
+    for inputs, _ in dataset:
+        predicted = model(inputs, training=False)
+        for name, parts in outputs.items():
+            parts.append(np.asarray(predicted[name], dtype=np.float64))
+    index = load_split(features_dir, split, max_samples).index
+    series = pq.read_table(Path(features_dir) / SERIES_FILE, columns=["value"])["value"]
+    return Predictions(
+        y_value=series.to_numpy().astype(np.float64)[index],
+        p_threshold=np.concatenate(outputs["threshold"]).reshape(-1),
+        y_pred_value=np.concatenate(outputs["regression"]).reshape(-1),
+        class_proba=np.concatenate(outputs["classification"]).reshape(-1, 3),
+    )
+
+
+def evaluate_run(
+    run_dir: Path,
+    features_dir: Path,
+    preset: str,
+    variant: str | None = None,
+    *,
+    split: str = "test",
+    cut: float = 0.5,
+    seed: int = 0,
+) -> tuple[dict[str, Any], Predictions]:
+    """Score the best checkpoint of every trained stage of a run on `split`.
+
+    Args:
+        run_dir: the training run's directory (stage{N}/checkpoints, metrics.jsonl).
+        features_dir: the features dir the run was trained on.
+        preset: the preset's name (model size and eval cap).
+        variant: the variant trained (default: the preset's).
+        split: the split to score ("test"; "val" only to inspect, its cut is chosen on itself).
+        cut: the given probability cut.
+        seed: seed of the random baseline.
+
+    Returns:
+        (the evaluation dict of `build_evaluation`, the last stage's predictions on `split`).
+
+    Raises:
+        JetxInputError: no stage of the run has a checkpoint, or a checkpoint that does not fit
+            the preset and variant.
+    """
+    from jetx.checkpoint import best_checkpoint, restore_variables, stage_dir
+    from jetx.model import build_model
+    from jetx.windows import read_manifest
+
+    run_dir, features_dir = Path(run_dir), Path(features_dir)
+    chosen = get_preset(preset)
+    config = chosen.model_for(variant)
+    found = [(s.stage, best_checkpoint(stage_dir(run_dir, s.stage))) for s in chosen.stages]
+    found = [(stage, path) for stage, path in found if path is not None]
+    if not found:
+        raise JetxInputError(f"`run_dir` has no stage checkpoint. Received: run_dir={run_dir}")
+    model = build_model(config)
+    cap = chosen.max_eval_samples
+    stages, test = [], None
+    for stage, checkpoint in found:
+        restore_variables(checkpoint, {"model": model.variables})
+        val = predict(model, config, features_dir, "val", cap)
+        test = predict(model, config, features_dir, split, cap)
+        if not stages:
+            baselines = metrics.baselines(test.y_value, seed)
+        rel = str(checkpoint.relative_to(run_dir))
+        stages.append(stage_evaluation(stage, test, val, baselines["always"], cut, rel))
+        logger.info("stage %d: %s", stage, stages[-1]["verdict"])
+    evaluation = build_evaluation(
+        test.y_value,
+        stages,
+        baselines,
+        run_dir=run_dir,
+        split=split,
+        data_sha256=read_manifest(features_dir).get("series_sha256"),
+        features_dir=features_dir,
+        variant=variant or chosen.variant,
+        preset=preset,
+        parameters=int(model.count_params()),
+        training=training_rows(read_records(run_dir / METRICS_JSONL)),
+    )
+    return evaluation, test

@@ -12,13 +12,15 @@ import sys
 from collections.abc import Sequence
 
 from jetx import __version__
+from jetx.cli import compare as _compare
+from jetx.cli import evaluate as _evaluate
 from jetx.cli import features
 from jetx.cli import ingest as _ingest
 from jetx.cli import synth as _synth
 from jetx.errors import JetxInputError
 
 #: Subcommand modules, in the order `jetx --help` lists them.
-COMMANDS: tuple = (_synth, _ingest, features)
+COMMANDS: tuple = (_synth, _ingest, features, _evaluate, _compare)
 
 
 def build_parser() -> argparse.ArgumentParser:
