@@ -1,0 +1,103 @@
+"""`jetx train FEATURES_DIR --preset P --variant V --out RUN_DIR`: the staged schedule, no Prefect.
+
+Running it again on the same RUN_DIR resumes: finished stages are kept, an interrupted stage goes
+on from its last checkpoint. `--stages 2` trains stage 2 alone from stage 1's best checkpoint in
+RUN_DIR, which is how a stage runs as a child process of a flow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from jetx.config import PRECISIONS, PRESETS, VARIANTS, Preset, get_preset
+from jetx.errors import JetxInputError
+
+_GIB = 1024**3
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train the stages (mixed precision, accumulation, checkpoints, resume)"
+    )
+    parser.add_argument("features_dir", type=Path, help="features dir (jetx features)")
+    parser.add_argument("--out", type=Path, required=True, help="run dir (created or resumed)")
+    parser.add_argument("--preset", default="demo", choices=sorted(PRESETS))
+    parser.add_argument("--variant", choices=sorted(VARIANTS), help="default: the preset's")
+    parser.add_argument("--stages", default=None, help="comma-separated stages, e.g. 1,2,3")
+    parser.add_argument("--precision", choices=PRECISIONS, help="default: by device")
+    parser.add_argument("--budget-gib", type=float, help="memory budget: plan the micro-batch")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, help="override every stage's epochs")
+    parser.add_argument("--checkpoint-every", type=int, help="override: updates per checkpoint")
+    parser.add_argument(
+        "--deterministic", action="store_true", help="deterministic ops (exact reruns, slower)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=_run)
+
+
+def _stages(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise JetxInputError(
+            f"`--stages` must be comma-separated stage numbers like 1,2,3. Received: {text!r}"
+        ) from None
+
+
+def _preset(args: argparse.Namespace) -> Preset:
+    preset = get_preset(args.preset)
+    overrides = {}
+    for name in ("epochs", "checkpoint_every"):
+        value = getattr(args, name)
+        if value is not None:
+            if value < (1 if name == "epochs" else 0):
+                raise JetxInputError(f"`--{name.replace('_', '-')}` is too small: {value}")
+            overrides[name] = value
+    if not overrides:
+        return preset
+    stages = tuple(dataclasses.replace(s, **overrides) for s in preset.stages)
+    return dataclasses.replace(preset, stages=stages)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.budget_gib is not None and args.budget_gib <= 0:
+        raise JetxInputError(f"`--budget-gib` must be positive. Received: {args.budget_gib}")
+    if not (args.features_dir / "manifest.json").is_file():
+        raise JetxInputError(f"{args.features_dir} is not a features dir (no manifest.json)")
+    import tensorflow as tf
+
+    from jetx.io import write_json
+    from jetx.train import StageData, run_schedule
+
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    preset = _preset(args)
+    variant = args.variant or preset.variant
+    data = StageData(
+        args.features_dir,
+        preset.model_for(variant),
+        variant,
+        args.seed,
+        preset.max_train_samples,
+        preset.max_eval_samples,
+    )
+    run = {"preset": preset.to_dict(), "variant": variant, "seed": args.seed}
+    write_json(args.out / "run.json", {**run, "features_dir": str(args.features_dir)})
+    results = run_schedule(
+        preset,
+        data,
+        args.out,
+        stages=_stages(args.stages),
+        precision=args.precision,
+        budget_bytes=int(args.budget_gib * _GIB) if args.budget_gib else None,
+        verbose=0 if args.quiet else 1,
+    )
+    for result in results:
+        print(json.dumps(result.to_dict(), default=str))
+    return 0

@@ -1,0 +1,92 @@
+"""Where a stage picks up: its last checkpoint after a crash, or after an out-of-memory error.
+
+An out-of-memory error halves the micro-batch and doubles accumulation (the effective batch
+stays); the stage then restores its last checkpoint, whose `samples_in_epoch` tells the new
+micro-batch how many batches of the epoch's fixed order to skip.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from jetx.checkpoint import TrainState, latest_checkpoint, load_state, restore_variables
+from jetx.errors import JetxInputError
+from jetx.stage_data import StageData
+from jetx.stage_loop import StageLoop
+
+logger = logging.getLogger(__name__)
+
+_GIB = 1024**3
+
+
+class StageOutOfMemoryError(JetxInputError):
+    """A stage ran out of memory at micro-batch 1: the variant does not fit the budget."""
+
+
+def resume_state(
+    loop: StageLoop, data: StageData, micro_batch: int, change: dict | None
+) -> TrainState:
+    """Load the stage's last checkpoint into the loop's variables, or write the first one."""
+    latest = latest_checkpoint(loop.directory)
+    stage = loop.stage
+    if latest is None:
+        loop.state = TrainState(stage.stage, micro_batch, data.seed, stage.learning_rate)
+        loop.checkpoint()  # what an out-of-memory before the first update restores
+        return loop.state
+    state = load_state(latest)
+    if state.seed != data.seed:
+        raise JetxInputError(
+            f"{loop.directory} was trained with seed {state.seed}; resuming it needs the same "
+            f"seed. Received: seed={data.seed}"
+        )
+    restore_variables(
+        latest,
+        {
+            "model": loop.accumulator.model.variables,
+            "optimizer": loop.accumulator.optimizer.variables,
+            "accumulator": loop.accumulator.state_variables,
+        },
+    )
+    if change:
+        state.micro_batch = change["to"]
+        state.micro_batch_changes.append(change)
+    logger.info(
+        "stage %d: resuming from %s (epoch %d, %d samples into it, update %d, micro-batch %d)",
+        stage.stage,
+        latest.name,
+        state.epoch + 1,
+        state.samples_in_epoch,
+        state.updates,
+        state.micro_batch,
+    )
+    return state
+
+
+def halve_micro_batch(loop: StageLoop, data: StageData, budget_bytes, error) -> tuple[int, dict]:
+    state, effective = loop.state, loop.stage.effective_batch
+    smaller = next((m for m in range(state.micro_batch // 2, 0, -1) if effective % m == 0), 0)
+    if smaller < 1:
+        budget = f"{budget_bytes / _GIB:.2f} GiB" if budget_bytes else "none given"
+        raise StageOutOfMemoryError(
+            f"stage {loop.stage.stage} of variant {data.variant!r} ran out of memory at "
+            f"micro-batch {state.micro_batch} (memory budget: {budget}); it cannot be halved "
+            f"further. Choose a smaller variant or precision. ({error.message})"
+        ) from error
+    change = {
+        "epoch": state.epoch,
+        "update": state.updates,
+        "from": state.micro_batch,
+        "to": smaller,
+        "accumulation": effective // smaller,
+        "error": type(error).__name__,
+    }
+    logger.warning(
+        "stage %d: out of memory at update %d (%s); micro-batch %d -> %d, accumulation %d",
+        loop.stage.stage,
+        state.updates,
+        error.message,
+        state.micro_batch,
+        smaller,
+        effective // smaller,
+    )
+    return smaller, change

@@ -1,0 +1,252 @@
+"""Staged training: `train_stage` trains one stage, `run_schedule` chains a preset's stages.
+
+Each stage starts from the previous stage's best weights, resumes from its own last checkpoint
+in RUN_DIR if it has one, and recovers from out-of-memory errors by halving its micro-batch
+(accumulation doubles, the effective batch stays) and restoring its last checkpoint. Everything
+a stage needs is rebuilt from paths and configs, so it can run in a child process
+(`jetx train FEATURES_DIR ... --stages 2` continues an existing RUN_DIR).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from jetx.accumulation import GradientAccumulator
+from jetx.callbacks import (
+    EpochLogger,
+    FaultInjection,
+    MemoryMonitor,
+    MetricsWriter,
+    TensorBoardLogger,
+)
+from jetx.callbacks.metrics_jsonl import METRICS_FILE, read_metrics
+from jetx.checkpoint import (
+    TrainState,
+    best_checkpoint,
+    latest_checkpoint,
+    restore_variables,
+    stage_dir,
+)
+from jetx.config import Preset, StageConfig
+from jetx.errors import JetxInputError
+from jetx.io import write_json
+from jetx.losses import StageLoss
+from jetx.precision import needs_loss_scaling, set_precision
+from jetx.resume import StageOutOfMemoryError, halve_micro_batch, resume_state
+from jetx.stage_data import StageData
+from jetx.stage_loop import StageLoop
+from jetx.validation import Validator
+
+__all__ = ["StageData", "StageOutOfMemoryError", "StageResult", "run_schedule", "train_stage"]
+
+logger = logging.getLogger(__name__)
+
+RESULT_FILE = "result.json"
+_GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a finished stage leaves: where its weights are and how it went."""
+
+    stage: int
+    best_checkpoint: Path | None
+    last_checkpoint: Path
+    epochs_run: int
+    updates: int
+    best_epoch: int | None
+    best_val_metrics: dict[str, float]
+    micro_batch: int
+    accumulation: int
+    micro_batch_changes: tuple[dict[str, Any], ...]
+    peak_memory_bytes: int
+    skipped_windows: int
+    precision: str
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["best_checkpoint"] = str(self.best_checkpoint) if self.best_checkpoint else None
+        out["last_checkpoint"] = str(self.last_checkpoint)
+        out["micro_batch_changes"] = list(self.micro_batch_changes)
+        return out
+
+
+def train_stage(
+    stage: StageConfig,
+    data: StageData,
+    start: Path | keras.Model | None,
+    run_dir: Path,
+    *,
+    precision: str | None = None,
+    budget_bytes: int | None = None,
+    keep_last: int = 3,
+    verbose: int = 1,
+    oom_at: list[tuple[int, int]] | None = None,
+) -> StageResult:
+    """Train one stage to its end, resuming from its last checkpoint in `run_dir` if any.
+
+    Args:
+        stage: the stage's configuration.
+        data: features dir, model config, variant, seed and caps.
+        start: the previous stage's best checkpoint directory, a built model (used as is), or
+            None for fresh weights. Ignored when the stage resumes from its own checkpoint.
+        run_dir: the run's directory; this stage writes `run_dir/stage{N}` and appends to
+            `run_dir/metrics.jsonl` and `run_dir/tensorboard`.
+        precision: dtype policy (`jetx.config.PRECISIONS`); None picks the device's default.
+        budget_bytes: memory budget; when given, the micro-batch is planned before training.
+        keep_last: checkpoints kept besides the best.
+        verbose: 1 shows a progress bar per epoch.
+        oom_at: (stage, update) pairs at which to inject an out-of-memory error (a test hook;
+            None reads `JETX_INJECT_OOM`).
+
+    Returns:
+        The stage's `StageResult` (also written to `run_dir/stage{N}/result.json`).
+
+    Raises:
+        StageOutOfMemoryError: out of memory at micro-batch 1.
+        JetxInputError: a checkpoint or start that does not fit the model, or a seed that
+            differs from the one the stage was started with.
+    """
+    precision = set_precision(precision)
+    run_dir = Path(run_dir)
+    loop = _build_loop(stage, data, start, run_dir, precision, oom_at, keep_last, verbose)
+    micro_batch, change = _initial_micro_batch(stage, data, budget_bytes, precision), None
+    for callback in loop.callbacks:
+        callback.on_train_begin()
+    while True:
+        loop.state = resume_state(loop, data, micro_batch, change)
+        try:
+            loop.run()
+            break
+        except tf.errors.ResourceExhaustedError as error:
+            micro_batch, change = halve_micro_batch(loop, data, budget_bytes, error)
+    for callback in loop.callbacks:
+        callback.on_train_end()
+    return _result(loop, run_dir, precision)
+
+
+def run_schedule(
+    preset: Preset,
+    data: StageData,
+    run_dir: Path,
+    *,
+    stages: tuple[int, ...] | None = None,
+    **options: Any,
+) -> list[StageResult]:
+    """Train a preset's stages in order, each from the previous stage's best checkpoint.
+
+    Args:
+        preset: supplies the stage schedule.
+        data: as for `train_stage`.
+        run_dir: the run's directory; stages already finished there are not trained again.
+        stages: stage numbers to run (default: all); a later stage alone needs the earlier
+            stage's checkpoints in `run_dir`.
+        **options: keyword options of `train_stage` (precision, budget_bytes, verbose, ...).
+
+    Returns:
+        One `StageResult` per stage run.
+
+    Raises:
+        JetxInputError: an unknown stage number, or a missing previous stage.
+    """
+    known = [s.stage for s in preset.stages]
+    wanted = tuple(stages) if stages else tuple(known)
+    unknown = sorted(set(wanted) - set(known))
+    if unknown:
+        raise JetxInputError(f"`stages` must be among {known}. Received: stages={list(wanted)}")
+    results = []
+    for index, stage in enumerate(preset.stages):
+        if stage.stage in wanted:
+            start = _previous_best(preset.stages[index - 1], run_dir) if index else None
+            results.append(train_stage(stage, data, start, run_dir, **options))
+    return results
+
+
+def _build_loop(stage, data, start, run_dir, precision, oom_at, keep_last, verbose) -> StageLoop:
+    if isinstance(start, keras.Model):
+        model = start
+    else:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(data.seed + stage.stage)
+        model = data.build_model()
+        if start is not None:
+            restore_variables(Path(start), {"model": model.variables})
+    loss = StageLoss(stage)
+    optimizer = keras.optimizers.Adam(stage.learning_rate)
+    accumulator = GradientAccumulator(
+        model, optimizer, loss, loss_scaling=needs_loss_scaling(precision)
+    )
+    callbacks = [
+        MemoryMonitor(),
+        EpochLogger(stage.epochs),
+        MetricsWriter(run_dir / METRICS_FILE),
+        TensorBoardLogger(run_dir / "tensorboard" / f"stage{stage.stage}"),
+        FaultInjection(stage.stage, oom_at),
+    ]
+    directory = stage_dir(run_dir, stage.stage)
+    state = TrainState(stage.stage, stage.micro_batch, data.seed, stage.learning_rate)
+    validator = Validator(model, loss)
+    return StageLoop(
+        stage, data, accumulator, validator, state, directory, callbacks, keep_last, verbose
+    )
+
+
+def _initial_micro_batch(stage, data, budget_bytes, precision) -> int:
+    if budget_bytes is None:
+        return stage.micro_batch
+    from jetx.memory import plan
+
+    memory_plan = plan(data.model, stage, budget_bytes, precision)
+    logger.info(
+        "stage %d: memory plan micro-batch %d x accumulation %d, predicted peak %.2f GiB of %.2f",
+        stage.stage,
+        memory_plan.micro_batch,
+        memory_plan.accumulation,
+        memory_plan.predicted_peak_bytes / _GIB,
+        budget_bytes / _GIB,
+    )
+    return memory_plan.micro_batch
+
+
+def _previous_best(previous: StageConfig, run_dir: Path) -> Path:
+    directory = stage_dir(run_dir, previous.stage)
+    best = best_checkpoint(directory)
+    if best is None:
+        raise JetxInputError(
+            f"stage {previous.stage + 1} starts from stage {previous.stage}'s best weights, but "
+            f"{directory} has no checkpoint. Run stage {previous.stage} first."
+        )
+    return best
+
+
+def _result(loop: StageLoop, run_dir: Path, precision: str) -> StageResult:
+    state = loop.state
+    records = [r for r in read_metrics(run_dir / METRICS_FILE) if r.get("stage") == state.stage]
+    peak = max((r.get("memory_peak_bytes") or 0 for r in records), default=0)
+    best = best_checkpoint(loop.directory)
+    result = StageResult(
+        stage=state.stage,
+        best_checkpoint=best,
+        last_checkpoint=latest_checkpoint(loop.directory),
+        epochs_run=state.epoch,
+        updates=state.updates,
+        best_epoch=state.best_epoch,
+        best_val_metrics=dict(state.best_metrics),
+        micro_batch=state.micro_batch,
+        accumulation=loop.accumulation,
+        micro_batch_changes=tuple(state.micro_batch_changes),
+        peak_memory_bytes=int(peak),
+        skipped_windows=state.skipped_windows,
+        precision=precision,
+    )
+    write_json(loop.directory / RESULT_FILE, result.to_dict())
+    logger.info("stage %d done: %s", state.stage, json.dumps(result.to_dict(), default=str))
+    return result
