@@ -48,8 +48,9 @@ REASONS = (
 _CODE = {reason: code for code, reason in enumerate(REASONS, start=1)}
 MIN_VALUE = 1.0
 _NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
-_NON_FINITE = r"^[+-]?(nan|inf|infinity)$"
+_NON_FINITE = r"^[+-]?(nan(\([0-9a-z_]*\))?|inf|infinity)$"
 _INTEGER = r"^[+-]?[0-9]{1,18}$"
+_ID_LIMIT = 10**18
 _BLANKS = " \t"
 SERIES_FILE, QUARANTINE_FILE, MANIFEST_FILE = (
     "series.parquet",
@@ -144,6 +145,9 @@ def read_series(series_dir: Path) -> np.ndarray:
 def classify_values(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Parse raw value cells and give each a reason code (0 = valid).
 
+    The common case, a batch whose every cell is a plain number, takes one cast; any other
+    batch goes cell by cell through the regular expressions, which define what is a number.
+
     Args:
         texts: (n,) string array of raw cells; nulls count as empty.
 
@@ -151,6 +155,17 @@ def classify_values(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         numbers: float64 (n,), NaN where the text is not a decimal number.
         codes: int8 (n,), 0 or an index + 1 into `REASONS`.
     """
+    if texts.null_count == 0:
+        try:
+            numbers = pc.cast(texts, pa.float64()).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        else:
+            return numbers, _number_codes(numbers)
+    return _classify_cells(texts)
+
+
+def _classify_cells(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     trimmed = pc.utf8_trim(texts, characters=_BLANKS)
     empty = pc.fill_null(pc.equal(trimmed, ""), True).to_numpy(zero_copy_only=False)
     numeric = pc.fill_null(pc.match_substring_regex(trimmed, _NUMBER), False)
@@ -201,10 +216,13 @@ def _collect(batches, has_id: bool) -> tuple[np.ndarray, np.ndarray, pa.Table, i
         ids, values, codes = _validate(raw, has_id)
         rows_read += codes.size
         ok = codes == 0
+        if ok.all():
+            kept_ids.append(ids)
+            kept_values.append(values)
+            continue
         kept_ids.append(ids[ok])
         kept_values.append(values[ok])
-        if not ok.all():
-            quarantined.append(_quarantine_rows(raw, values, codes, ~ok))
+        quarantined.append(_quarantine_rows(raw, values, codes, ~ok))
     ids = np.concatenate(kept_ids) if kept_ids else np.empty(0, np.int64)
     values = np.concatenate(kept_values) if kept_values else np.empty(0, np.float64)
     return ids, values, pa.concat_tables(quarantined), rows_read
@@ -240,6 +258,14 @@ def _sqlite_values(raw: RawBatch) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _parse_ids(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Integer ids (int64) and a mask of cells that are not integers of at most 18 digits."""
+    if texts.null_count == 0:
+        try:
+            ids = pc.cast(texts, pa.int64()).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        else:
+            return ids, np.abs(ids) >= _ID_LIMIT
     trimmed = pc.utf8_trim(texts, characters=_BLANKS)
     good = pc.fill_null(pc.match_substring_regex(trimmed, _INTEGER), False)
     ids = pc.cast(pc.if_else(good, trimmed, "0"), pa.int64()).to_numpy(zero_copy_only=False)

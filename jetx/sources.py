@@ -175,6 +175,10 @@ def _open_csv(path: Path, header: list[str], on_invalid) -> pacsv.CSVStreamingRe
 
 def _line_breaks(cells: pa.Array) -> np.ndarray:
     """Line breaks (LF, CR or CRLF) inside each quoted cell, int64 (n,)."""
+    data = cells.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, np.uint8)
+    if not (np.any(raw == 0x0A) or np.any(raw == 0x0D)):
+        return np.zeros(len(cells), dtype=np.int64)
     counts = [pc.count_substring(cells, token) for token in ("\n", "\r", "\r\n")]
     total = pc.subtract(pc.add(counts[0], counts[1]), counts[2])
     return total.to_numpy(zero_copy_only=False).astype(np.int64)

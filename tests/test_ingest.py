@@ -104,6 +104,7 @@ CELLS = [
     ("nan", None, "not_finite"),
     ("-Infinity", None, "not_finite"),
     ("inf", None, "not_finite"),
+    ("nan(1)", None, "not_finite"),
     ("1e999", None, "not_finite"),
     ("-1", None, "below_minimum"),
     ("0.99", None, "below_minimum"),
@@ -122,6 +123,16 @@ def test_classify_values_table(text, value, reason):
         assert codes[0] == 0 and numbers[0] == value
     else:
         assert REASONS[codes[0] - 1] == reason
+
+
+def test_classify_values_whole_batch_agrees_with_single_cells():
+    import pyarrow as pa
+
+    batch_numbers, batch_codes = classify_values(pa.array([text for text, _, _ in CELLS]))
+    for i, (text, _, _) in enumerate(CELLS):
+        numbers, codes = classify_values(pa.array([text]))
+        assert codes[0] == batch_codes[i], text
+        assert np.array_equal(numbers[:1], batch_numbers[i : i + 1], equal_nan=True) or codes[0]
 
 
 def test_csv_quarantine_lines_reasons_and_counts(tmp_path):
