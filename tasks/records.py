@@ -71,8 +71,9 @@ class FeaturesRecord(FileSet):
 class StageRecord(FileSet):
     """One trained stage: its best and last checkpoints and how it was really trained.
 
-    `attempt` is Prefect's run count of the task (1 on the first try); `resumed` says whether the
-    stage continued from a checkpoint of its own instead of starting from the previous stage.
+    `attempt` is Prefect's run count of the task (1 on the first try); `resumed_from` names the
+    stage's own checkpoint it continued from (None: it started from the previous stage), and
+    `micro_batch_changes` lists the out-of-memory halvings the stage went through.
     """
 
     stage: int
@@ -81,7 +82,8 @@ class StageRecord(FileSet):
     micro_batch: int
     accumulation: int
     attempt: int
-    resumed: bool
+    resumed_from: str | None
+    micro_batch_changes: list[dict[str, Any]]
     epochs_run: int
 
 

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from prefect import Task, get_run_logger, task
@@ -28,9 +29,10 @@ from prefect.states import State
 from jetx.config import get_preset
 from tasks.caching import content_policy
 from tasks.records import FeaturesRecord, StageRecord
+from tasks.stage_child import EXIT_OUT_OF_MEMORY
 
-#: Exit code of `tasks.stage_child` after a ResourceExhaustedError (EX_TEMPFAIL).
-EXIT_OUT_OF_MEMORY = 75
+#: The training library's out-of-memory injection hook ("stage:update").
+OOM_ENV = "JETX_INJECT_OOM"
 #: Retries after an OOM: micro-batch 8 -> 4 -> 2 -> 1.
 OOM_RETRIES = 3
 _PR_SET_PDEATHSIG = 1
@@ -90,17 +92,6 @@ def _run_child(command: list[str], env: dict[str, str], pid_file: Path, progress
         return child.returncode
 
 
-def planned_micro_batch(preset: str, stage: int, variant: str, budget_gib: float | None) -> int:
-    """The stage's micro-batch before any OOM: the schedule's, or the planner's under a budget."""
-    config = get_preset(preset).stages[stage - 1]
-    if budget_gib is None:
-        return config.micro_batch
-    from jetx.memory import plan
-
-    model = get_preset(preset).model_for(variant)
-    return plan(model, config, int(budget_gib * 2**30)).micro_batch
-
-
 @task(
     name="train_stage",
     task_run_name="train_stage-{stage}",
@@ -123,53 +114,51 @@ def train_stage(
     """Train `stage` from `previous`'s best weights (or its own last checkpoint) in a child.
 
     Cached on the features' hash, the previous stage's record, the stage's settings and this
-    code. `inject_oom` ("stage:step") makes the first attempt's child raise ResourceExhaustedError
-    at that step (the training library's test hook); retries never inject.
+    code. Attempt k > 1 (after an OOM) starts with the schedule's micro-batch halved k - 1 times.
+    `inject_oom` ("stage:update") makes the first attempt's child raise ResourceExhaustedError
+    there (the training library's test hook, which the library recovers from in-process);
+    retries never inject.
     """
     attempt = max(task_run.run_count, 1)
-    micro_batch = attempt_micro_batch(
-        planned_micro_batch(preset, stage, variant, budget_gib), attempt
-    )
+    schedule = get_preset(preset).stages[stage - 1]
+    micro_batch = attempt_micro_batch(schedule.micro_batch, attempt)
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     result_file = run_dir / f"stage{stage}.result.json"
     result_file.unlink(missing_ok=True)
     command = [sys.executable, "-m", "tasks.stage_child", str(features.directory), str(run_dir)]
     command += ["--stage", str(stage), "--preset", preset, "--variant", variant]
-    command += [
-        "--micro-batch",
-        str(micro_batch),
-        "--seed",
-        str(seed),
-        "--result",
-        str(result_file),
-    ]
-    if previous is not None:
-        command += ["--init", str(previous.path(previous.best_checkpoint))]
-    env = {k: v for k, v in os.environ.items() if k != "JETX_INJECT_OOM" or attempt == 1}
-    if inject_oom and attempt == 1:
-        env["JETX_INJECT_OOM"] = inject_oom
-    total = get_preset(preset).stages[stage - 1].epochs
-    artifact = create_progress_artifact(
-        0.0, key=f"stage-{stage}-progress", description=f"Stage {stage}: epochs done / {total}"
-    )
-
-    def progress() -> None:
-        done = _epochs_done(run_dir / "metrics.jsonl", stage)
-        update_progress_artifact(artifact, min(100.0, 100.0 * done / total))
-
-    logger = get_run_logger()
-    logger.info("Stage %d attempt %d: micro-batch %d", stage, attempt, micro_batch)
+    command += ["--seed", str(seed), "--result", str(result_file)]
+    command += ["--micro-batch", str(micro_batch)] if attempt > 1 else []
+    command += ["--budget-gib", str(budget_gib)] if budget_gib else []
+    command += ["--init", str(previous.path(previous.best_checkpoint))] if previous else []
+    env = {k: v for k, v in os.environ.items() if k != OOM_ENV or attempt == 1}
+    env.update({OOM_ENV: inject_oom} if inject_oom and attempt == 1 else {})
+    get_run_logger().info("Stage %d, attempt %d, micro-batch %d", stage, attempt, micro_batch)
+    progress = _progress_reporter(run_dir, stage, schedule.epochs)
     code = _run_child(command, env, run_dir / f"stage{stage}.child.pid", progress)
     result = json.loads(result_file.read_text()) if result_file.is_file() else {}
     if code == -signal.SIGKILL:
-        raise OutOfMemory(f"Stage {stage} child was killed by SIGKILL (exit -9): an OOM kill")
+        raise OutOfMemory(f"Stage {stage}: the child was killed by SIGKILL (exit -9), an OOM kill")
     if code == EXIT_OUT_OF_MEMORY:
         raise OutOfMemory(f"Stage {stage}: {result.get('error', 'ResourceExhaustedError')}")
     if code != 0:
         raise RuntimeError(f"Stage {stage} failed (exit {code}): {result.get('error', '')}")
-    logger.info("Stage %d done: %s", stage, result)
+    get_run_logger().info("Stage %d done: %s", stage, result)
     return StageRecord.of(run_dir, result.pop("files"), stage=stage, attempt=attempt, **result)
+
+
+def _progress_reporter(run_dir: Path, stage: int, epochs: int) -> Callable[[], None]:
+    """A progress artifact of the stage (epochs done / total) and the function that updates it."""
+    artifact = create_progress_artifact(
+        0.0, key=f"stage-{stage}-progress", description=f"Stage {stage}: epochs done of {epochs}"
+    )
+
+    def report() -> None:
+        done = _epochs_done(run_dir / "metrics.jsonl", stage)
+        update_progress_artifact(artifact, min(100.0, 100.0 * done / epochs))
+
+    return report
 
 
 def training_dir(out: Path, features: FeaturesRecord, preset: str, variant: str, seed: int) -> Path:

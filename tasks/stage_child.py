@@ -1,0 +1,98 @@
+"""The child process of the `train_stage` task: `python -m tasks.stage_child FEATURES RUN_DIR ...`.
+
+It trains one stage with `jetx.train.train_stage` (which resumes from the stage's last checkpoint
+in RUN_DIR and halves its micro-batch itself after an in-process ResourceExhaustedError), writes
+a small JSON result for the task, and exits with a code the task maps to an error: 0 done,
+`EXIT_OUT_OF_MEMORY` for an out-of-memory that escaped the stage, 2 for bad input (including
+out of memory at micro-batch 1, which no retry can fix). Prefect is not imported here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from jetx.checkpoint import latest_checkpoint, stage_dir
+from jetx.config import get_preset
+from jetx.errors import JetxInputError
+from jetx.io import write_json
+
+#: Exit code after a ResourceExhaustedError that the stage did not recover from (EX_TEMPFAIL).
+EXIT_OUT_OF_MEMORY = 75
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tasks.stage_child", description=__doc__)
+    parser.add_argument("features_dir", type=Path)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--stage", type=int, required=True)
+    parser.add_argument("--preset", required=True)
+    parser.add_argument("--variant", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--micro-batch", type=int, help="micro-batch of a fresh start")
+    parser.add_argument("--budget-gib", type=float)
+    parser.add_argument("--init", type=Path, help="previous stage's best checkpoint")
+    parser.add_argument("--result", type=Path, required=True)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> dict:
+    """Train the stage; return the task's result fields (paths relative to RUN_DIR)."""
+    from jetx.train import StageData, train_stage  # TensorFlow loads in the child only
+
+    preset = get_preset(args.preset)
+    stage = preset.stages[args.stage - 1]
+    if args.micro_batch:
+        stage = stage.with_micro_batch(args.micro_batch)
+    data = StageData(
+        args.features_dir,
+        preset.model_for(args.variant),
+        args.variant,
+        args.seed,
+        preset.max_train_samples,
+        preset.max_eval_samples,
+    )
+    resumed_from = latest_checkpoint(stage_dir(args.run_dir, args.stage))
+    budget = int(args.budget_gib * 2**30) if args.budget_gib else None
+    result = train_stage(stage, data, args.init, args.run_dir, budget_bytes=budget, verbose=0)
+    run_dir = args.run_dir.resolve()
+    best = (result.best_checkpoint or result.last_checkpoint).resolve().relative_to(run_dir)
+    last = result.last_checkpoint.resolve().relative_to(run_dir)
+    files = sorted({str(p.relative_to(run_dir)) for c in (best, last) for p in _files(run_dir / c)})
+    return {
+        "files": files,
+        "best_checkpoint": str(best),
+        "last_checkpoint": str(last),
+        "micro_batch": result.micro_batch,
+        "accumulation": result.accumulation,
+        "micro_batch_changes": list(result.micro_batch_changes),
+        "epochs_run": result.epochs_run,
+        "resumed_from": resumed_from.name if resumed_from else None,
+    }
+
+
+def _files(directory: Path) -> list[Path]:
+    return [p for p in sorted(directory.rglob("*")) if p.is_file()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one stage; write `--result` ({fields} or {"error"}); return the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import tensorflow as tf
+
+    try:
+        write_json(args.result, _train(args))
+    except tf.errors.ResourceExhaustedError as error:
+        write_json(args.result, {"error": f"ResourceExhaustedError: {error.message}"})
+        return EXIT_OUT_OF_MEMORY
+    except JetxInputError as error:
+        write_json(args.result, {"error": str(error)})
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
