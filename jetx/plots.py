@@ -22,13 +22,12 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from jetx.io import atomic_path  # noqa: E402
 from jetx.metrics import bankroll_curve  # noqa: E402
 
-#: Keys of a metrics.jsonl record that may hold a peak memory in bytes, with their legend labels.
+#: Keys of a metrics.jsonl record that may hold a peak memory in bytes -> the panel they go to.
 MEMORY_KEYS: dict[str, str] = {
-    "peak_memory_bytes": "allocator peak",
-    "peak_bytes": "allocator peak",
     "memory_peak_bytes": "allocator peak",
-    "peak_rss_bytes": "process peak RSS",
+    "peak_memory_bytes": "allocator peak",
     "rss_peak_bytes": "process peak RSS",
+    "peak_rss_bytes": "process peak RSS",
 }
 _MIB = 2**20
 CLASS_NAMES = ("< 1.5", "1.5 to < 10", ">= 10")
@@ -81,7 +80,10 @@ def plot_training_curves(records: Sequence[Mapping[str, Any]], path: Path) -> Pa
 
 
 def plot_memory(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """Peak memory per epoch across the stages, with each stage's micro-batch in the legend.
+    """Peak memory per epoch across the stages: the allocator's peak and the process's RSS.
+
+    Two panels with their own scales: on a CPU the allocator's peak (what the memory plan
+    predicts) is far below the process RSS (TensorFlow's runtime), and one axis would flatten it.
 
     Args:
         records: metrics.jsonl records with stage, epoch and one or more of MEMORY_KEYS.
@@ -90,32 +92,37 @@ def plot_memory(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
     Returns:
         `path`.
     """
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    panels = list(dict.fromkeys(MEMORY_KEYS.values()))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 5.6), sharex=True)
+    device = next((r["memory_device"] for r in records if r.get("memory_device")), None)
     x = 0
     for index, (stage, rows) in enumerate(records_by_stage(records).items()):
         xs = np.arange(x, x + len(rows))
-        colour = f"C{index}"
         micro = {r.get("micro_batch") for r in rows} - {None}
         accumulation = {r.get("accumulation") for r in rows} - {None}
         shape = f" (micro-batch {_join(micro)} x {_join(accumulation)})" if micro else ""
-        for key, label in MEMORY_KEYS.items():
+        for key, panel in MEMORY_KEYS.items():
             mib = [r[key] / _MIB for r in rows if r.get(key) is not None]
             if len(mib) == len(rows):
-                style = "-o" if "RSS" not in label else ":^"
-                ax.plot(xs, mib, style, c=colour, ms=4, label=f"stage {stage} {label}{shape}")
-        ax.axvline(x - 0.5, color="grey", lw=0.8, alpha=0.5)
-        ax.text(x - 0.4, 1.01, f"stage {stage}", transform=ax.get_xaxis_transform(), fontsize=8)
+                ax = axes[panels.index(panel)]
+                ax.plot(xs, mib, "-o", c=f"C{index}", ms=4, label=f"stage {stage}{shape}")
+        for ax in axes:
+            ax.axvline(x - 0.5, color="grey", lw=0.8, alpha=0.5)
         x += len(rows)
-    ax.set_title("Peak memory per epoch", pad=14)
-    ax.set_xlabel("epoch (all stages, in order)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("peak memory (MiB)")
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    else:
-        ax.set_xlim(-1, max(x, 1))
-        ax.text(0.5, 0.5, "no memory records", ha="center", transform=ax.transAxes)
+    for ax, panel in zip(axes, panels, strict=True):
+        where = f" ({device})" if device and panel == "allocator peak" else ""
+        ax.set_title(f"{panel[0].upper()}{panel[1:]}{where}", fontsize=10)
+        ax.set_ylabel("MiB")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower right")
+        else:
+            ax.set_xlim(-1, max(x, 1))
+            ax.text(0.5, 0.5, "no records", ha="center", transform=ax.transAxes)
+    axes[-1].set_xlabel("epoch (all stages, in order)")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle("Peak memory per epoch")
     return _save(fig, path)
 
 

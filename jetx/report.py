@@ -266,8 +266,10 @@ def write_report(
         )
         if y_value is not None and p_threshold is not None:
             bets = {
-                f"model, cut {final['cut']:.2f}": bet_signal(p_threshold, final["cut"]),
-                f"model, validation cut {final['val_cut']:.2f}": bet_signal(
+                f"model stage {final['stage']}, cut {final['cut']:.2f}": bet_signal(
+                    p_threshold, final["cut"]
+                ),
+                f"model stage {final['stage']}, validation cut {final['val_cut']:.2f}": bet_signal(
                     p_threshold, final["val_cut"]
                 ),
                 "always bet": np.ones(len(y_value), dtype=bool),

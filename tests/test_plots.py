@@ -59,17 +59,24 @@ def test_plot_writes_a_png(tmp_path, draw):
 
 
 def test_memory_plot_labels_each_stage_with_its_micro_batch(tmp_path, monkeypatch):
-    labels = []
+    panels = []
     original = plots._save
 
     def capture(fig, path):
-        labels.extend(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+        for ax in fig.axes:
+            labels = [t.get_text() for t in ax.get_legend().get_texts()]
+            panels.append((ax.get_title(), labels))
         return original(fig, path)
 
     monkeypatch.setattr(plots, "_save", capture)
-    plots.plot_memory(_records(), tmp_path / "m.png")
-    assert labels == [
-        "stage 1 allocator peak (micro-batch 8 x 8)",
-        "stage 2 allocator peak (micro-batch 4 x 16)",
-        "stage 3 allocator peak (micro-batch 2 x 32)",
+    records = _records()
+    for record in records:
+        record["rss_peak_bytes"] = 2**30
+        record["memory_device"] = "CPU:0"
+    plots.plot_memory(records, tmp_path / "m.png")
+    labels = [
+        "stage 1 (micro-batch 8 x 8)",
+        "stage 2 (micro-batch 4 x 16)",
+        "stage 3 (micro-batch 2 x 32)",
     ]
+    assert panels == [("Allocator peak (CPU:0)", labels), ("Process peak RSS", labels)]
