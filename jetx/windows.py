@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import tensorflow as tf
 
@@ -83,25 +84,51 @@ def num_samples(features_dir: Path, split: str, max_samples: int | None = None) 
 def load_split(features_dir: Path, split: str, max_samples: int | None = None) -> SplitArrays:
     """Read one split's features (standardised) and targets; keep its newest `max_samples`.
 
-    Keeping the newest rows means a cap never reaches across into the previous split.
+    Keeping the newest rows means a cap never reaches across into the previous split. The
+    feature matrix is filled batch by batch, so peak memory is the split's float32 matrix plus
+    one batch, not the whole file.
+
+    Raises:
+        JetxInputError: the split's rows are not one contiguous block (not a jetx build).
     """
-    features_dir = Path(features_dir)
+    path = Path(features_dir) / FEATURES_FILE
     keep = num_samples(features_dir, split, max_samples)
-    scaler = Scaler.load(features_dir / SCALER_FILE)
-    columns = ["index", *scaler.names, "regression", "classification", "threshold"]
-    table = pq.read_table(
-        features_dir / FEATURES_FILE, columns=columns, filters=[("split", "=", split)]
-    )
-    table = table.slice(table.num_rows - keep, keep)
-    features = np.stack([table[name].to_numpy() for name in scaler.names], axis=1)
-    classes = table["classification"].to_numpy().astype(np.int64)
+    scaler = Scaler.load(Path(features_dir) / SCALER_FILE)
+    small = pq.read_table(path, columns=["index", "regression", "classification", "threshold"])
+    labels = pq.read_table(path, columns=["split"])["split"]
+    rows = np.flatnonzero(pc.equal(labels, split).to_numpy(zero_copy_only=False))[-keep:]
+    if len(rows) != keep or rows[-1] - rows[0] + 1 != keep:
+        raise JetxInputError(
+            f"{path}: the {split!r} rows must be one chronological block of {keep} rows. "
+            f"Received: {len(rows)} rows from row {rows[0] if len(rows) else None}"
+        )
+    small = small.slice(rows[0], keep)
+    classes = small["classification"].to_numpy().astype(np.int64)
     return SplitArrays(
-        index=table["index"].to_numpy().astype(np.int64),
-        features=scaler.transform(features),
-        regression=table["regression"].to_numpy().astype(np.float32)[:, None],
+        index=small["index"].to_numpy().astype(np.int64),
+        features=_feature_rows(path, scaler, int(rows[0]), int(rows[0]) + keep),
+        regression=small["regression"].to_numpy().astype(np.float32)[:, None],
         classification=np.eye(NUM_CLASSES, dtype=np.float32)[classes],
-        threshold=table["threshold"].to_numpy().astype(np.float32)[:, None],
+        threshold=small["threshold"].to_numpy().astype(np.float32)[:, None],
     )
+
+
+def _feature_rows(path: Path, scaler: Scaler, start: int, stop: int) -> np.ndarray:
+    """Standardised float32 [stop - start, n_features] of file rows [start, stop).
+
+    Reads only the row groups that overlap the rows, one at a time, to bound peak memory.
+    """
+    out = np.empty((stop - start, len(scaler.names)), np.float32)
+    parquet, offset = pq.ParquetFile(path), 0
+    for group in range(parquet.num_row_groups):
+        size = parquet.metadata.row_group(group).num_rows
+        lo, hi = max(start, offset) - offset, min(stop, offset + size) - offset
+        if lo < hi:
+            table = parquet.read_row_group(group, columns=list(scaler.names)).slice(lo, hi - lo)
+            block = np.stack([table[n].to_numpy() for n in scaler.names], axis=1)
+            out[offset + lo - start : offset + hi - start] = scaler.transform(block)
+        offset += size
+    return out
 
 
 def load_log_series(features_dir: Path) -> np.ndarray:
