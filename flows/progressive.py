@@ -15,8 +15,11 @@ from pydantic import Field
 
 from jetx.config import PRESETS, VARIANTS, get_preset
 from tasks.data import load_raw
+from tasks.evaluate import evaluate_run
 from tasks.features import build_features
-from tasks.records import StageRecord
+from tasks.memory import audit_memory
+from tasks.records import ReportRecord, StageRecord
+from tasks.report import write_report
 from tasks.stage import train_stage, training_dir
 
 VariantName = Literal[*VARIANTS]
@@ -33,7 +36,7 @@ def progressive(
     budget_gib: Annotated[float, Field(gt=0)] | None = None,
     seed: int = 0,
     inject_oom: str | None = None,
-) -> StageRecord:
+) -> ReportRecord:
     """Train `variant` (default: the preset's) on `source` in `stages` stages and report.
 
     Args:
@@ -50,12 +53,18 @@ def progressive(
     data = load_raw(source, out / "data")
     features = build_features(data, out / "features")
     run_dir = training_dir(out, features, preset, variant, seed)
-    stage = None
+    trained: list[StageRecord] = []
     for number in range(1, stages + 1):
-        stage = train_stage(
-            features, stage, number, run_dir, preset, variant, budget_gib, seed, inject_oom
+        previous = trained[-1] if trained else None
+        trained.append(
+            train_stage(
+                features, previous, number, run_dir, preset, variant, budget_gib, seed, inject_oom
+            )
         )
-    return stage
+    evaluation = evaluate_run(features, trained[-1], preset, variant, seed)
+    largest = max(stage.micro_batch for stage in trained)  # the run's peak: one probe
+    audit = audit_memory(preset, variant, [largest], trained[-1].precision, run_dir / "memory")
+    return write_report(evaluation, audit)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     record = progressive(**vars(args))
-    print(f"Report: {record.directory}")
+    print(f"Report: {record.path('report.md')}")
     return 0
 
 

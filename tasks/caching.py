@@ -5,12 +5,14 @@ here. `FileContent` puts the sha256 of named `Path` arguments in the key, so tha
 file recomputes even when its path is the same. `IntactOutputs` wraps a policy and checks the
 record a key would serve: when the files it names are missing or changed, that key is skipped and
 the next generation of the key is used, so the task runs again instead of returning a record that
-points at nothing. Results persist in Prefect's result storage (`PREFECT_LOCAL_STORAGE_PATH`,
-by default `$PREFECT_HOME/storage`).
+points at nothing; the JSON schema of the returned record class is part of the key too.
+Results persist in Prefect's result storage (`PREFECT_LOCAL_STORAGE_PATH`, by default
+`$PREFECT_HOME/storage`).
 """
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 from prefect.results import get_result_store
 from prefect.utilities.hashing import hash_objects
+from pydantic import BaseModel
 
 from jetx.io import sha256_file
 from tasks.records import FileSet
@@ -61,6 +64,7 @@ class IntactOutputs(CachePolicy):
         base = self.policy.compute_key(task_ctx, inputs, flow_parameters, **kwargs)
         if base is None:
             return None
+        base = hash_objects(base, _record_schema(task_ctx.task.fn), raise_on_failure=True)
         store = get_result_store()
         for generation in range(MAX_GENERATIONS):
             key = f"{base}-{generation}"
@@ -72,6 +76,16 @@ class IntactOutputs(CachePolicy):
                 return key
             get_run_logger(task_ctx).info("Not serving the cached record: %s", problem)
         return None
+
+
+def _record_schema(fn: Any) -> dict[str, Any] | None:
+    """JSON schema of the record a task returns: a changed record class recomputes."""
+    returned = typing.get_type_hints(fn).get("return")
+    return (
+        returned.model_json_schema()
+        if isinstance(returned, type) and issubclass(returned, BaseModel)
+        else None
+    )
 
 
 def content_policy(*file_inputs: str) -> CachePolicy:

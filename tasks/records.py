@@ -85,9 +85,22 @@ class StageRecord(FileSet):
     resumed_from: str | None
     micro_batch_changes: list[dict[str, Any]]
     epochs_run: int
+    precision: str
+
+
+class EvaluationRecord(FileSet):
+    """A run scored on test: evaluation.json and predictions.npz (y_value, p_threshold)."""
+
+    verdict: str
+
+
+class AuditRecord(FileSet):
+    """Measured and predicted peak memory of one variant: audit.json holds one row per setting."""
+
+    rows: list[dict[str, Any]]
 
 
 class ReportRecord(FileSet):
-    """The written report: report.md and what it was built from."""
+    """The written report: RUN_DIR/report/ with report.md, metrics.json and plots."""
 
-    verdict: str
+    previous_run: Path | None

@@ -69,6 +69,7 @@ def _train(args: argparse.Namespace) -> dict:
         "accumulation": result.accumulation,
         "micro_batch_changes": list(result.micro_batch_changes),
         "epochs_run": result.epochs_run,
+        "precision": result.precision,
         "resumed_from": resumed_from.name if resumed_from else None,
     }
 

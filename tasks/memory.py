@@ -1,0 +1,52 @@
+"""Tasks: the memory audit (measured vs predicted peak per setting) and its table artifact."""
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
+
+from jetx.config import get_preset
+from jetx.io import write_json
+from jetx.memory import measure_step, predict_peak
+from tasks.caching import content_policy
+from tasks.records import AuditRecord
+
+
+@task(name="audit_memory", cache_policy=content_policy(), persist_result=True)
+def audit_memory(
+    preset: str, variant: str, micro_batches: list[int], precision: str, out_dir: Path
+) -> AuditRecord:
+    """Measure one real training step per micro-batch (each in a fresh process) and predict it.
+
+    Cached on the arguments and this code: a measurement of the same setting is not redone.
+    """
+    config = get_preset(preset).model_for(variant)
+    rows = []
+    for micro_batch in sorted(set(micro_batches), reverse=True):
+        measured = measure_step(config, micro_batch, precision)
+        predicted = predict_peak(config, micro_batch, precision).predicted_peak_bytes
+        rows.append(
+            {
+                "variant": variant,
+                "micro_batch": micro_batch,
+                "precision": precision,
+                "params": measured["params"],
+                "predicted_mib": round(predicted / 2**20, 2),
+                "measured_mib": round(measured["measured_peak_bytes"] / 2**20, 2),
+                "peak_rss_mib": round(measured["peak_rss_bytes"] / 2**20, 1),
+                "step_seconds": round(measured["step_seconds"], 4),
+                "device": measured["device"],
+            }
+        )
+    name = f"audit-{preset}-{variant}-{precision}.json"
+    write_json(Path(out_dir) / name, rows)
+    get_run_logger().info("Memory audit of %s: %s", variant, rows)
+    return AuditRecord.of(out_dir, [name], rows=rows)
+
+
+@task(name="publish_audit")
+def publish_audit(audits: list[AuditRecord], key: str = "memory-audit") -> str:
+    """Publish the rows of `audits` as one table artifact; return its key."""
+    rows = [row for audit in audits for row in audit.rows]
+    create_table_artifact(rows, key=key, description="Peak memory of one training step")
+    return key
