@@ -1,0 +1,167 @@
+"""The stage engine end to end on the tiny preset: schedule, records, OOM recovery, resume rules."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from train_data import make_features_dir
+
+from jetx.callbacks.fault_injection import parse_oom_spec
+from jetx.callbacks.metrics_jsonl import read_metrics
+from jetx.checkpoint import CHECKPOINTS, stage_dir
+from jetx.config import PRESETS
+from jetx.errors import JetxInputError
+from jetx.precision import check_precision
+from jetx.train import (
+    StageData,
+    StageOutOfMemoryError,
+    run_schedule,
+    train_stage,
+)
+
+TINY = PRESETS["tiny"]
+EPOCH_KEYS = {
+    "stage",
+    "epoch",
+    "loss",
+    "regression_loss",
+    "classification_loss",
+    "threshold_loss",
+    "val_loss",
+    "val_mae",
+    "val_threshold_accuracy",
+    "lr",
+    "memory_device",
+    "memory_peak_bytes",
+    "rss_peak_bytes",
+    "micro_batch",
+    "accumulation",
+    "seconds",
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    features = make_features_dir(tmp_path_factory.mktemp("train"))
+    model = TINY.model_for("full")
+    return StageData(features, model, "full", 0, TINY.max_train_samples, TINY.max_eval_samples)
+
+
+@pytest.fixture(scope="module")
+def schedule(data, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    return run_dir, run_schedule(TINY, data, run_dir, stages=(1, 2), verbose=0, keep_last=100)
+
+
+def _model_arrays(checkpoint):
+    with np.load(checkpoint / "variables.npz") as stored:
+        return [stored[k] for k in sorted(stored.files) if k.startswith("model/")]
+
+
+def test_schedule_trains_every_stage_with_its_batch_shape(schedule):
+    run_dir, results = schedule
+    assert [r.stage for r in results] == [1, 2]
+    for result, stage in zip(results, TINY.stages[:2], strict=True):
+        assert result.epochs_run == stage.epochs
+        assert (result.micro_batch, result.accumulation) == (stage.micro_batch, stage.accumulation)
+        assert result.updates == stage.epochs * (TINY.max_train_samples // stage.effective_batch)
+        assert result.best_checkpoint.is_dir() and result.last_checkpoint.is_dir()
+        assert np.isfinite(result.best_val_metrics["val_loss"])
+        assert result.micro_batch_changes == () and result.precision == "float32"
+        saved = json.loads((stage_dir(run_dir, stage.stage) / "result.json").read_text())
+        assert saved["updates"] == result.updates
+
+
+def test_metrics_jsonl_has_one_record_per_epoch_per_stage(schedule):
+    run_dir, _ = schedule
+    records = read_metrics(run_dir / "metrics.jsonl")
+    assert [(r["stage"], r["epoch"]) for r in records] == [(s, e) for s in (1, 2) for e in (0, 1)]
+    for record in records:
+        assert set(record) >= EPOCH_KEYS
+        assert record["memory_device"] == "CPU:0" and record["rss_peak_bytes"] > 0
+    assert {r["accumulation"] for r in records} == {8}
+    for stage in (1, 2):
+        assert list((run_dir / "tensorboard" / f"stage{stage}").glob("events.out.tfevents.*"))
+
+
+def test_each_stage_starts_from_the_previous_best(schedule):
+    run_dir, results = schedule
+    for previous, result in zip(results, results[1:], strict=False):
+        first = stage_dir(run_dir, result.stage) / CHECKPOINTS / "ckpt-000001"  # before training
+        start, best = _model_arrays(first), _model_arrays(previous.best_checkpoint)
+        assert len(start) == len(best)
+        for a, b in zip(start, best, strict=True):
+            np.testing.assert_array_equal(a, b)
+        last = _model_arrays(result.last_checkpoint)
+        assert any(np.any(a != b) for a, b in zip(start, last, strict=True))
+
+
+def test_rerun_of_a_finished_run_trains_nothing(schedule, data):
+    run_dir, results = schedule
+    before = (run_dir / "metrics.jsonl").read_text()
+    again = run_schedule(TINY, data, run_dir, stages=(1, 2), verbose=0)
+    assert [r.last_checkpoint for r in again] == [r.last_checkpoint for r in results]
+    assert (run_dir / "metrics.jsonl").read_text() == before
+
+
+def test_out_of_memory_halves_the_micro_batch_and_keeps_the_effective_batch(data, tmp_path):
+    stage = TINY.stages[0]
+    result = train_stage(stage, data, None, tmp_path, verbose=0, oom_at=[(1, 2)])
+    assert (result.micro_batch, result.accumulation) == (4, 16)
+    (change,) = result.micro_batch_changes
+    assert change["from"] == 8 and change["to"] == 4 and change["accumulation"] == 16
+    assert change["update"] == 2 and change["error"] == "ResourceExhaustedError"
+    assert result.updates == stage.epochs * (TINY.max_train_samples // stage.effective_batch)
+    shapes = [
+        (r["micro_batch"], r["accumulation"]) for r in read_metrics(tmp_path / "metrics.jsonl")
+    ]
+    assert shapes == [(4, 16), (4, 16)]
+
+
+def test_out_of_memory_at_micro_batch_one_names_variant_and_budget(data, tmp_path):
+    stage = TINY.stages[2]  # micro-batch 2: 2 -> 1 -> no further
+    with pytest.raises(StageOutOfMemoryError, match="variant 'full'.*micro-batch 1.*budget: none"):
+        train_stage(stage, data, None, tmp_path, verbose=0, oom_at=[(3, 0), (3, 0)])
+
+
+def test_resume_with_another_seed_is_refused(data, tmp_path):
+    stage = dataclasses.replace(TINY.stages[0], epochs=1)
+    other = dataclasses.replace(data, seed=5)
+    with pytest.raises(StageOutOfMemoryError):  # stops at its first step, after checkpoint 1
+        train_stage(stage, data, None, tmp_path, verbose=0, oom_at=[(1, 0)] * 4)
+    with pytest.raises(JetxInputError, match="seed 0; .*Received: seed=5"):
+        train_stage(stage, other, None, tmp_path, verbose=0)
+
+
+def test_start_checkpoint_of_another_variant_is_refused(schedule, data, tmp_path):
+    _, results = schedule
+    other = dataclasses.replace(data, model=TINY.model_for("no1000"), variant="no1000")
+    with pytest.raises(JetxInputError, match="another variant"):
+        train_stage(TINY.stages[1], other, results[0].best_checkpoint, tmp_path, verbose=0)
+
+
+def test_later_stage_alone_needs_the_previous_stage(data, tmp_path):
+    with pytest.raises(JetxInputError, match="stage 1's best weights.*Run stage 1 first"):
+        run_schedule(TINY, data, tmp_path, stages=(2,), verbose=0)
+    with pytest.raises(JetxInputError, match=r"`stages` must be among \[1, 2, 3\]"):
+        run_schedule(TINY, data, tmp_path, stages=(4,), verbose=0)
+
+
+@pytest.mark.parametrize(
+    ("spec", "pairs"), [(None, []), ("1:3", [(1, 3)]), ("1:0,1:0,2:5", [(1, 0), (1, 0), (2, 5)])]
+)
+def test_parse_oom_spec(spec, pairs):
+    assert parse_oom_spec(spec) == pairs
+
+
+def test_parse_oom_spec_error():
+    with pytest.raises(JetxInputError, match="JETX_INJECT_OOM.*Received: '1-3'"):
+        parse_oom_spec("1-3")
+
+
+def test_precision_choice_on_cpu():
+    assert check_precision(None) == "float32"
+    assert check_precision("mixed_bfloat16") == "mixed_bfloat16"
+    with pytest.raises(JetxInputError, match="Received: precision='fp8'"):
+        check_precision("fp8")
