@@ -1,0 +1,47 @@
+# jetx on a GPU node: the project with a CUDA build of TensorFlow, run as a non-root user.
+#
+# Build:  docker build -t REGISTRY/jetx:0.1.0 .
+# The image is both a Prefect Kubernetes worker (the default CMD) and the image of every flow-run
+# pod: the worker's job template passes `prefect flow-run execute` as the container's args, which
+# replace CMD and run under tini (PID 1 that forwards SIGTERM and reaps the stage child processes).
+# CUDA and cuDNN come from the `tensorflow[and-cuda]` wheels; the node supplies only the NVIDIA
+# driver (NVIDIA container toolkit / device plugin).
+FROM python:3.11.13-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    TF_CPP_MIN_LOG_LEVEL=2
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini=0.19.0-1+b3 \
+    && rm -rf /var/lib/apt/lists/*
+
+# The heavy, rarely changing layer first: TensorFlow with its CUDA libraries, and the Kubernetes
+# worker's integration (the flow-run pods need only prefect, which the project brings).
+RUN pip install "tensorflow[and-cuda]==2.21.*" "prefect-kubernetes==0.8.*"
+
+RUN groupadd --system --gid 10001 jetx \
+    && useradd --system --uid 10001 --gid jetx --home-dir /opt/jetx --shell /usr/sbin/nologin jetx
+
+WORKDIR /opt/jetx
+COPY pyproject.toml README.md ./
+COPY jetx ./jetx
+COPY tasks ./tasks
+COPY flows ./flows
+COPY data ./data
+# Not editable: the flow entrypoint (flows/progressive.py) and the installed packages are the
+# same files. runs/ is where a persistent volume mounts (checkpoints and caches survive a crash).
+RUN pip install . \
+    && pip check \
+    && mkdir -p /opt/jetx/runs \
+    && chown -R jetx:jetx /opt/jetx/runs
+
+ENV PREFECT_HOME=/opt/jetx/runs/.prefect \
+    PREFECT_LOCAL_STORAGE_PATH=/opt/jetx/runs/.prefect/storage
+
+USER 10001:10001
+
+ENTRYPOINT ["tini", "--"]
+CMD ["prefect", "worker", "start", "--pool", "jetx-k8s", "--type", "kubernetes"]

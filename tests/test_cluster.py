@@ -1,0 +1,283 @@
+"""Cluster orchestration (issue 8): the image, the Kubernetes variant and the Crashed-run remedy.
+
+No Docker engine or Kubernetes cluster runs here, so the Dockerfile is linted with hadolint, the
+Kubernetes job is rendered by prefect-kubernetes's own worker configuration (not submitted), and
+the automation runs on a real local Prefect server, where a SIGKILLed flow-run process of the
+`progressive` deployment must lead to a rerun with the same parameters.
+"""
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import prefect_env  # noqa: F401  (isolates Prefect before it is imported)
+import pytest
+import yaml
+from prefect_server import LocalPrefect
+
+ROOT = Path(__file__).resolve().parents[1]
+HADOLINT = str(Path(sys.executable).with_name("hadolint"))
+TEMPLATE = ROOT / "deploy" / "k8s-base-job-template.json"
+AUTOMATION = ROOT / "deploy" / "automation-rerun-crashed.yaml"
+IMAGE = "registry.example/jetx:0.1.0"
+# What deploy/k8s-base-job-template.json adds to prefect-kubernetes's default template.
+ADDED_VARIABLES = {"gpu_limit", "runs_claim"}
+
+
+def _deployment(name: str) -> dict:
+    deployments = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+    return next(d for d in deployments if d["name"] == name)
+
+
+def _hadolint(dockerfile: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [HADOLINT, "--failure-threshold", "style", "--format", "json", "-"],
+        input=dockerfile,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_dockerfile_has_no_hadolint_findings():
+    result = _hadolint((ROOT / "Dockerfile").read_text())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout or "[]") == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "rule"),
+    [
+        ("python:3.11.13-slim-bookworm", "python:latest", "DL3007"),
+        ("tini=0.19.0-1+b3", "tini", "DL3008"),
+        ("USER 10001:10001", "USER root", "DL3002"),
+    ],
+)
+def test_hadolint_catches_a_regression_of_the_dockerfile(old, new, rule):
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert old in dockerfile
+    findings = json.loads(_hadolint(dockerfile.replace(old, new)).stdout)
+    assert rule in {finding["code"] for finding in findings}
+
+
+def test_dockerfile_installs_gpu_tensorflow_as_non_root_with_worker_cmd():
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    assert any('"tensorflow[and-cuda]==' in line for line in lines if line.startswith("RUN"))
+    assert [line for line in lines if line.startswith("USER")] == ["USER 10001:10001"]
+    # The job template passes `prefect flow-run execute` as args: they must replace CMD only.
+    assert 'ENTRYPOINT ["tini", "--"]' in lines
+    cmd = json.loads(next(line for line in lines if line.startswith("CMD"))[4:])
+    assert cmd[:3] == ["prefect", "worker", "start"]
+    assert cmd[cmd.index("--pool") + 1] == _deployment("progressive-k8s")["work_pool"]["name"]
+
+
+def test_dockerignore_keeps_what_the_image_copies_and_drops_local_state():
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".venv", "runs", "tests", ".git", ".pytest_cache", ".hypothesis"} <= ignored
+    copied = [
+        source
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY")
+        for source in line.split()[1:-1]
+    ]
+    assert copied, "the Dockerfile copies nothing"
+    for source in copied:
+        assert (ROOT / source).exists(), source
+        assert source.rstrip("/") not in ignored, f"{source} is copied but .dockerignore drops it"
+
+
+def _without_additions(template: dict) -> dict:
+    """The template with deploy/'s additions taken out, to compare with the default."""
+    template = json.loads(json.dumps(template))
+    for name in ADDED_VARIABLES:
+        del template["variables"]["properties"][name]
+    pod = template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
+    del pod["volumes"], pod["securityContext"]
+    container = pod["containers"][0]
+    del container["volumeMounts"], container["resources"]["limits"]["nvidia.com/gpu"]
+    return template
+
+
+def test_job_template_is_the_installed_default_plus_gpu_volume_and_user():
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("prefect"))]
+        + ["work-pool", "get-default-base-job-template", "--type", "kubernetes"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    default = json.loads(result.stdout)
+    ours = json.loads(TEMPLATE.read_text())
+    assert _without_additions(ours) == default
+    job_variables = _deployment("progressive-k8s")["work_pool"]["job_variables"]
+    assert set(job_variables) - ADDED_VARIABLES <= set(default["variables"]["properties"])
+    assert set(job_variables) <= set(ours["variables"]["properties"])
+    assert {"image", "memory_limit", "memory_request", "gpu_limit", "env"} <= set(job_variables)
+
+
+def test_process_pool_deployment_stays_the_default_and_the_variant_runs_the_same_flow():
+    deployments = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+    assert deployments[0]["name"] == "progressive"
+    assert deployments[0]["work_pool"]["name"] == "jetx-process"
+    k8s = _deployment("progressive-k8s")
+    assert k8s["entrypoint"] == deployments[0]["entrypoint"]
+    assert set(k8s["parameters"]) == set(deployments[0]["parameters"])
+
+
+# --- against a real local Prefect server ---------------------------------------------------------
+
+
+def _api(prefect: LocalPrefect, path: str, body: dict | None = None) -> dict | list:
+    request = urllib.request.Request(
+        prefect.api_url + path,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="GET" if body is None else "POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def prefect(tmp_path_factory):
+    """A server with both pools, both progressive deployments and the automation."""
+    tmp = tmp_path_factory.mktemp("cluster")
+    with LocalPrefect(tmp / "home", ROOT, tmp / "logs") as local:
+        local.env.update(JETX_IMAGE=IMAGE, COLUMNS="250", PREFECT_WORKER_QUERY_SECONDS="2")
+        local.start_server()
+        _ok(local.cli("work-pool", "create", "jetx-process", "--type", "process"))
+        _ok(
+            local.cli(
+                *("work-pool", "create", "jetx-k8s", "--type", "kubernetes"),
+                *("--base-job-template", str(TEMPLATE)),
+            )
+        )
+        _ok(
+            local.cli("--no-prompt", "deploy", "--name", "progressive", "--name", "progressive-k8s")
+        )
+        _ok(local.cli("automation", "create", "--from-file", str(AUTOMATION)))
+        local.tmp = tmp
+        yield local
+
+
+def test_k8s_deployment_renders_a_gpu_job_from_the_pool_template(prefect):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
+
+    deployment = _api(prefect, "/deployments/name/jetx/progressive-k8s")
+    pool = _api(prefect, "/work_pools/jetx-k8s")
+    assert deployment["job_variables"]["image"] == IMAGE  # {{ $JETX_IMAGE }} was filled in
+    with temporary_settings({PREFECT_API_URL: prefect.api_url}):
+        job = asyncio.run(
+            KubernetesWorkerJobConfiguration.from_template_and_values(
+                pool["base_job_template"], deployment["job_variables"]
+            )
+        )
+    pod = job.job_manifest["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == IMAGE
+    assert container["resources"]["limits"] == {"memory": "32Gi", "nvidia.com/gpu": 1}
+    assert container["resources"]["requests"] == {"cpu": "4", "memory": "24Gi"}
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "jetx-runs"
+    assert container["volumeMounts"][0]["mountPath"] == "/opt/jetx/runs"
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert job.namespace == "jetx"
+    assert job.env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+    pull = deployment["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]
+    assert pull["directory"] == "/opt/jetx"
+
+
+def test_automation_is_listed_with_crashed_trigger_and_rerun_action(prefect):
+    assert "jetx-rerun-crashed" in _ok(prefect.cli("automation", "ls"))
+    (automation,) = json.loads(
+        _ok(prefect.cli("automation", "inspect", "jetx-rerun-crashed", "--json"))
+    )
+    trigger, (action,) = automation["trigger"], automation["actions"]
+    assert automation["enabled"] is True
+    assert (trigger["posture"], trigger["expect"]) == ("Reactive", ["prefect.flow-run.Crashed"])
+    assert {"prefect.resource.role": "flow", "prefect.resource.name": "jetx"} in trigger[
+        "match_related"
+    ]
+    assert (trigger["threshold"], trigger["within"]) == (1, 3600.0)
+    assert trigger["for_each"] == ["related:deployment:prefect.resource.id"]
+    assert (action["type"], action["source"]) == ("run-deployment", "inferred")
+
+
+def _flow_run_pids(flow_run_id: str) -> list[int]:
+    """Processes that carry this flow run's id in their environment (the run and its children)."""
+    marker = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(entry.name))
+    return pids
+
+
+def _wait(what: str, probe, timeout: float = 180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(1)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.mark.slow
+def test_sigkilled_run_is_crashed_and_rerun_with_same_parameters(prefect):
+    deployment = _api(prefect, "/deployments/name/jetx/progressive")
+    out = prefect.tmp / "runs"
+    parameters = {"out": str(out), "preset": "tiny", "stages": 1, "seed": 7}
+    crashed = _api(
+        prefect, f"/deployments/{deployment['id']}/create_flow_run", {"parameters": parameters}
+    )
+    prefect.spawn("worker", "worker", "start", "--pool", "jetx-process")
+    pids = _wait(
+        "the flow-run process",
+        lambda: (
+            _api(prefect, f"/flow_runs/{crashed['id']}")["state_type"] == "RUNNING"
+            and _flow_run_pids(crashed["id"])
+        ),
+    )
+    # No worker may start the rerun: it would train for real. Pausing the pool keeps it Scheduled.
+    _ok(prefect.cli("work-pool", "pause", "jetx-process"))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer does
+    _wait(
+        "the Crashed state",
+        lambda: _api(prefect, f"/flow_runs/{crashed['id']}")["state_type"] == "CRASHED",
+    )
+    runs_filter = {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}}
+    (rerun,) = _wait(
+        "the automation's rerun",
+        lambda: [
+            run
+            for run in _api(prefect, "/flow_runs/filter", runs_filter)
+            if run["id"] != crashed["id"]
+        ],
+        timeout=120,
+    )
+    assert rerun["parameters"] == crashed["parameters"]
+    assert rerun["parameters"]["out"] == str(out)
+    assert rerun["state_type"] == "SCHEDULED"
+    shutil.rmtree(out, ignore_errors=True)
