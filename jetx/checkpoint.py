@@ -148,14 +148,26 @@ def save_checkpoint(
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
-    """The newest complete checkpoint of a stage, or None; removes leftovers of killed writes."""
+    """The newest complete checkpoint of a stage, or None. Safe to call while a run writes."""
     root = Path(directory) / CHECKPOINTS
     if not root.is_dir():
         return None
-    for leftover in root.glob(f"{_TMP_PREFIX}*"):
-        shutil.rmtree(leftover, ignore_errors=True)
     complete = [p for p in _checkpoints(root) if (p / STATE_FILE).is_file()]
     return complete[-1] if complete else None
+
+
+def remove_partial_writes(directory: Path) -> list[Path]:
+    """Delete the temporary directories of checkpoint writes that a crash interrupted.
+
+    Only the process that owns the stage may call this (before it writes), never an observer.
+
+    Returns:
+        The directories removed.
+    """
+    leftovers = sorted((Path(directory) / CHECKPOINTS).glob(f"{_TMP_PREFIX}*"))
+    for leftover in leftovers:
+        shutil.rmtree(leftover, ignore_errors=True)
+    return leftovers
 
 
 def best_checkpoint(directory: Path) -> Path | None:

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import logging
 
-from jetx.checkpoint import TrainState, latest_checkpoint, load_state, restore_variables
+from jetx.checkpoint import (
+    TrainState,
+    latest_checkpoint,
+    load_state,
+    remove_partial_writes,
+    restore_variables,
+)
 from jetx.errors import JetxInputError
 from jetx.stage_data import StageData
 from jetx.stage_loop import StageLoop
@@ -27,6 +33,8 @@ def resume_state(
     loop: StageLoop, data: StageData, micro_batch: int, change: dict | None
 ) -> TrainState:
     """Load the stage's last checkpoint into the loop's variables, or write the first one."""
+    for leftover in remove_partial_writes(loop.directory):
+        logger.warning("removed %s, a checkpoint write that a crash interrupted", leftover)
     latest = latest_checkpoint(loop.directory)
     stage = loop.stage
     if latest is None:

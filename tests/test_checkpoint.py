@@ -16,6 +16,7 @@ from jetx.checkpoint import (
     best_checkpoint,
     latest_checkpoint,
     load_state,
+    remove_partial_writes,
     restore_variables,
     save_checkpoint,
 )
@@ -62,8 +63,9 @@ def test_latest_is_the_newest_and_leftovers_are_ignored(tmp_path):
     leftover = tmp_path / CHECKPOINTS / ".tmp-ckpt-dead"
     leftover.mkdir()
     (leftover / "variables.npz").write_bytes(b"half a file")
-    latest = latest_checkpoint(tmp_path)
-    assert latest.name == "ckpt-000002"
+    assert latest_checkpoint(tmp_path).name == "ckpt-000002"
+    assert leftover.exists()  # an observer's look-up never touches a write in progress
+    assert remove_partial_writes(tmp_path) == [leftover]
     assert not leftover.exists()
 
 
@@ -121,4 +123,3 @@ def test_kill_during_a_write_leaves_the_previous_checkpoint(tmp_path):
     restored = {"model": [_Var(np.zeros(1000))]}
     restore_variables(latest, restored)
     assert np.all(restored["model"][0].numpy() == 2.0)
-    assert not list(root.glob(".tmp-ckpt-*"))
