@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from jetx import metrics
-from jetx.config import ModelConfig, get_preset
+from jetx.config import ModelConfig, Preset, get_preset
 from jetx.errors import JetxInputError
 from jetx.report import METRICS_JSONL, read_records, training_rows
 
@@ -158,7 +158,7 @@ def predict(
 def evaluate_run(
     run_dir: Path,
     features_dir: Path,
-    preset: str,
+    preset: str | Preset,
     variant: str | None = None,
     *,
     split: str = "test",
@@ -170,7 +170,7 @@ def evaluate_run(
     Args:
         run_dir: the training run's directory (stage{N}/checkpoints, metrics.jsonl).
         features_dir: the features dir the run was trained on.
-        preset: the preset's name (model size and eval cap).
+        preset: the preset (or its name) the run was trained with: model size and eval cap.
         variant: the variant trained (default: the preset's).
         split: the split to score ("test"; "val" only to inspect, its cut is chosen on itself).
         cut: the given probability cut.
@@ -188,7 +188,7 @@ def evaluate_run(
     from jetx.windows import read_manifest
 
     run_dir, features_dir = Path(run_dir), Path(features_dir)
-    chosen = get_preset(preset)
+    chosen = get_preset(preset) if isinstance(preset, str) else preset
     config = chosen.model_for(variant)
     found = [(s.stage, best_checkpoint(stage_dir(run_dir, s.stage))) for s in chosen.stages]
     found = [(stage, path) for stage, path in found if path is not None]
@@ -215,7 +215,7 @@ def evaluate_run(
         data_sha256=read_manifest(features_dir).get("series_sha256"),
         features_dir=features_dir,
         variant=variant or chosen.variant,
-        preset=preset,
+        preset=chosen.name,
         parameters=int(model.count_params()),
         training=training_rows(read_records(run_dir / METRICS_JSONL)),
     )

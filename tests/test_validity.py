@@ -1,0 +1,67 @@
+"""Validity of the whole pipeline on `jetx synth` data: real ingest, features, training, evaluation.
+
+- Leak detector: on i.i.d. rounds nothing can be learned, so the trained model's test win rate
+  must not differ from always-bet's beyond the 95% intervals and its ROI must not be above
+  break-even beyond its interval. A feature that leaked the target would make it "win".
+- Learns when it can: on planted data the test threshold accuracy reaches 90% of the
+  documented Bayes-optimal accuracy (jetx.synth.PLANTED_BAYES_ACCURACY), above the best
+  constant guess, so passing needs the planted rule.
+
+Both train stage 1 of the tiny model, uncapped, for 8 epochs with a learning rate of 3e-3 and
+loss weights (0.1, 0.1, 0.8) towards the threshold head: the default 1e-4 does not move the
+tiny model in a test's time (measured: 0.499 accuracy on planted data after 6 epochs at 1e-4).
+"""
+
+import dataclasses
+
+import pytest
+
+from jetx.config import PRESETS
+from jetx.evaluate import evaluate_run
+from jetx.ingest import ingest
+from jetx.prepare import build_features
+from jetx.synth import PLANTED_BAYES_ACCURACY, planted_accuracies, synthesize, write_csv
+from jetx.train import StageData, run_schedule
+
+pytestmark = pytest.mark.slow
+
+
+def _trained_evaluation(tmp_path, signal: str, rounds: int, seed: int) -> dict:
+    write_csv(tmp_path / "history.csv", synthesize(rounds, seed, signal))
+    ingest(tmp_path / "history.csv", tmp_path / "data")
+    build_features(tmp_path / "data", tmp_path / "features")
+    tiny = PRESETS["tiny"]
+    stage = dataclasses.replace(
+        tiny.stages[0], epochs=8, patience=8, learning_rate=3e-3, loss_weights=(0.1, 0.1, 0.8)
+    )
+    preset = dataclasses.replace(
+        tiny, stages=(stage,), max_train_samples=None, max_eval_samples=None
+    )
+    data = StageData(tmp_path / "features", preset.model_for(None), "full", seed=0)
+    run_schedule(preset, data, tmp_path / "run", verbose=0)
+    evaluation, _ = evaluate_run(tmp_path / "run", tmp_path / "features", preset)
+    return evaluation
+
+
+def test_leak_detector_iid_model_does_not_beat_always_bet(tmp_path):
+    evaluation = _trained_evaluation(tmp_path, "none", rounds=4000, seed=11)
+    always = evaluation["baselines"]["always"]
+    for stage in evaluation["stages"]:
+        for key in ("at_cut", "at_val_cut"):
+            model = stage[key]
+            if model["bets"] == 0:
+                continue
+            low, high = model["win_rate_ci"]
+            ref_low, ref_high = always["win_rate_ci"]
+            assert low <= ref_high and high >= ref_low, (key, model["win_rate_ci"], always)
+            assert model["roi_ci"][0] <= 0.0, (key, model["roi_ci"])
+        assert "leakage suspect" not in stage["verdict"]
+        assert "no difference" in stage["verdict"] or stage["at_cut"]["bets"] == 0
+
+
+def test_learns_the_planted_rule(tmp_path):
+    evaluation = _trained_evaluation(tmp_path, "planted", rounds=6000, seed=5)
+    accuracy = evaluation["stages"][-1]["at_cut"]["threshold_accuracy"]
+    best_constant = max(planted_accuracies()["always_bet"], planted_accuracies()["never_bet"])
+    assert best_constant < 0.9 * PLANTED_BAYES_ACCURACY
+    assert accuracy >= 0.9 * PLANTED_BAYES_ACCURACY, accuracy
