@@ -183,3 +183,14 @@ def test_compare_of_an_unevaluated_run_names_the_fix(tmp_path):
     with pytest.raises(JetxInputError) as error:
         compare.compare_rows([tmp_path])
     assert "has no report/metrics.json: run `jetx evaluate" in str(error.value)
+
+
+def test_compare_command_prints_the_table_and_names_bad_runs(tmp_path, capsys):
+    from jetx.cli import main
+
+    run_dir, _ = _write_run(tmp_path, "run-a")
+    assert main(["compare", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| run | variant | rule |") and "| run-a | full | stage 2 |" in out
+    assert main(["compare", str(tmp_path / "missing")]) == 2
+    assert "has no report/metrics.json" in capsys.readouterr().err
