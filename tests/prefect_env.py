@@ -17,6 +17,8 @@ os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(HOME / "storage")
 os.environ["PREFECT_API_URL"] = ""
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+# Ephemeral servers start in subprocesses of flow runs; on 2 busy cores 20 s is not enough.
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
 
 
 def free_port() -> int:

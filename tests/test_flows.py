@@ -1,0 +1,180 @@
+"""The `jetx` flow on real data, real training children and real kills (tiny preset).
+
+Each test runs the whole pipeline (TensorFlow training in child processes), so they are slow;
+they share one in-process run where they can.
+"""
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import prefect_env  # noqa: F401  (isolates Prefect before it is imported)
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.progressive import progressive
+from jetx.synth import synthesize, write_csv
+from tasks.records import FeaturesRecord
+from tasks.stage import train_stage
+
+pytestmark = pytest.mark.slow
+ROUNDS = 3000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def harness():
+    with prefect_test_harness():
+        yield
+
+
+def _checkpoints(out: Path, stage: int) -> list[Path]:
+    return sorted(out.glob(f"train/*/stage{stage}/checkpoints/ckpt-*"))
+
+
+def _wait_for(predicate, timeout: float = 300.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout} s for {what}")
+        time.sleep(0.2)
+
+
+def _task_runs(flow_run_id) -> dict[str, object]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs()
+    return {run.name: run for run in runs if run.flow_run_id == flow_run_id}
+
+
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory):
+    """One flow run (stage 1 only) with an injected OOM and a SIGKILL of its training child."""
+    work = tmp_path_factory.mktemp("killed")
+    source = work / "history.csv"
+    write_csv(source, synthesize(ROUNDS, seed=3))
+    os.environ["JETX_STEP_DELAY"] = "0.1"
+    box: dict = {}
+
+    def run() -> None:
+        box["state"] = progressive(
+            source=source,
+            out=work / "out",
+            preset="tiny",
+            stages=1,
+            inject_oom="1:2",
+            return_state=True,
+        )
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        _wait_for(lambda: len(_checkpoints(work / "out", 1)) >= 2, what="stage 1 checkpoints")
+        pid_file = next((work / "out").glob("train/*/stage1.child.pid"))
+        killed = int(pid_file.read_text())
+        os.kill(killed, signal.SIGKILL)
+    finally:
+        os.environ.pop("JETX_STEP_DELAY")
+        thread.join(timeout=600)
+    return work, source, box["state"], killed
+
+
+def test_killed_child_is_retried_and_resumes_after_the_injected_oom(killed_run):
+    work, _, state, killed = killed_run
+    assert state.is_completed(), state.message
+    runs = _task_runs(state.state_details.flow_run_id)
+    assert runs["train_stage-1"].run_count == 2  # the SIGKILL was retried once
+    result = next((work / "out").glob("train/*/stage1.result.json")).read_text()
+    assert re.search(r'"resumed_from": "ckpt-\d+"', result)
+    assert state.result().path("report.md").is_file()
+    stage = json.loads(result)
+    assert (
+        stage["micro_batch_changes"][0]["from"] == 8 and stage["micro_batch_changes"][0]["to"] == 4
+    )
+    assert (stage["micro_batch"], stage["accumulation"]) == (4, 16)
+    assert killed != int(next((work / "out").glob("train/*/stage1.child.pid")).read_text())
+
+
+def test_retraining_on_a_longer_history_reuses_nothing_stale_and_compares(killed_run):
+    work, source, first, _ = killed_run
+    longer = work / "longer.csv"
+    write_csv(longer, synthesize(ROUNDS + 300, seed=3))  # the same rounds plus 300 new ones
+    state = progressive(source=longer, out=work / "out", preset="tiny", stages=1, return_state=True)
+    assert state.is_completed(), state.message
+    runs = _task_runs(state.state_details.flow_run_id)
+    for name in ("load_raw", "build_features", "train_stage-1", "evaluate_run"):
+        run = next(r for n, r in runs.items() if n.startswith(name))
+        assert run.state.name == "Completed", (name, run.state.name)
+    report = state.result()
+    assert report.previous_run == first.result().directory.parent
+    assert report.directory != first.result().directory
+    with get_client(sync_client=True) as client:
+        keys = {a.key for a in client.read_artifacts()}
+    assert {"metric-comparison", "memory-audit", "report", "stage-1-progress"} <= keys
+    comparison = report.path("report.md").read_text()
+    assert "Verdict" in comparison or "verdict" in comparison
+
+
+def test_a_non_oom_error_fails_at_once_with_its_message(tmp_path):
+    empty = FeaturesRecord(directory=tmp_path / "missing", files={}, samples={})
+
+    @flow
+    def one_stage():
+        return train_stage(empty, None, 1, tmp_path / "run", "tiny", "full", return_state=True)
+
+    state = one_stage(return_state=True)
+    task_state = state.result(raise_on_failure=False)
+    assert task_state.is_failed()
+    assert "Stage 1 failed (exit 2)" in task_state.message
+    assert _task_runs(state.state_details.flow_run_id)["train_stage-1"].run_count == 1
+
+
+def test_sigkill_of_the_flow_in_stage_2_resumes_with_cache_hits(tmp_path):
+    source = tmp_path / "history.csv"
+    write_csv(source, synthesize(ROUNDS, seed=4))
+    command = [sys.executable, "-m", "flows.progressive", "--source", str(source)]
+    command += ["--out", str(tmp_path / "out"), "--preset", "tiny", "--stages", "2"]
+    home = tmp_path / "home"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_LOCAL_STORAGE_PATH": str(home / "s")}
+    log = tmp_path / "first.log"
+    with open(log, "wb") as handle:
+        first = subprocess.Popen(
+            command,
+            env={**env, "JETX_STEP_DELAY": "0.1"},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+
+        def in_stage_2() -> bool:
+            if first.poll() is not None:
+                raise AssertionError(log.read_text()[-3000:])
+            return len(_checkpoints(tmp_path / "out", 2)) >= 2
+
+        _wait_for(in_stage_2, what="stage 2 checkpoints")
+        child = int(next((tmp_path / "out").glob("train/*/stage2.child.pid")).read_text())
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+        _wait_for(lambda: not Path(f"/proc/{child}").exists(), 30, "the child to die with the flow")
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the ephemeral server it left behind
+            os.killpg(first.pid, signal.SIGKILL)
+    assert first.returncode == -signal.SIGKILL
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    output = second.stdout + second.stderr
+    assert second.returncode == 0, output[-3000:]
+    for name in ("load_raw", "build_features", "train_stage-1"):
+        assert re.search(rf"Task run '{name}[^']*' - Finished in state Cached", output), name
+    assert re.search(r"Task run 'train_stage-2' - Finished in state Completed", output)
+    assert re.search(r"stage 2: resuming from ckpt-\d+", output)
+    result = json.loads(next((tmp_path / "out").glob("train/*/stage2.result.json")).read_text())
+    assert result["resumed_from"] is not None
+    assert "Report: " in second.stdout
