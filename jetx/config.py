@@ -137,6 +137,11 @@ VARIANTS: dict[str, Callable[[ModelConfig], ModelConfig]] = {
     ),
     # Ours: the whole model; each encoder block recomputes its activations in the backward pass.
     "remat": lambda m: dataclasses.replace(m, remat=True),
+    # Ours: remat, and attention over query chunks of 1/8 of seq1000, each recomputed on its
+    # own, so that the B x heads x L x L score tensor never exists whole.
+    "chunked": lambda m: dataclasses.replace(
+        m, remat=True, attention_chunk=max(1, m.seq_lengths[-1] // 8)
+    ),
 }
 
 

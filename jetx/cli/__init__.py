@@ -16,12 +16,13 @@ from jetx.cli import compare as _compare
 from jetx.cli import evaluate as _evaluate
 from jetx.cli import features
 from jetx.cli import ingest as _ingest
+from jetx.cli import memory as _memory
 from jetx.cli import synth as _synth
 from jetx.cli import train as _train
 from jetx.errors import JetxInputError
 
 #: Subcommand modules, in the order `jetx --help` lists them.
-COMMANDS: tuple = (_synth, _ingest, features, _train, _evaluate, _compare)
+COMMANDS: tuple = (_synth, _ingest, features, _memory, _train, _evaluate, _compare)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,66 @@
+"""`jetx memory`: predicted and measured peak memory of one training step of a model variant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from jetx.config import PRECISIONS, PRESETS, VARIANTS, get_preset
+from jetx.errors import JetxInputError
+from jetx.memory import gib, measure_step, predict_peak
+
+
+def register(subparsers) -> None:
+    """Add the `memory` subcommand."""
+    parser = subparsers.add_parser(
+        "memory", help="predict and measure the peak memory of one training step"
+    )
+    parser.add_argument("--variant", required=True, choices=sorted(VARIANTS))
+    parser.add_argument("--micro-batch", type=int, required=True)
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS)
+    parser.add_argument("--preset", default="full", choices=sorted(PRESETS))
+    parser.add_argument(
+        "--no-measure", action="store_true", help="print the prediction only (no subprocess)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.micro_batch < 1:
+        raise JetxInputError(f"`--micro-batch` must be >= 1. Received: {args.micro_batch}")
+    config = get_preset(args.preset).model_for(args.variant)
+    estimate = predict_peak(config, args.micro_batch, args.precision)
+    row = {
+        "preset": args.preset,
+        "variant": args.variant,
+        "micro_batch": args.micro_batch,
+        "precision": args.precision,
+        "params": estimate.params,
+        "predicted_peak_bytes": estimate.predicted_peak_bytes,
+        "predicted_activation_bytes": estimate.activation_bytes,
+    }
+    if not args.no_measure:
+        measured = measure_step(config, args.micro_batch, args.precision)
+        row.update({k: v for k, v in measured.items() if k not in row})
+        row["predicted_over_measured"] = (
+            estimate.predicted_peak_bytes / measured["measured_peak_bytes"]
+            if measured["measured_peak_bytes"]
+            else None
+        )
+    if args.json:
+        print(json.dumps(row))
+        return 0
+    print(
+        f"{args.preset}/{args.variant} micro_batch={args.micro_batch} {args.precision}: "
+        f"params {estimate.params:,}"
+    )
+    print(f"  predicted peak {gib(estimate.predicted_peak_bytes):.3f} GiB")
+    for branch, size in estimate.activation_bytes.items():
+        print(f"    {branch:<12} {gib(size):.3f} GiB")
+    if not args.no_measure:
+        print(
+            f"  measured peak  {gib(row['measured_peak_bytes']):.3f} GiB on {row['device']}, "
+            f"peak RSS {gib(row['peak_rss_bytes']):.3f} GiB, step {row['step_seconds']:.2f} s"
+        )
+    return 0

@@ -1,0 +1,286 @@
+"""Peak training memory: an analytic prediction, a budget planner, and a measured step.
+
+The prediction is computed from a `ModelConfig` alone, without building the model, so that a stage
+can pick its micro-batch before any memory is spent. It adds:
+
+- parameters (float32), their gradients (float32) and Adam's two slots (float32);
+- under mixed precision, the compute-dtype copies of the weights that the backward pass keeps;
+- the input batch;
+- the activations kept for the backward pass, branch by branch (the counts below are the tensors
+  TensorFlow on CPU keeps per layer, calibrated against `measure_step` with bench/memory_audit.py);
+- the attention terms: B x heads x L x L tensors. A plain encoder keeps one per layer (the softmax
+  output) and needs two more while the last layer's backward pass runs; a recomputed (`remat`)
+  block keeps none between blocks and re-creates one block's three during its backward pass; with
+  `attention_chunk`, each of those is one query chunk's slice, never the whole tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+from jetx.config import PRECISIONS, SEQUENCE_INPUTS, ModelConfig, StageConfig
+from jetx.errors import JetxInputError
+
+logger = logging.getLogger(__name__)
+
+GIB = 1024**3
+_F32 = 4
+#: Adam keeps two float32 slots (first and second moment) per parameter.
+_ADAM_SLOTS = 2
+#: Tensors of B x heads x L x L alive at once while one encoder block's backward pass runs
+#: (the kept softmax output, the gradient of the probabilities and the gradient of the scores).
+_ATTENTION_BACKWARD = 3
+#: The same for one query chunk (`attention_chunk`): its scores and probabilities are re-created
+#: by the chunk's own recomputation while the block's recomputation holds the forward chunk's.
+_CHUNK_BACKWARD = 5
+#: Kept elements per position of an encoder block, in units of d_model (Q, K, V, scaled Q,
+#: transposed K, merged heads, attention output, residual sums, masks, LayerNorm intermediates
+#: and outputs) plus the feed-forward layer's hidden activation (dff).
+_ENCODER_PER_D = 16
+#: Kept elements of a Dense -> BatchNorm -> Dropout block, in units of its width: ReLU output,
+#: BatchNorm output, dropout mask, dropout output.
+_DENSE_BLOCK_PER_UNIT = 4
+#: Kept elements per position of a TCN block: the padded input (in channels) plus, in units of its
+#: filters, the ReLU output, dropout mask and residual sum.
+_TCN_PER_FILTER = 3
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Predicted peak memory of one training step, in bytes.
+
+    Args:
+        params: trainable and non-trainable parameters.
+        parameter_bytes, gradient_bytes, optimizer_bytes: float32 weights, gradients, Adam slots.
+        weight_copy_bytes: compute-dtype weight copies kept under mixed precision.
+        input_bytes: the float32 input batch.
+        activation_bytes: kept activations per branch ("attention" holds the L x L terms).
+        predicted_peak_bytes: the sum of all of the above.
+    """
+
+    params: int
+    parameter_bytes: int
+    gradient_bytes: int
+    optimizer_bytes: int
+    weight_copy_bytes: int
+    input_bytes: int
+    activation_bytes: dict[str, int] = field(default_factory=dict)
+    predicted_peak_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """The micro-batch chosen for a budget, and the accumulation that keeps the effective batch."""
+
+    micro_batch: int
+    accumulation: int
+    predicted_peak_bytes: int
+    budget_bytes: int
+
+
+def count_params(config: ModelConfig) -> int:
+    """Parameters of `build_model(config)`, counted from the config (BatchNorm's 4 per unit)."""
+    total = 0
+    widths = [config.n_features]
+    for name, length in config.sequence_inputs.items():
+        i = SEQUENCE_INPUTS.index(name)
+        units, blocks = config.mlp_units[i], config.mlp_blocks[i]
+        total += _dense_blocks_params(length, [units] * blocks)
+        widths.append(units)
+    channels = 1
+    for filters in config.tcn_filters:
+        total += config.tcn_kernel * channels * filters + filters
+        if channels != filters:
+            total += channels * filters + filters
+        channels = filters
+    total += channels * config.tcn_dense + config.tcn_dense
+    widths.append(config.tcn_dense)
+    if config.use_seq1000:
+        d, dff = config.d_model, config.dff
+        total += 2 * d  # projection from one channel
+        total += config.num_layers * (4 * (d * d + d) + 2 * d * dff + dff + d + 4 * d)
+        total += d * config.transformer_dense + config.transformer_dense
+        widths.append(config.transformer_dense)
+    total += _dense_blocks_params(sum(widths), list(config.fusion_units))
+    last = config.fusion_units[-1]
+    return total + (last + 1) * (1 + 3 + 1)
+
+
+def _dense_blocks_params(width: int, units: list[int]) -> int:
+    total = 0
+    for u in units:
+        total += width * u + u + 4 * u
+        width = u
+    return total
+
+
+def _activation_bytes(config: ModelConfig, micro_batch: int, act: int) -> dict[str, int]:
+    """Kept activations per branch for a micro-batch, `act` bytes per element."""
+    b = micro_batch
+    out: dict[str, int] = {}
+    for name, length in config.sequence_inputs.items():
+        i = SEQUENCE_INPUTS.index(name)
+        units = config.mlp_units[i] * config.mlp_blocks[i]
+        out[f"mlp_{name}"] = b * (length + _DENSE_BLOCK_PER_UNIT * units) * act
+    length, channels, elements = config.seq_lengths[2], 1, 0
+    for filters, dilation in zip(config.tcn_filters, config.tcn_dilations, strict=True):
+        padded = length + (config.tcn_kernel - 1) * dilation
+        elements += padded * channels + length * _TCN_PER_FILTER * filters
+        channels = filters
+    out["tcn"] = b * elements * act
+    fusion = sum(config.fusion_units) * _DENSE_BLOCK_PER_UNIT
+    out["fusion"] = b * fusion * act
+    if config.use_seq1000:
+        out.update(_transformer_bytes(config, b, act))
+    return out
+
+
+def _transformer_bytes(config: ModelConfig, b: int, act: int) -> dict[str, int]:
+    """The encoder's per-position activations and its B x heads x L x L attention terms."""
+    length, d = config.seq_lengths[3], config.d_model
+    block = b * length * (_ENCODER_PER_D * d + config.dff) * act
+    if config.remat:
+        # Between blocks only each block's input and its two dropout masks are kept; one block's
+        # activations are re-created during its backward pass.
+        encoder = config.num_layers * b * length * 3 * d * act + block
+    else:
+        encoder = config.num_layers * block
+    query_rows = min(config.attention_chunk or length, length)
+    scores = b * config.num_heads * query_rows * length * act
+    if config.attention_chunk and config.attention_chunk < length:
+        attention = _CHUNK_BACKWARD * scores  # each chunk recomputes its own scores
+    elif config.remat:
+        attention = _ATTENTION_BACKWARD * scores
+    else:
+        attention = (config.num_layers - 1 + _ATTENTION_BACKWARD) * scores
+    return {"transformer": b * length * 2 * d * act + encoder, "attention": attention}
+
+
+def predict_peak(config: ModelConfig, micro_batch: int, precision: str) -> MemoryEstimate:
+    """Predict the peak memory of one training step without building or running the model.
+
+    Args:
+        config: the model (variant applied).
+        micro_batch: samples per forward/backward pass.
+        precision: "float32", "mixed_float16" or "mixed_bfloat16".
+
+    Returns:
+        A `MemoryEstimate` whose `predicted_peak_bytes` is comparable with `measure_step`'s
+        `measured_peak_bytes`.
+
+    Raises:
+        JetxInputError: for an unknown precision or a micro-batch below 1.
+    """
+    _check(micro_batch, precision)
+    act = _F32 if precision == "float32" else 2
+    params = count_params(config)
+    inputs = micro_batch * (config.n_features + sum(config.sequence_inputs.values()) + 5) * _F32
+    activations = _activation_bytes(config, micro_batch, act)
+    weight_copies = 0 if precision == "float32" else params * act
+    parts = dict(
+        params=params,
+        parameter_bytes=params * _F32,
+        gradient_bytes=params * _F32,
+        optimizer_bytes=params * _F32 * _ADAM_SLOTS,
+        weight_copy_bytes=weight_copies,
+        input_bytes=inputs,
+    )
+    total = sum(v for k, v in parts.items() if k != "params") + sum(activations.values())
+    return MemoryEstimate(**parts, activation_bytes=activations, predicted_peak_bytes=total)
+
+
+def _check(micro_batch: int, precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise JetxInputError(
+            f"`precision` must be one of {list(PRECISIONS)}. Received: precision={precision!r}"
+        )
+    if micro_batch < 1:
+        raise JetxInputError(f"`micro_batch` must be >= 1. Received: micro_batch={micro_batch}")
+
+
+def plan(
+    model: ModelConfig,
+    stage: StageConfig,
+    budget_bytes: int,
+    precision: str = "float32",
+    margin: float = 0.1,
+) -> MemoryPlan:
+    """Choose the largest micro-batch whose predicted peak, plus `margin`, fits `budget_bytes`.
+
+    Args:
+        model: the model (variant applied).
+        stage: the stage; candidates are the divisors of its effective batch.
+        budget_bytes: memory available to one training step.
+        precision: the dtype policy the stage trains under.
+        margin: safety fraction added to each prediction (0.1 = 10%).
+
+    Returns:
+        A `MemoryPlan`; accumulation = effective batch / micro-batch.
+
+    Raises:
+        JetxInputError: when even micro-batch 1 does not fit the budget.
+    """
+    effective = stage.effective_batch
+    for micro_batch in sorted(
+        (d for d in range(1, effective + 1) if effective % d == 0), reverse=True
+    ):
+        peak = predict_peak(model, micro_batch, precision).predicted_peak_bytes
+        if peak * (1 + margin) <= budget_bytes:
+            return MemoryPlan(micro_batch, effective // micro_batch, peak, budget_bytes)
+    raise JetxInputError(
+        f"Model {describe(model)} does not fit the budget {budget_bytes / GIB:.2f} GiB "
+        f"({budget_bytes} bytes) even at micro_batch=1 under {precision}: predicted "
+        f"{peak / GIB:.2f} GiB plus a {margin:.0%} margin."
+    )
+
+
+def describe(config: ModelConfig) -> str:
+    """A short name of a model config for messages: widths that decide memory."""
+    seq = "with seq1000" if config.use_seq1000 else "without seq1000"
+    tags = [seq, f"d_model={config.d_model}", f"heads={config.num_heads}"]
+    tags += [f"layers={config.num_layers}", f"remat={config.remat}"]
+    tags.append(f"attention_chunk={config.attention_chunk}")
+    return f"({', '.join(tags)})"
+
+
+def measure_step(config: ModelConfig, micro_batch: int, precision: str) -> dict:
+    """Measure one real training step in a fresh subprocess (see jetx/memory_probe.py).
+
+    Args:
+        config: the model (variant applied).
+        micro_batch: samples in the measured step.
+        precision: the dtype policy.
+
+    Returns:
+        {"measured_peak_bytes", "measured_baseline_bytes", "peak_rss_bytes", "params",
+        "step_seconds", "device", "micro_batch", "precision"}.
+
+    Raises:
+        JetxInputError: for a bad precision or micro-batch.
+        RuntimeError: when the subprocess fails (its stderr tail is in the message), e.g. when
+            the operating system kills it for lack of memory.
+    """
+    _check(micro_batch, precision)
+    request = json.dumps(
+        {"config": config.to_dict(), "micro_batch": micro_batch, "precision": precision}
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "jetx.memory_probe", request], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-3:]
+        raise RuntimeError(
+            f"memory probe failed with exit code {done.returncode}: {' | '.join(tail)}"
+        )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    logger.info("measured %s", result)
+    return result
+
+
+def gib(n_bytes: float) -> float:
+    """Bytes in GiB, for tables."""
+    return n_bytes / GIB

@@ -1,0 +1,102 @@
+"""One real training step in a fresh process, measured: `python -m jetx.memory_probe CONFIG_JSON`.
+
+A fresh process, because TensorFlow's allocator keeps its peak and its caches for the life of a
+process, and because a step that runs out of memory must not take the caller down with it.
+
+What "peak" means here: the model is built, compiled (Adam, simple standard losses: MAE,
+categorical cross-entropy, binary cross-entropy) and one warm-up step is run, so that the step
+function is traced and Adam's slots exist. Then the allocator's peak is reset and a second step is
+measured, with one inter-op thread. The peak therefore includes everything that lives during a
+step (weights, Adam slots, the input batch, activations kept for the backward pass, gradients
+and the largest temporaries), which is what `jetx.memory.predict_peak` predicts, and excludes
+the one-off cost of tracing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from jetx.config import ModelConfig  # noqa: E402
+from jetx.model import N_CLASSES, build_model  # noqa: E402
+
+_LOSSES = {
+    "regression": "mean_absolute_error",
+    "classification": "categorical_crossentropy",
+    "threshold": "binary_crossentropy",
+}
+
+
+def synthetic_batch(config: ModelConfig, micro_batch: int, seed: int = 0) -> tuple[dict, dict]:
+    """A seeded random batch with the model's input and target names and shapes (float32)."""
+    rng = np.random.default_rng(seed)
+    inputs = {"features": rng.normal(size=(micro_batch, config.n_features)).astype("float32")}
+    for name, length in config.sequence_inputs.items():
+        inputs[name] = rng.normal(size=(micro_batch, length, 1)).astype("float32")
+    targets = {
+        "regression": (1.0 + rng.exponential(size=(micro_batch, 1))).astype("float32"),
+        "classification": np.eye(N_CLASSES, dtype="float32")[
+            rng.integers(0, N_CLASSES, micro_batch)
+        ],
+        "threshold": rng.integers(0, 2, size=(micro_batch, 1)).astype("float32"),
+    }
+    return inputs, targets
+
+
+def _device() -> str:
+    return "GPU:0" if tf.config.list_physical_devices("GPU") else "CPU:0"
+
+
+def measure(config: ModelConfig, micro_batch: int, precision: str) -> dict[str, Any]:
+    """Build, warm up, then measure one training step in this process (see the module doc)."""
+    # One op at a time: the peak then depends on the graph, not on how two threads interleave
+    # (with two inter-op threads, repeated runs of one config differed by up to 20%).
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    keras.mixed_precision.set_global_policy(precision)
+    keras.utils.set_random_seed(0)
+    model = build_model(config)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=_LOSSES, jit_compile=False)
+    inputs, targets = synthetic_batch(config, micro_batch)
+    inputs = {k: tf.constant(v) for k, v in inputs.items()}
+    targets = {k: tf.constant(v) for k, v in targets.items()}
+    model.train_on_batch(inputs, targets)
+    device = _device()
+    tf.config.experimental.reset_memory_stats(device)
+    baseline = tf.config.experimental.get_memory_info(device)["current"]
+    start = time.perf_counter()
+    model.train_on_batch(inputs, targets)
+    step_seconds = time.perf_counter() - start
+    info = tf.config.experimental.get_memory_info(device)
+    return {
+        "micro_batch": micro_batch,
+        "precision": precision,
+        "params": int(model.count_params()),
+        "measured_peak_bytes": int(info["peak"]),
+        "measured_baseline_bytes": int(baseline),
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "step_seconds": step_seconds,
+        "device": device,
+    }
+
+
+def main(argv: list[str]) -> int:
+    """Read {"config", "micro_batch", "precision"} JSON from argv[0]; print the result as JSON."""
+    request = json.loads(argv[0])
+    config = ModelConfig.from_dict(request["config"])
+    result = measure(config, int(request["micro_batch"]), request["precision"])
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,127 @@
+"""Memory prediction, the budget planner, the measured step and the `jetx memory` command."""
+
+import json
+
+import pytest
+
+from jetx.cli import main
+from jetx.config import PRESETS, STAGES, VARIANTS
+from jetx.errors import JetxInputError
+from jetx.memory import GIB, count_params, measure_step, plan, predict_peak
+from jetx.model import build_model
+
+FULL = PRESETS["full"]
+
+
+@pytest.mark.parametrize("preset", ["tiny", "demo"])
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_analytic_parameter_count_equals_the_built_models(preset, variant):
+    config = PRESETS[preset].model_for(variant)
+    assert count_params(config) == build_model(config).count_params()
+
+
+def test_prediction_parts_add_up_and_grow_with_the_micro_batch():
+    small = predict_peak(FULL.model_for("full"), 8, "float32")
+    big = predict_peak(FULL.model_for("full"), 16, "float32")
+    parts = (
+        small.parameter_bytes
+        + small.gradient_bytes
+        + small.optimizer_bytes
+        + small.weight_copy_bytes
+        + small.input_bytes
+        + sum(small.activation_bytes.values())
+    )
+    assert small.predicted_peak_bytes == parts
+    assert small.optimizer_bytes == 2 * small.parameter_bytes  # Adam's two slots
+    assert big.activation_bytes["attention"] == 2 * small.activation_bytes["attention"]
+    assert big.predicted_peak_bytes > small.predicted_peak_bytes
+
+
+@pytest.mark.parametrize(
+    ("smaller", "larger"),
+    [
+        (("remat", "float32"), ("full", "float32")),
+        (("chunked", "float32"), ("remat", "float32")),
+        (("no1000", "float32"), ("full", "float32")),
+        (("full", "mixed_bfloat16"), ("full", "float32")),
+        (("full", "mixed_float16"), ("full", "float32")),
+    ],
+)
+def test_memory_saving_choices_predict_less(smaller, larger):
+    def peak(variant, precision):
+        return predict_peak(FULL.model_for(variant), 8, precision).predicted_peak_bytes
+
+    assert peak(*smaller) < peak(*larger)
+
+
+def test_plan_with_a_t4_budget_trains_the_full_model_at_micro_batch_64():
+    chosen = plan(FULL.model_for("remat"), STAGES[0], 15 * GIB, "mixed_float16")
+    assert (chosen.micro_batch, chosen.accumulation) == (64, 1)
+    assert chosen.predicted_peak_bytes * 1.1 <= chosen.budget_bytes
+
+
+def test_plan_picks_the_largest_divisor_that_fits():
+    config, stage = FULL.model_for("full"), STAGES[0]
+    budget = 6 * GIB
+    chosen = plan(config, stage, budget, "float32", margin=0.1)
+    assert stage.effective_batch % chosen.micro_batch == 0
+    assert chosen.micro_batch * chosen.accumulation == stage.effective_batch
+    assert predict_peak(config, chosen.micro_batch, "float32").predicted_peak_bytes * 1.1 <= budget
+    larger = chosen.micro_batch * 2
+    assert predict_peak(config, larger, "float32").predicted_peak_bytes * 1.1 > budget
+
+
+def test_plan_names_the_model_and_budget_when_nothing_fits():
+    with pytest.raises(JetxInputError, match=r"does not fit the budget 0\.10 GiB.*micro_batch=1"):
+        plan(FULL.model_for("full"), STAGES[0], GIB // 10)
+
+
+@pytest.mark.parametrize(
+    ("micro_batch", "precision", "message"),
+    [
+        (8, "float64", "`precision` must be one of"),
+        (0, "float32", "`micro_batch` must be >= 1. Received: micro_batch=0"),
+    ],
+)
+def test_bad_prediction_input_is_a_clear_error(micro_batch, precision, message):
+    with pytest.raises(JetxInputError, match=message):
+        predict_peak(FULL.model_for("full"), micro_batch, precision)
+
+
+def test_measured_step_matches_the_prediction_on_the_demo_model():
+    # Demo widths with the real window lengths, so the attention terms are large enough to be
+    # measured by the CPU allocator (tiny models stay below what it tracks).
+    config = PRESETS["demo"].model_for("full")
+    measured = measure_step(config, 2, "float32")
+    predicted = predict_peak(config, 2, "float32").predicted_peak_bytes
+    assert measured["params"] == count_params(config)
+    assert measured["device"] in ("CPU:0", "GPU:0")
+    assert measured["step_seconds"] > 0 and measured["peak_rss_bytes"] > 0
+    assert 0.85 <= predicted / measured["measured_peak_bytes"] <= 1.15
+
+
+def test_cli_prints_one_json_object_with_the_prediction(capsys):
+    code = main(
+        [
+            "memory",
+            "--variant",
+            "chunked",
+            "--micro-batch",
+            "8",
+            "--precision",
+            "mixed_float16",
+            "--no-measure",
+            "--json",
+        ]
+    )
+    row = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert row["variant"] == "chunked" and row["params"] == count_params(FULL.model_for("full"))
+    expected = predict_peak(FULL.model_for("chunked"), 8, "mixed_float16").predicted_peak_bytes
+    assert row["predicted_peak_bytes"] == expected
+
+
+def test_cli_rejects_a_bad_micro_batch_in_one_line(capsys):
+    code = main(["memory", "--variant", "full", "--micro-batch", "0", "--no-measure"])
+    assert code == 2
+    assert "`--micro-batch` must be >= 1. Received: 0" in capsys.readouterr().err
