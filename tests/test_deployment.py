@@ -21,7 +21,8 @@ def test_deployment_run_of_jetx_progressive_completes_with_a_report(tmp_path):
         prefect.start_server()
         pool = prefect.cli("work-pool", "create", "jetx-process", "--type", "process")
         assert pool.returncode == 0, pool.stdout + pool.stderr
-        deploy = prefect.cli("--no-prompt", "deploy", "--all")
+        # By name: prefect.yaml also holds issue 8's progressive-k8s, whose pool needs a cluster.
+        deploy = prefect.cli("--no-prompt", "deploy", "-n", "progressive", "-n", "memory")
         assert deploy.returncode == 0, deploy.stdout + deploy.stderr
         assert "jetx/progressive" in deploy.stdout and "jetx-audit/memory" in deploy.stdout
         inspect = prefect.cli("deployment", "inspect", "jetx/progressive")
