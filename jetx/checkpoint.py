@@ -55,7 +55,7 @@ class TrainState:
         finished: the stage ended (all epochs, or early stopping).
         best_val_loss, best_epoch, best_metrics: the best validation result so far.
         wait, plateau_wait: epochs without improvement, for early stopping and the plateau.
-        epoch_sums, epoch_micro_steps, epoch_seconds: running loss sums of the epoch in progress.
+        epoch_sums, epoch_seconds: running loss sums and time of the epoch in progress.
         skipped_windows: windows dropped without an update because a gradient was non-finite.
         redone_micro_steps: micro-steps redone at a halved loss scale after an overflow.
         micro_batch_changes: one record per out-of-memory halving.
@@ -77,7 +77,6 @@ class TrainState:
     wait: int = 0
     plateau_wait: int = 0
     epoch_sums: dict[str, float] = field(default_factory=dict)
-    epoch_micro_steps: int = 0
     epoch_seconds: float = 0.0
     skipped_windows: int = 0
     redone_micro_steps: int = 0

@@ -96,7 +96,6 @@ class StageLoop:
         for callback in self.callbacks:
             callback.on_train_batch_begin(self.state.updates)
         if self._skipping:
-            self.state.epoch_micro_steps += 1
             return
         accumulator = self.accumulator
         scale = float(accumulator.loss_scale.numpy())
@@ -105,7 +104,6 @@ class StageLoop:
             self.state.redone_micro_steps += 1
             scale = float(accumulator.loss_scale.numpy())
             finite, losses = accumulator.micro_step(inputs, targets)
-        self.state.epoch_micro_steps += 1
         if not finite:
             logger.warning("non-finite gradient at update %d: window dropped", self.state.updates)
             self._skipping = True
@@ -119,6 +117,7 @@ class StageLoop:
         if updated:
             self.accumulator.apply()
             state.updates += 1
+            logger.debug("stage %d: update %d done", self.stage.stage, state.updates)
         else:
             self.accumulator.reset()
             state.skipped_windows += 1
@@ -146,7 +145,7 @@ class StageLoop:
             callback.on_epoch_end(state.epoch, logs)
         improved = self._watch(logs)
         state.epoch += 1
-        state.samples_in_epoch, state.epoch_micro_steps, state.epoch_seconds = 0, 0, 0.0
+        state.samples_in_epoch, state.epoch_seconds = 0, 0.0
         state.epoch_sums = {}
         state.finished = state.finished or state.epoch >= self.stage.epochs
         self.checkpoint(best=improved)

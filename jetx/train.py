@@ -200,20 +200,23 @@ def _build_loop(stage, data, start, run_dir, precision, oom_at, keep_last, verbo
 
 
 def _initial_micro_batch(stage, data, budget_bytes, precision) -> int:
+    """The stage's micro-batch, lowered to what the memory plan says fits the budget."""
     if budget_bytes is None:
         return stage.micro_batch
     from jetx.memory import plan
 
     memory_plan = plan(data.model, stage, budget_bytes, precision)
+    micro_batch = min(stage.micro_batch, memory_plan.micro_batch)
     logger.info(
-        "stage %d: memory plan micro-batch %d x accumulation %d, predicted peak %.2f GiB of %.2f",
+        "stage %d: budget %.2f GiB fits micro-batch %d (predicted peak %.2f GiB); training %d x %d",
         stage.stage,
-        memory_plan.micro_batch,
-        memory_plan.accumulation,
-        memory_plan.predicted_peak_bytes / _GIB,
         budget_bytes / _GIB,
+        memory_plan.micro_batch,
+        memory_plan.predicted_peak_bytes / _GIB,
+        micro_batch,
+        stage.effective_batch // micro_batch,
     )
-    return memory_plan.micro_batch
+    return micro_batch
 
 
 def _previous_best(previous: StageConfig, run_dir: Path) -> Path:

@@ -165,3 +165,17 @@ def test_precision_choice_on_cpu():
     assert check_precision("mixed_bfloat16") == "mixed_bfloat16"
     with pytest.raises(JetxInputError, match="Received: precision='fp8'"):
         check_precision("fp8")
+
+
+def test_memory_budget_plans_the_micro_batch_before_training(data, tmp_path):
+    from jetx.memory import predict_peak
+
+    stage = dataclasses.replace(TINY.stages[0], epochs=1)
+    peak = {m: predict_peak(data.model, m, "float32").predicted_peak_bytes for m in (2, 4)}
+    budget = int((peak[2] * 1.1 + peak[4] * 1.1) / 2)  # micro-batch 2 fits, 4 does not
+    result = train_stage(stage, data, None, tmp_path, verbose=0, budget_bytes=budget)
+    assert (result.micro_batch, result.accumulation) == (2, 32)
+    (record,) = read_metrics(tmp_path / "metrics.jsonl")
+    assert (record["micro_batch"], record["accumulation"]) == (2, 32)
+    with pytest.raises(JetxInputError, match="does not fit the budget"):
+        train_stage(stage, data, None, tmp_path / "small", verbose=0, budget_bytes=1024)
