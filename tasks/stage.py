@@ -4,8 +4,11 @@ A real out-of-memory on Linux is often no exception: the kernel kills the proces
 If that process were the flow's, Prefect would mark the run Crashed, which retries do not cover.
 So the stage trains in a child (`python -m tasks.stage_child`), and the task turns the child's
 death by SIGKILL, or its exit with `EXIT_OUT_OF_MEMORY` (a ResourceExhaustedError), into
-`OutOfMemory`: the one error `is_out_of_memory` retries. Each retry halves the micro-batch,
-doubles accumulation (the effective batch stays) and resumes from the stage's last checkpoint.
+`OutOfMemory`: the one error `is_out_of_memory` retries. Each retry passes the schedule's
+micro-batch halved once per earlier attempt and resumes from the stage's last checkpoint.
+`jetx.train.train_stage` applies that micro-batch when the stage starts fresh; when it resumes
+a checkpoint it keeps the checkpoint's micro-batch (which its own in-process OOM recovery has
+already halved), since it takes no micro-batch override for a resume yet.
 """
 
 from __future__ import annotations
