@@ -45,8 +45,13 @@ _ENCODER_PER_D = 16
 #: BatchNorm output, dropout mask, dropout output.
 _DENSE_BLOCK_PER_UNIT = 4
 #: Kept elements per position of a TCN block: the padded input (in channels) plus, in units of its
-#: filters, the ReLU output, dropout mask and residual sum.
-_TCN_PER_FILTER = 3
+#: filters, the ReLU output, dropout mask and residual sum (calibrated: 2.5, as the ReLU output and
+#: the dropout input are one tensor in some of the fused oneDNN kernels).
+_TCN_PER_FILTER = 2.5
+#: A recomputed block's activations while its backward pass runs, in units of the block's kept
+#: activations: the re-created forward tensors plus the gradients of as many intermediates
+#: (calibrated on the audit rows of remat and chunked, one inter-op thread).
+_RECOMPUTED_BLOCK = 3
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,7 @@ def _activation_bytes(config: ModelConfig, micro_batch: int, act: int) -> dict[s
     length, channels, elements = config.seq_lengths[2], 1, 0
     for filters, dilation in zip(config.tcn_filters, config.tcn_dilations, strict=True):
         padded = length + (config.tcn_kernel - 1) * dilation
-        elements += padded * channels + length * _TCN_PER_FILTER * filters
+        elements += padded * channels + int(length * _TCN_PER_FILTER * filters)
         channels = filters
     out["tcn"] = b * elements * act
     fusion = sum(config.fusion_units) * _DENSE_BLOCK_PER_UNIT
@@ -146,7 +151,7 @@ def _transformer_bytes(config: ModelConfig, b: int, act: int) -> dict[str, int]:
     if config.remat:
         # Between blocks only each block's input and its two dropout masks are kept; one block's
         # activations are re-created during its backward pass.
-        encoder = config.num_layers * b * length * 3 * d * act + block
+        encoder = config.num_layers * b * length * 3 * d * act + _RECOMPUTED_BLOCK * block
     else:
         encoder = config.num_layers * block
     query_rows = min(config.attention_chunk or length, length)
