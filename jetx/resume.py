@@ -2,7 +2,8 @@
 
 An out-of-memory error halves the micro-batch and doubles accumulation (the effective batch
 stays); the stage then restores its last checkpoint, whose `samples_in_epoch` tells the new
-micro-batch how many batches of the epoch's fixed order to skip.
+micro-batch how many batches of the epoch's fixed order to skip. Under a tf.distribute strategy
+the micro-batch is global, so it only halves to multiples of the replica count.
 """
 
 from __future__ import annotations
@@ -72,13 +73,16 @@ def resume_state(
 
 def halve_micro_batch(loop: StageLoop, data: StageData, budget_bytes, error) -> tuple[int, dict]:
     state, effective = loop.state, loop.stage.effective_batch
-    smaller = next((m for m in range(state.micro_batch // 2, 0, -1) if effective % m == 0), 0)
+    replicas = loop.distribution.replicas
+    smaller = next(
+        (m for m in range(state.micro_batch // 2, 0, -1) if effective % m == m % replicas == 0), 0
+    )
     if smaller < 1:
         budget = f"{budget_bytes / _GIB:.2f} GiB" if budget_bytes else "none given"
         raise StageOutOfMemoryError(
             f"stage {loop.stage.stage} of variant {data.variant!r} ran out of memory at "
-            f"micro-batch {state.micro_batch} (memory budget: {budget}); it cannot be halved "
-            f"further. Choose a smaller variant or precision. ({error.message})"
+            f"micro-batch {state.micro_batch} (memory budget: {budget}; {replicas} replicas); it "
+            f"cannot be halved further. Choose a smaller variant or precision. ({error.message})"
         ) from error
     change = {
         "epoch": state.epoch,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -20,6 +20,7 @@ import keras
 from jetx.accumulation import GradientAccumulator
 from jetx.checkpoint import TrainState, save_checkpoint
 from jetx.config import StageConfig
+from jetx.distribute import Distribution, get_distribution
 from jetx.validation import Validator
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class StageLoop:
         callbacks: epoch callbacks, in order (memory first).
         keep_last: checkpoints kept besides the best.
         verbose: 1 shows a progress bar per epoch.
+        distribution: the tf.distribute strategy; each global micro-batch is spread over its
+            replicas (default: none, one device).
     """
 
     stage: StageConfig
@@ -52,6 +55,7 @@ class StageLoop:
     callbacks: list
     keep_last: int = 3
     verbose: int = 1
+    distribution: Distribution = field(default_factory=get_distribution)
 
     @property
     def accumulation(self) -> int:
@@ -76,7 +80,9 @@ class StageLoop:
     def _run_epoch(self) -> None:
         state, micro = self.state, self.state.micro_batch
         skip = state.samples_in_epoch // micro
-        dataset = self.data.train_batches(micro, state.epoch, skip)
+        dataset = self.distribution.distribute(
+            lambda: self.data.train_batches(micro, state.epoch, skip), micro
+        )
         progbar = keras.utils.Progbar(self.data.num_train() // micro, verbose=self.verbose)
         progbar.update(skip)
         self._segment_start = time.monotonic()

@@ -4,7 +4,9 @@ Each stage starts from the previous stage's best weights, resumes from its own l
 in RUN_DIR if it has one, and recovers from out-of-memory errors by halving its micro-batch
 (accumulation doubles, the effective batch stays) and restoring its last checkpoint. Everything
 a stage needs is rebuilt from paths and configs, so it can run in a child process
-(`jetx train FEATURES_DIR ... --stages 2` continues an existing RUN_DIR).
+(`jetx train FEATURES_DIR ... --stages 2` continues an existing RUN_DIR). Under a tf.distribute
+strategy (`jetx.distribute`: the micro-batch is global) the model, optimizer and accumulators
+are created in the strategy's scope and every micro-batch is spread over the replicas.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from jetx.checkpoint import (
     stage_dir,
 )
 from jetx.config import Preset, StageConfig
+from jetx.distribute import Distribution, get_distribution, synchronize_batch_norm
 from jetx.errors import JetxInputError
 from jetx.io import write_json
 from jetx.losses import StageLoss
@@ -70,6 +73,8 @@ class StageResult:
     peak_memory_bytes: int
     skipped_windows: int
     precision: str
+    strategy: str = "none"
+    replicas: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -90,6 +95,7 @@ def train_stage(
     keep_last: int = 3,
     verbose: int = 1,
     oom_at: list[tuple[int, int]] | None = None,
+    strategy: str = "none",
 ) -> StageResult:
     """Train one stage to its end, resuming from its last checkpoint in `run_dir` if any.
 
@@ -106,19 +112,34 @@ def train_stage(
         verbose: 1 shows a progress bar per epoch.
         oom_at: (stage, update) pairs at which to inject an out-of-memory error (a test hook;
             None reads `JETX_INJECT_OOM`).
+        strategy: tf.distribute strategy, one of `jetx.distribute.STRATEGIES`; the stage's
+            micro-batch is global and must be divisible by the replica count. Under
+            "multi-worker" only the chief writes to `run_dir`; worker N writes to
+            `run_dir/workerN`.
 
     Returns:
         The stage's `StageResult` (also written to `run_dir/stage{N}/result.json`).
 
     Raises:
         StageOutOfMemoryError: out of memory at micro-batch 1.
-        JetxInputError: a checkpoint or start that does not fit the model, or a seed that
-            differs from the one the stage was started with.
+        JetxInputError: a checkpoint or start that does not fit the model, a seed that
+            differs from the one the stage was started with, an unknown strategy, or a
+            micro-batch the replica count does not divide.
     """
+    distribution = get_distribution(strategy)
     precision = set_precision(precision)
-    run_dir = Path(run_dir)
-    loop = _build_loop(stage, data, start, run_dir, precision, oom_at, keep_last, verbose)
-    micro_batch, change = _initial_micro_batch(stage, data, budget_bytes, precision), None
+    run_dir = distribution.worker_dir(Path(run_dir))
+    loop = _build_loop(
+        stage, data, start, run_dir, precision, oom_at, keep_last, verbose, distribution
+    )
+    micro_batch = _initial_micro_batch(stage, data, budget_bytes, precision, distribution.replicas)
+    distribution.check_micro_batch(micro_batch)
+    with distribution.strategy.scope():
+        return _train(loop, data, micro_batch, budget_bytes, run_dir, precision)
+
+
+def _train(loop, data, micro_batch, budget_bytes, run_dir, precision) -> StageResult:
+    change = None
     for callback in loop.callbacks:
         callback.on_train_begin()
     while True:
@@ -149,7 +170,8 @@ def run_schedule(
         run_dir: the run's directory; stages already finished there are not trained again.
         stages: stage numbers to run (default: all); a later stage alone needs the earlier
             stage's checkpoints in `run_dir`.
-        **options: keyword options of `train_stage` (precision, budget_bytes, verbose, ...).
+        **options: keyword options of `train_stage` (precision, budget_bytes, verbose,
+            strategy, ...).
 
     Returns:
         One `StageResult` per stage run.
@@ -170,20 +192,32 @@ def run_schedule(
     return results
 
 
-def _build_loop(stage, data, start, run_dir, precision, oom_at, keep_last, verbose) -> StageLoop:
+def _build_loop(
+    stage, data, start, run_dir, precision, oom_at, keep_last, verbose, distribution: Distribution
+) -> StageLoop:
+    """The stage's objects; model, optimizer and accumulators in the strategy's scope."""
     if isinstance(start, keras.Model):
+        if distribution.name != "none":
+            raise JetxInputError(
+                f"strategy {distribution.name!r} builds its own model in its scope; pass a "
+                "checkpoint directory as `start`, not a built model."
+            )
         model = start
     else:
+        model = None
         keras.backend.clear_session()
         keras.utils.set_random_seed(data.seed + stage.stage)
-        model = data.build_model()
-        if start is not None:
-            restore_variables(Path(start), {"model": model.variables})
     loss = StageLoss(stage)
-    optimizer = keras.optimizers.Adam(stage.learning_rate)
-    accumulator = GradientAccumulator(
-        model, optimizer, loss, loss_scaling=needs_loss_scaling(precision)
-    )
+    with distribution.strategy.scope():
+        model = model if model is not None else _fresh_model(data, start, distribution)
+        optimizer = keras.optimizers.Adam(stage.learning_rate)
+        accumulator = GradientAccumulator(
+            model,
+            optimizer,
+            loss,
+            loss_scaling=needs_loss_scaling(precision),
+            strategy=distribution.strategy,
+        )
     callbacks = [
         MemoryMonitor(),
         EpochLogger(stage.epochs),
@@ -195,18 +229,41 @@ def _build_loop(stage, data, start, run_dir, precision, oom_at, keep_last, verbo
     state = TrainState(stage.stage, stage.micro_batch, data.seed, stage.learning_rate)
     validator = Validator(model, loss)
     return StageLoop(
-        stage, data, accumulator, validator, state, directory, callbacks, keep_last, verbose
+        stage,
+        data,
+        accumulator,
+        validator,
+        state,
+        directory,
+        callbacks,
+        keep_last,
+        verbose,
+        distribution,
     )
 
 
-def _initial_micro_batch(stage, data, budget_bytes, precision) -> int:
-    """The stage's micro-batch, lowered to what the memory plan says fits the budget."""
+def _fresh_model(data: StageData, start: Path | None, distribution: Distribution) -> keras.Model:
+    model = data.build_model()
+    if start is not None:
+        restore_variables(Path(start), {"model": model.variables})
+    if distribution.name != "none":
+        synchronize_batch_norm(model)
+    return model
+
+
+def _initial_micro_batch(stage, data, budget_bytes, precision, replicas: int = 1) -> int:
+    """The stage's global micro-batch, lowered to what the memory plan says fits the budget.
+
+    The budget is per device: each of the `replicas` devices holds micro_batch / replicas.
+    """
     if budget_bytes is None:
         return stage.micro_batch
     from jetx.memory import plan
 
     memory_plan = plan(data.model, stage, budget_bytes, precision)
-    micro_batch = min(stage.micro_batch, memory_plan.micro_batch)
+    limit = min(stage.micro_batch, memory_plan.micro_batch * replicas)
+    fits = [m for m in range(limit, 0, -1) if stage.effective_batch % m == 0 and m % replicas == 0]
+    micro_batch = fits[0] if fits else stage.micro_batch
     logger.info(
         "stage %d: budget %.2f GiB fits micro-batch %d (predicted peak %.2f GiB); training %d x %d",
         stage.stage,
@@ -249,6 +306,8 @@ def _result(loop: StageLoop, run_dir: Path, precision: str) -> StageResult:
         peak_memory_bytes=int(peak),
         skipped_windows=state.skipped_windows,
         precision=precision,
+        strategy=loop.distribution.name,
+        replicas=loop.distribution.replicas,
     )
     write_json(loop.directory / RESULT_FILE, result.to_dict())
     logger.info("stage %d done: %s", state.stage, json.dumps(result.to_dict(), default=str))

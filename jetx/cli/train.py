@@ -2,7 +2,10 @@
 
 Running it again on the same RUN_DIR resumes: finished stages are kept, an interrupted stage goes
 on from its last checkpoint. `--stages 2` trains stage 2 alone from stage 1's best checkpoint in
-RUN_DIR, which is how a stage runs as a child process of a flow.
+RUN_DIR, which is how a stage runs as a child process of a flow. `--strategy mirrored` trains
+on every visible GPU (or on the CPU split into `JETX_CPU_DEVICES` logical devices);
+`--strategy multi-worker` on the cluster that TF_CONFIG describes. The stage's micro-batch is
+global (see jetx.distribute).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 from pathlib import Path
 
 from jetx.config import PRECISIONS, PRESETS, VARIANTS, Preset, get_preset
+from jetx.distribute import STRATEGIES
 from jetx.errors import JetxInputError
 
 _GIB = 1024**3
@@ -30,6 +34,12 @@ def register(subparsers) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, help="default: by device")
     parser.add_argument("--budget-gib", type=float, help="memory budget: plan the micro-batch")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--strategy",
+        default="none",
+        choices=STRATEGIES,
+        help="tf.distribute strategy; the micro-batch is global (split over the replicas)",
+    )
     parser.add_argument("--epochs", type=int, help="override every stage's epochs")
     parser.add_argument("--checkpoint-every", type=int, help="override: updates per checkpoint")
     parser.add_argument(
@@ -72,9 +82,11 @@ def _run(args: argparse.Namespace) -> int:
         raise JetxInputError(f"{args.features_dir} is not a features dir (no manifest.json)")
     import tensorflow as tf
 
+    from jetx.distribute import get_distribution
     from jetx.io import write_json
     from jetx.train import StageData, run_schedule
 
+    get_distribution(args.strategy)  # before any TensorFlow op: it may split the CPU
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
     preset = _preset(args)
@@ -87,7 +99,12 @@ def _run(args: argparse.Namespace) -> int:
         preset.max_train_samples,
         preset.max_eval_samples,
     )
-    run = {"preset": preset.to_dict(), "variant": variant, "seed": args.seed}
+    run = {
+        "preset": preset.to_dict(),
+        "variant": variant,
+        "seed": args.seed,
+        "strategy": args.strategy,
+    }
     write_json(args.out / "run.json", {**run, "features_dir": str(args.features_dir)})
     results = run_schedule(
         preset,
@@ -97,6 +114,7 @@ def _run(args: argparse.Namespace) -> int:
         precision=args.precision,
         budget_bytes=int(args.budget_gib * _GIB) if args.budget_gib else None,
         verbose=0 if args.quiet else 1,
+        strategy=args.strategy,
     )
     for result in results:
         print(json.dumps(result.to_dict(), default=str))
