@@ -27,8 +27,11 @@ ARGS += ("--checkpoint-every", "1", "--deterministic", "--quiet")
 TIMEOUT = 300
 
 
-def _start(features: Path, run_dir: Path, log: Path, **env: str) -> subprocess.Popen:
+def _start(
+    features: Path, run_dir: Path, log: Path, extra: tuple[str, ...] = (), **env: str
+) -> subprocess.Popen:
     command = [sys.executable, "-m", "jetx", "train", str(features), "--out", str(run_dir), *ARGS]
+    command += extra
     with open(log, "ab") as handle:
         return subprocess.Popen(
             command, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT
@@ -53,9 +56,15 @@ def _kill(process: subprocess.Popen) -> None:
     assert process.wait() == -signal.SIGKILL
 
 
-def _finish(features: Path, run_dir: Path, log: Path) -> dict[str, np.ndarray]:
-    process = _start(features, run_dir, log)
+def _finish(
+    features: Path, run_dir: Path, log: Path, extra: tuple[str, ...] = (), **env: str
+) -> dict[str, np.ndarray]:
+    process = _start(features, run_dir, log, extra, **env)
     assert process.wait(TIMEOUT) == 0, log.read_text()[-3000:]
+    return _variables(run_dir)
+
+
+def _variables(run_dir: Path) -> dict[str, np.ndarray]:
     with np.load(latest_checkpoint(stage_dir(run_dir, 1)) / "variables.npz") as stored:
         return {key: stored[key] for key in stored.files}
 

@@ -1,0 +1,129 @@
+"""tf.distribute: mirrored on 2 logical CPU devices equals one device; resume after a SIGKILL.
+
+The CPU can be split into logical devices only before TensorFlow starts, so every run under
+"mirrored" is a child process (tests/distribute_worker.py, or `jetx train` with
+JETX_CPU_DEVICES=2); this process keeps its single CPU device.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_resume_kill import (
+    TIMEOUT,
+    _assert_same,
+    _finish,
+    _kill,
+    _sequence,
+    _start,
+    _variables,
+    _wait_until,
+)
+from train_data import make_features_dir
+
+from jetx.callbacks.fault_injection import DELAY_ENV
+from jetx.checkpoint import latest_checkpoint, load_state, stage_dir
+from jetx.distribute import (
+    CPU_DEVICES_ENV,
+    STRATEGIES,
+    check_strategy,
+    check_tf_config,
+    get_distribution,
+    split_cpu,
+)
+from jetx.errors import JetxInputError
+
+WORKER = Path(__file__).with_name("distribute_worker.py")
+MIRRORED = ("--strategy", "mirrored")
+TWO_CPUS = {CPU_DEVICES_ENV: "2"}
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory):
+    return make_features_dir(tmp_path_factory.mktemp("distribute"))
+
+
+def test_mirrored_on_two_cpu_devices_equals_one_device(features, tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(WORKER), str(features), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == {"none": 1, "mirrored": 2}
+    assert result["updates"] == {"none": 4, "mirrored": 4}
+    assert result["initial_diff"] == 0.0  # same initial weights: the comparison is fair
+    assert result["moved"] > 1e-3  # the 4 updates did move the weights
+    assert result["final_diff"] < 1e-5
+    assert result["val_loss"]["mirrored"] == pytest.approx(result["val_loss"]["none"], rel=1e-5)
+    assert result["odd_error"] == (
+        "`micro_batch` is global and must be divisible by the 2 replicas of strategy "
+        "'mirrored'. Received: micro_batch=3"
+    )
+
+
+def test_kill_under_mirrored_resumes_exactly(features, tmp_path):
+    reference_dir = tmp_path / "reference"
+    reference = _start(features, reference_dir, tmp_path / "reference.txt", MIRRORED, **TWO_CPUS)
+    run_dir, log = tmp_path / "run", tmp_path / "log.txt"
+    process = _start(features, run_dir, log, MIRRORED, **TWO_CPUS, **{DELAY_ENV: "0.05"})
+    _wait_until(lambda: _sequence(run_dir) >= 3, process)
+    _kill(process)
+    killed_at = load_state(latest_checkpoint(stage_dir(run_dir, 1)))
+    assert not killed_at.finished and killed_at.updates >= 2
+    resumed = _finish(features, run_dir, log, MIRRORED, **TWO_CPUS)
+    assert reference.wait(TIMEOUT) == 0, (tmp_path / "reference.txt").read_text()[-3000:]
+    _assert_same(resumed, _variables(reference_dir))
+    assert log.read_text().count("resuming from ckpt-") == 1
+    result = json.loads((stage_dir(run_dir, 1) / "result.json").read_text())
+    assert (result["strategy"], result["replicas"]) == ("mirrored", 2)
+
+
+def test_none_is_the_default_and_leaves_the_dataset_alone():
+    distribution = get_distribution()
+    assert (distribution.name, distribution.replicas, distribution.is_chief) == ("none", 1, True)
+    dataset = tf.data.Dataset.range(4).batch(2)
+    assert distribution.distribute(lambda: dataset, 2) is dataset
+    assert distribution.worker_dir(Path("run")) == Path("run")
+
+
+def test_unknown_strategy_is_refused():
+    assert check_strategy("mirrored") == "mirrored" and "multi-worker" in STRATEGIES
+    with pytest.raises(JetxInputError, match=r"one of \['none', 'mirrored', 'multi-worker'\]"):
+        get_distribution("horovod")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "needs the TF_CONFIG environment variable"),
+        ("{not json", "TF_CONFIG must be JSON like .*JSONDecodeError"),
+        ('{"cluster": {"worker": ["a:1"]}}', "TF_CONFIG must be JSON like .*KeyError: 'task'"),
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}',
+            "task worker:1 is not in its cluster",
+        ),
+    ],
+)
+def test_bad_tf_config_is_refused(text, message):
+    with pytest.raises(JetxInputError, match=message):
+        check_tf_config(text)
+
+
+def test_good_tf_config_is_parsed():
+    text = '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}'
+    assert check_tf_config(text)["task"]["index"] == 1
+
+
+def test_cpu_split_after_tensorflow_started_is_refused():
+    float(np.asarray(tf.constant(1.0) + 1.0))  # TensorFlow has started
+    with pytest.raises(JetxInputError, match="only before TensorFlow starts; set JETX_CPU"):
+        split_cpu(2)
+    with pytest.raises(JetxInputError, match="must be >= 1. Received: 0"):
+        split_cpu(0)
