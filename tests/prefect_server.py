@@ -69,12 +69,14 @@ class LocalPrefect:
         self.processes.append(process)
         return process
 
-    def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
         """Run `prefect ARGS` to its end and return it (stdout and stderr as text)."""
         return subprocess.run(
             [PREFECT, *args],
             cwd=self.cwd,
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -21,10 +21,18 @@ def test_deployment_run_of_jetx_progressive_completes_with_a_report(tmp_path):
         prefect.start_server()
         pool = prefect.cli("work-pool", "create", "jetx-process", "--type", "process")
         assert pool.returncode == 0, pool.stdout + pool.stderr
-        # By name: prefect.yaml also holds issue 8's progressive-k8s, whose pool needs a cluster.
-        deploy = prefect.cli("--no-prompt", "deploy", "-n", "progressive", "-n", "memory")
+        # prefect.yaml also holds progressive-k8s: its pool is created as the README says (a
+        # pool needs no cluster until a run is submitted to it), so `deploy --all` works as is.
+        k8s_template = str(PROJECT / "deploy" / "k8s-base-job-template.json")
+        k8s_pool = prefect.cli(
+            "work-pool", "create", "jetx-k8s", "--type", "kubernetes",
+            "--base-job-template", k8s_template,
+        )  # fmt: skip
+        assert k8s_pool.returncode == 0, k8s_pool.stdout + k8s_pool.stderr
+        deploy = prefect.cli("--no-prompt", "deploy", "--all", env={"JETX_IMAGE": "jetx:test"})
         assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-        assert "jetx/progressive" in deploy.stdout and "jetx-audit/memory" in deploy.stdout
+        for name in ("jetx/progressive", "jetx-audit/memory", "jetx/progressive-k8s"):
+            assert name in deploy.stdout, deploy.stdout
         inspect = prefect.cli("deployment", "inspect", "jetx/progressive")
         assert "'cron': '0 3 * * 1'" in inspect.stdout and "'active': False" in inspect.stdout
         prefect.spawn("worker", "worker", "start", "--pool", "jetx-process")
