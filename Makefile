@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/jetx ingest data/sample.csv --out runs/demo/data
+	$(BIN)/python -m flows.progressive --source data/sample.csv --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/ruff check jetx tasks flows tests bench

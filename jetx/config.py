@@ -313,8 +313,8 @@ PRESETS: dict[str, Preset] = {
         model=DEMO_MODEL,
         stages=_short_stages(epochs=2, checkpoint_every=20),
         variant="remat",
-        max_train_samples=4096,
-        max_eval_samples=1024,
+        max_train_samples=1024,
+        max_eval_samples=512,
     ),
     "tiny": Preset(
         name="tiny",
