@@ -84,7 +84,7 @@ def mirrored_vs_one_device(features: Path, variant: str, micro_batch: int, steps
     for name in ("none", "mirrored", "none", "mirrored"):  # interleaved against machine load
         rates[name].append(loop_rate(name, data, micro_batch, accumulation, batches))
     best = {name: max(values) for name, values in rates.items()}
-    devices = [d.name for d in get_distribution("mirrored").strategy.extended.worker_devices]
+    devices = list(get_distribution("mirrored").strategy.extended.worker_devices)
     print(
         f"mirrored vs one device: preset demo, variant {variant}, float32, global micro-batch "
         f"{micro_batch} ({micro_batch // replicas} per replica), accumulation {accumulation}, "

@@ -6,6 +6,7 @@ JETX_CPU_DEVICES=2); this process keeps its single CPU device.
 """
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,36 @@ def test_kill_under_mirrored_resumes_exactly(features, tmp_path):
     assert log.read_text().count("resuming from ckpt-") == 1
     result = json.loads((stage_dir(run_dir, 1) / "result.json").read_text())
     assert (result["strategy"], result["replicas"]) == ("mirrored", 2)
+
+
+@pytest.mark.slow
+def test_multi_worker_from_tf_config_two_local_processes(features, tmp_path):
+    """Two `jetx train` workers on localhost train one model; worker 1 writes RUN_DIR/worker1."""
+    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
+    run_dir, processes = tmp_path / "run", []
+    for index in range(2):
+        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        log = tmp_path / f"worker{index}.txt"
+        extra = ("--strategy", "multi-worker", "--epochs", "1")
+        processes.append(_start(features, run_dir, log, extra, TF_CONFIG=config))
+    for index, process in enumerate(processes):
+        assert process.wait(TIMEOUT) == 0, (tmp_path / f"worker{index}.txt").read_text()[-3000:]
+    chief, worker = (
+        json.loads((d / "stage1/result.json").read_text()) for d in (run_dir, run_dir / "worker1")
+    )
+    assert (chief["strategy"], chief["replicas"], chief["updates"]) == ("multi-worker", 2, 4)
+    _assert_same(_variables(run_dir / "worker1"), _variables(run_dir))
+    assert chief["best_val_metrics"] == worker["best_val_metrics"]
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
 
 
 def test_none_is_the_default_and_leaves_the_dataset_alone():
