@@ -121,7 +121,8 @@ def train_stage(
         The stage's `StageResult` (also written to `run_dir/stage{N}/result.json`).
 
     Raises:
-        StageOutOfMemoryError: out of memory at micro-batch 1.
+        StageOutOfMemoryError: out of memory at the smallest micro-batch (1, or the replica
+            count under a strategy).
         JetxInputError: a checkpoint or start that does not fit the model, a seed that
             differs from the one the stage was started with, an unknown strategy, or a
             micro-batch the replica count does not divide.

@@ -48,6 +48,9 @@ def main(features: Path, out: Path) -> dict:
     }
     first = {name: _arrays(out / name / "stage1/checkpoints/ckpt-000001") for name in results}
     last = {name: _arrays(r.last_checkpoint) for name, r in results.items()}
+    oom = train_stage(
+        stage, data, None, out / "oom", verbose=0, strategy="mirrored", oom_at=[(1, 1)]
+    )
     odd = dataclasses.replace(stage, effective_batch=24, micro_batch=3)
     try:
         train_stage(odd, data, None, out / "odd", verbose=0, strategy="mirrored")
@@ -64,6 +67,7 @@ def main(features: Path, out: Path) -> dict:
         ),
         "val_loss": {name: r.best_val_metrics["val_loss"] for name, r in results.items()},
         "odd_error": error,
+        "oom": [oom.micro_batch, oom.accumulation, oom.updates, oom.micro_batch_changes[0]["to"]],
     }
 
 

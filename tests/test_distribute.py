@@ -1,4 +1,4 @@
-"""tf.distribute: mirrored on 2 logical CPU devices equals one device; resume after a SIGKILL.
+"""tf.distribute: mirrored on 2 CPU devices equals one device; OOM recovery; resume after SIGKILL.
 
 The CPU can be split into logical devices only before TensorFlow starts, so every run under
 "mirrored" is a child process (tests/distribute_worker.py, or `jetx train` with
@@ -63,6 +63,7 @@ def test_mirrored_on_two_cpu_devices_equals_one_device(features, tmp_path):
     assert result["moved"] > 1e-3  # the 4 updates did move the weights
     assert result["final_diff"] < 1e-5
     assert result["val_loss"]["mirrored"] == pytest.approx(result["val_loss"]["none"], rel=1e-5)
+    assert result["oom"] == [4, 16, 4, 4]  # out of memory at update 1: 8 -> 4, 2 per replica
     assert result["odd_error"] == (
         "`micro_batch` is global and must be divisible by the 2 replicas of strategy "
         "'mirrored'. Received: micro_batch=3"
