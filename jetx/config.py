@@ -26,6 +26,11 @@ CASHOUT = 1.5
 #: Upper edges of the three classes of the classification target: < 1.5, 1.5 to < 10, >= 10.
 CLASS_EDGES: tuple[float, ...] = (1.5, 10.0)
 
+#: Samples per batch of a forward-only pass (validation, evaluation). Attention's scores make it
+#: the biggest memory item of those passes: 64 x 8 heads x 1000^2 floats is 2 GiB per layer for the
+#: full model, well inside a 15 GiB T4, while 256 would not be.
+EVAL_BATCH = 64
+
 Precision = Literal["float32", "mixed_float16", "mixed_bfloat16"]
 PRECISIONS: tuple[str, ...] = ("float32", "mixed_float16", "mixed_bfloat16")
 

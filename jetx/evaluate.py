@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from jetx import metrics
-from jetx.config import ModelConfig, Preset, get_preset
+from jetx.config import EVAL_BATCH, ModelConfig, Preset, get_preset
 from jetx.errors import JetxInputError
 from jetx.report import METRICS_JSONL, read_records, training_rows
 
@@ -118,7 +118,7 @@ def predict(
     features_dir: Path,
     split: str,
     max_samples: int | None,
-    batch_size: int = 256,
+    batch_size: int = EVAL_BATCH,
 ) -> Predictions:
     """Run `model` over a split in round order and collect its three heads' outputs.
 

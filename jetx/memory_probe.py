@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 from typing import Any
@@ -27,6 +26,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from jetx.callbacks.memory import rss_peak_bytes  # noqa: E402
 from jetx.config import ModelConfig  # noqa: E402
 from jetx.model import N_CLASSES, build_model  # noqa: E402
 
@@ -83,7 +83,7 @@ def measure(config: ModelConfig, micro_batch: int, precision: str) -> dict[str, 
         "params": int(model.count_params()),
         "measured_peak_bytes": int(info["peak"]),
         "measured_baseline_bytes": int(baseline),
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_bytes": rss_peak_bytes(),
         "step_seconds": step_seconds,
         "device": device,
     }

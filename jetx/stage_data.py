@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from jetx.config import ModelConfig
+from jetx.config import EVAL_BATCH, ModelConfig
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class StageData:
     seed: int = 0
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
-    eval_batch: int = 64
+    eval_batch: int = EVAL_BATCH
 
     def train_batches(self, micro_batch: int, epoch: int, skip_batches: int) -> tf.data.Dataset:
         """The epoch's shuffled micro-batches from batch `skip_batches` on (full batches only)."""

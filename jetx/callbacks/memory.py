@@ -14,7 +14,20 @@ def memory_device() -> str:
 
 
 def rss_peak_bytes() -> int:
-    """Peak resident set size of this process so far (Linux reports KiB)."""
+    """Peak resident set size of this process's own memory so far, in bytes.
+
+    Linux's `ru_maxrss` survives `execve`, so a child started by a big parent (a flow process
+    after an evaluation, say) would report the parent's peak; `VmHWM` belongs to the process's
+    current address space and starts afresh at exec. `ru_maxrss` (KiB) is the fallback where
+    /proc is missing.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
