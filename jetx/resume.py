@@ -4,6 +4,10 @@ An out-of-memory error halves the micro-batch and doubles accumulation (the effe
 stays); the stage then restores its last checkpoint, whose `samples_in_epoch` tells the new
 micro-batch how many batches of the epoch's fixed order to skip. Under a tf.distribute strategy
 the micro-batch is global, so it only halves to multiples of the replica count.
+
+A resumed stage never runs above the micro-batch it is given: a process that the kernel killed
+for memory leaves no exception behind, so its retry asks for half the micro-batch in use, and
+the change is checkpointed at once so that a second kill halves again rather than repeating.
 """
 
 from __future__ import annotations
@@ -56,9 +60,13 @@ def resume_state(
             "accumulator": loop.accumulator.state_variables,
         },
     )
+    if change is None and state.micro_batch > micro_batch:
+        change = _change(state, loop.stage.effective_batch, micro_batch, "requested")
     if change:
         state.micro_batch = change["to"]
         state.micro_batch_changes.append(change)
+        loop.state = state
+        loop.checkpoint()
     logger.info(
         "stage %d: resuming from %s (epoch %d, %d samples into it, update %d, micro-batch %d)",
         stage.stage,
@@ -71,12 +79,39 @@ def resume_state(
     return state
 
 
+def smaller_micro_batch(micro_batch: int, effective_batch: int, replicas: int = 1) -> int:
+    """The largest micro-batch <= half of `micro_batch` that divides the effective batch and is a
+    multiple of `replicas`; 0 when there is none."""
+    return next(
+        (
+            m
+            for m in range(micro_batch // 2, 0, -1)
+            if effective_batch % m == 0 and m % replicas == 0
+        ),
+        0,
+    )
+
+
+def _change(state: TrainState, effective_batch: int, micro_batch: int, reason: str) -> dict:
+    return {
+        "epoch": state.epoch,
+        "update": state.updates,
+        "from": state.micro_batch,
+        "to": micro_batch,
+        "accumulation": effective_batch // micro_batch,
+        "error": reason,
+    }
+
+
 def halve_micro_batch(loop: StageLoop, data: StageData, budget_bytes, error) -> tuple[int, dict]:
+    """After an out-of-memory error: the next micro-batch and the change record.
+
+    Raises:
+        StageOutOfMemoryError: the micro-batch cannot be halved further.
+    """
     state, effective = loop.state, loop.stage.effective_batch
     replicas = loop.distribution.replicas
-    smaller = next(
-        (m for m in range(state.micro_batch // 2, 0, -1) if effective % m == m % replicas == 0), 0
-    )
+    smaller = smaller_micro_batch(state.micro_batch, effective, replicas)
     if smaller < 1:
         budget = f"{budget_bytes / _GIB:.2f} GiB" if budget_bytes else "none given"
         raise StageOutOfMemoryError(
@@ -84,14 +119,7 @@ def halve_micro_batch(loop: StageLoop, data: StageData, budget_bytes, error) -> 
             f"micro-batch {state.micro_batch} (memory budget: {budget}; {replicas} replicas); it "
             f"cannot be halved further. Choose a smaller variant or precision. ({error.message})"
         ) from error
-    change = {
-        "epoch": state.epoch,
-        "update": state.updates,
-        "from": state.micro_batch,
-        "to": smaller,
-        "accumulation": effective // smaller,
-        "error": type(error).__name__,
-    }
+    change = _change(state, effective, smaller, type(error).__name__)
     logger.warning(
         "stage %d: out of memory at update %d (%s); micro-batch %d -> %d, accumulation %d",
         loop.stage.stage,

@@ -96,6 +96,7 @@ def train_stage(
     verbose: int = 1,
     oom_at: list[tuple[int, int]] | None = None,
     strategy: str = "none",
+    micro_batch: int | None = None,
 ) -> StageResult:
     """Train one stage to its end, resuming from its last checkpoint in `run_dir` if any.
 
@@ -116,6 +117,9 @@ def train_stage(
             micro-batch is global and must be divisible by the replica count. Under
             "multi-worker" only the chief writes to `run_dir`; worker N writes to
             `run_dir/workerN`.
+        micro_batch: a ceiling on the stage's micro-batch (accumulation grows to keep the
+            effective batch), also over a resumed checkpoint's: what a retry asks for after the
+            kernel killed the previous attempt for memory. None keeps the schedule's.
 
     Returns:
         The stage's `StageResult` (also written to `run_dir/stage{N}/result.json`).
@@ -127,6 +131,8 @@ def train_stage(
             differs from the one the stage was started with, an unknown strategy, or a
             micro-batch the replica count does not divide.
     """
+    if micro_batch is not None:
+        stage = stage.with_micro_batch(micro_batch)
     distribution = get_distribution(strategy)
     precision = set_precision(precision)
     run_dir = distribution.worker_dir(Path(run_dir))

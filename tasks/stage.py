@@ -4,11 +4,11 @@ A real out-of-memory on Linux is often no exception: the kernel kills the proces
 If that process were the flow's, Prefect would mark the run Crashed, which retries do not cover.
 So the stage trains in a child (`python -m tasks.stage_child`), and the task turns the child's
 death by SIGKILL, or its exit with `EXIT_OUT_OF_MEMORY` (a ResourceExhaustedError), into
-`OutOfMemory`: the one error `is_out_of_memory` retries. Each retry passes the schedule's
-micro-batch halved once per earlier attempt and resumes from the stage's last checkpoint.
-`jetx.train.train_stage` applies that micro-batch when the stage starts fresh; when it resumes
-a checkpoint it keeps the checkpoint's micro-batch (which its own in-process OOM recovery has
-already halved), since it takes no micro-batch override for a resume yet.
+`OutOfMemory`: the one error `is_out_of_memory` retries. Each retry (attempt > 1, from
+`prefect.runtime.task_run.run_count`) asks the child to halve the micro-batch that the stage's
+last checkpoint was using (accumulation doubles, the effective batch stays) and to resume from
+that checkpoint. An out-of-memory error raised inside a step is handled by the training library
+itself, in process, the same way.
 """
 
 from __future__ import annotations
@@ -54,21 +54,6 @@ def is_out_of_memory(task: Task, task_run: TaskRun, state: State) -> bool:
     except BaseException:
         return False
     return False
-
-
-def attempt_micro_batch(planned: int, attempt: int) -> int:
-    """Micro-batch of attempt `attempt` (1-based): `planned` halved once per earlier OOM.
-
-    Raises:
-        RuntimeError: (not retried) when the halving would go below 1.
-    """
-    micro_batch = planned >> (attempt - 1)
-    if micro_batch < 1:
-        raise RuntimeError(
-            f"Out of memory at micro-batch 1 (planned {planned}, attempt {attempt}): "
-            "use a smaller variant or a bigger memory budget."
-        )
-    return micro_batch
 
 
 def _die_with_parent() -> None:
@@ -117,14 +102,13 @@ def train_stage(
     """Train `stage` from `previous`'s best weights (or its own last checkpoint) in a child.
 
     Cached on the features' hash, the previous stage's record, the stage's settings and this
-    code. Attempt k > 1 (after an OOM) starts with the schedule's micro-batch halved k - 1 times.
+    code. Attempt k > 1 (after an OOM) resumes at half the micro-batch the last one used.
     `inject_oom` ("stage:update") makes the first attempt's child raise ResourceExhaustedError
     there (the training library's test hook, which the library recovers from in-process);
     retries never inject.
     """
     attempt = max(task_run.run_count, 1)
     schedule = get_preset(preset).stages[stage - 1]
-    micro_batch = attempt_micro_batch(schedule.micro_batch, attempt)
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     result_file = run_dir / f"stage{stage}.result.json"
@@ -132,12 +116,14 @@ def train_stage(
     command = [sys.executable, "-m", "tasks.stage_child", str(features.directory), str(run_dir)]
     command += ["--stage", str(stage), "--preset", preset, "--variant", variant]
     command += ["--seed", str(seed), "--result", str(result_file)]
-    command += ["--micro-batch", str(micro_batch)] if attempt > 1 else []
+    command += ["--halve-micro-batch"] if attempt > 1 else []
     command += ["--budget-gib", str(budget_gib)] if budget_gib else []
     command += ["--init", str(previous.path(previous.best_checkpoint))] if previous else []
     env = {k: v for k, v in os.environ.items() if k != OOM_ENV or attempt == 1}
     env.update({OOM_ENV: inject_oom} if inject_oom and attempt == 1 else {})
-    get_run_logger().info("Stage %d, attempt %d, micro-batch %d", stage, attempt, micro_batch)
+    get_run_logger().info(
+        "Stage %d, attempt %d%s", stage, attempt, ", halving the micro-batch" if attempt > 1 else ""
+    )
     progress = _progress_reporter(run_dir, stage, schedule.epochs)
     code = _run_child(command, env, run_dir / f"stage{stage}.child.pid", progress)
     result = json.loads(result_file.read_text()) if result_file.is_file() else {}

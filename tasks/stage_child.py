@@ -14,8 +14,8 @@ import logging
 import sys
 from pathlib import Path
 
-from jetx.checkpoint import latest_checkpoint, stage_dir
-from jetx.config import get_preset
+from jetx.checkpoint import latest_checkpoint, load_state, stage_dir
+from jetx.config import StageConfig, get_preset
 from jetx.errors import JetxInputError
 from jetx.io import write_json
 
@@ -31,7 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", required=True)
     parser.add_argument("--variant", required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--micro-batch", type=int, help="micro-batch of a fresh start")
+    parser.add_argument(
+        "--halve-micro-batch",
+        action="store_true",
+        help="the previous attempt ran out of memory: continue at half the micro-batch in use",
+    )
     parser.add_argument("--budget-gib", type=float)
     parser.add_argument("--init", type=Path, help="previous stage's best checkpoint")
     parser.add_argument("--result", type=Path, required=True)
@@ -44,8 +48,6 @@ def _train(args: argparse.Namespace) -> dict:
 
     preset = get_preset(args.preset)
     stage = preset.stages[args.stage - 1]
-    if args.micro_batch:
-        stage = stage.with_micro_batch(args.micro_batch)
     data = StageData(
         args.features_dir,
         preset.model_for(args.variant),
@@ -56,7 +58,16 @@ def _train(args: argparse.Namespace) -> dict:
     )
     resumed_from = latest_checkpoint(stage_dir(args.run_dir, args.stage))
     budget = int(args.budget_gib * 2**30) if args.budget_gib else None
-    result = train_stage(stage, data, args.init, args.run_dir, budget_bytes=budget, verbose=0)
+    micro_batch = _halved(stage, resumed_from) if args.halve_micro_batch else None
+    result = train_stage(
+        stage,
+        data,
+        args.init,
+        args.run_dir,
+        budget_bytes=budget,
+        verbose=0,
+        micro_batch=micro_batch,
+    )
     run_dir = args.run_dir.resolve()
     best = (result.best_checkpoint or result.last_checkpoint).resolve().relative_to(run_dir)
     last = result.last_checkpoint.resolve().relative_to(run_dir)
@@ -72,6 +83,20 @@ def _train(args: argparse.Namespace) -> dict:
         "precision": result.precision,
         "resumed_from": resumed_from.name if resumed_from else None,
     }
+
+
+def _halved(stage: StageConfig, resumed_from: Path | None) -> int:
+    """Half the micro-batch the killed attempt was using (its last checkpoint says which)."""
+    from jetx.resume import smaller_micro_batch  # TensorFlow loads in the child only
+
+    in_use = load_state(resumed_from).micro_batch if resumed_from else stage.micro_batch
+    smaller = smaller_micro_batch(in_use, stage.effective_batch)
+    if smaller < 1:
+        raise JetxInputError(
+            f"stage {stage.stage} ran out of memory at micro-batch {in_use}; it cannot be halved "
+            "further. Choose a smaller variant or precision, or a bigger memory budget."
+        )
+    return smaller
 
 
 def _files(directory: Path) -> list[Path]:

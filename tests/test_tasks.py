@@ -9,10 +9,13 @@ from prefect.logging import disable_run_logger
 from prefect.states import Completed, Failed
 from prefect.testing.utilities import prefect_test_harness
 
+from jetx.config import get_preset
+from jetx.errors import JetxInputError
 from jetx.synth import synthesize, write_csv
 from tasks.data import load_raw
 from tasks.features import build_features
-from tasks.stage import OutOfMemory, attempt_micro_batch, is_out_of_memory
+from tasks.stage import OutOfMemory, is_out_of_memory
+from tasks.stage_child import _halved
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -93,13 +96,12 @@ def test_retry_condition_accepts_only_out_of_memory(state, retried):
     assert is_out_of_memory(None, None, state) is retried
 
 
-@pytest.mark.parametrize(("planned", "attempt", "micro_batch"), [(8, 1, 8), (8, 2, 4), (8, 4, 1)])
-def test_each_attempt_halves_the_micro_batch(planned, attempt, micro_batch):
-    assert attempt_micro_batch(planned, attempt) == micro_batch
+def test_a_retry_halves_the_schedules_micro_batch_when_nothing_was_checkpointed():
+    stage = get_preset("tiny").stages[0]
+    assert _halved(stage, None) == stage.micro_batch // 2
 
 
-def test_no_micro_batch_below_one():
-    with pytest.raises(
-        RuntimeError, match="Out of memory at micro-batch 1 \\(planned 2, attempt 3\\)"
-    ):
-        attempt_micro_batch(2, 3)
+def test_no_retry_below_micro_batch_one():
+    stage = get_preset("tiny").stages[2].with_micro_batch(1)
+    with pytest.raises(JetxInputError, match="ran out of memory at micro-batch 1; it cannot be"):
+        _halved(stage, None)
