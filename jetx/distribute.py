@@ -35,12 +35,11 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from jetx.config import STRATEGIES
 from jetx.errors import JetxInputError
 
 logger = logging.getLogger(__name__)
 
-#: The strategy names `jetx train --strategy` and `train_stage(strategy=...)` accept.
-STRATEGIES: tuple[str, ...] = ("none", "mirrored", "multi-worker")
 #: Split the CPU into this many logical devices before TensorFlow starts (tests, benchmarks and
 #: `mirrored` on a machine without GPUs); ignored when a GPU is visible.
 CPU_DEVICES_ENV = "JETX_CPU_DEVICES"

@@ -113,7 +113,7 @@ def train_stage(
         verbose: 1 shows a progress bar per epoch.
         oom_at: (stage, update) pairs at which to inject an out-of-memory error (a test hook;
             None reads `JETX_INJECT_OOM`).
-        strategy: tf.distribute strategy, one of `jetx.distribute.STRATEGIES`; the stage's
+        strategy: tf.distribute strategy, one of `jetx.config.STRATEGIES`; the stage's
             micro-batch is global and must be divisible by the replica count. Under
             "multi-worker" only the chief writes to `run_dir`; worker N writes to
             `run_dir/workerN`.

@@ -28,9 +28,9 @@ from train_data import make_features_dir
 
 from jetx.callbacks.fault_injection import DELAY_ENV
 from jetx.checkpoint import latest_checkpoint, load_state, stage_dir
+from jetx.config import STRATEGIES
 from jetx.distribute import (
     CPU_DEVICES_ENV,
-    STRATEGIES,
     check_strategy,
     check_tf_config,
     get_distribution,

@@ -15,8 +15,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from jetx.config import PRECISIONS, PRESETS, VARIANTS, Preset, get_preset
-from jetx.distribute import STRATEGIES
+from jetx.config import PRECISIONS, PRESETS, STRATEGIES, VARIANTS, Preset, get_preset
 from jetx.errors import JetxInputError
 
 _GIB = 1024**3
