@@ -309,7 +309,10 @@ def verdict(model: dict[str, Any], always: dict[str, Any]) -> str:
     always-bet's do not overlap. Both rates are estimates on few rounds, and a report states
     several verdicts (stages x cuts), so this is deliberately stricter than one test at 5%:
     on i.i.d. data it almost never claims a difference. The ROI is above break-even beyond the
-    interval when its 95% interval lies wholly above 0 (win rate above 2/3).
+    interval when its 95% interval lies wholly above 0 (win rate above 2/3). That alone does not
+    make the model a suspect: a short test window can pay above the house's odds for every
+    bettor (always-bet's own ROI shows it), so only a model whose win rate also differs from
+    always-bet's is called a leakage suspect.
 
     Args:
         model: `threshold_metrics` (or `evaluate_predictions`) dict of the model.
@@ -336,10 +339,16 @@ def verdict(model: dict[str, Any], always: dict[str, Any]) -> str:
         "95% intervals; "
         f"ROI {100 * model['roi']:+.1f}% {_interval(model['roi_ci'], signed=True)} "
     )
-    if roi_low > 0:
+    if roi_low > 0 and differs:
         return head + (
             "is above break-even beyond the interval: it beats the house, so it is a leakage "
             "suspect first, not a success."
+        )
+    if roi_low > 0:
+        return head + (
+            f"is above break-even beyond the interval, but betting every round returned "
+            f"{100 * always['roi']:+.1f}% here too: no evidence that the model's choices, rather "
+            "than these rounds, beat the house."
         )
     if roi_high < 0:
         return head + "is below break-even beyond the interval: it loses money."

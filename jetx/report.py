@@ -189,12 +189,12 @@ def render_markdown(evaluation: Mapping[str, Any], figures: Sequence[str] = ()) 
         f"`{(evaluation.get('data_sha256') or 'unknown')[:12]}`; {evaluation['created_at']}.",
         "",
     ]
-    if final:
+    for stage in evaluation["stages"]:
         head += [
-            f"**Verdict (stage {final['stage']}, cut {final['cut']:.2f}):** {final['verdict']}",
+            f"**Verdict (stage {stage['stage']}, cut {stage['cut']:.2f}):** {stage['verdict']}",
             "",
-            f"**At the cut chosen on validation ({final['val_cut']:.2f}):** "
-            f"{final['verdict_at_val_cut']}",
+            f"**Stage {stage['stage']} at the cut chosen on validation ({stage['val_cut']:.2f}):** "
+            f"{stage['verdict_at_val_cut']}",
             "",
         ]
     head += [f"> {INDEPENDENCE}", ""]

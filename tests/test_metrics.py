@@ -250,6 +250,16 @@ def test_verdict_says_what_the_intervals_say(wins, bets, always_wins, expected):
         assert phrase in sentence
 
 
+def test_a_lucky_test_window_is_not_credited_to_the_model():
+    # The demo's stage 1: 73.0% [68.2%, 77.2%] vs always-bet 69.3% [65.2%, 73.2%] on 512 rounds
+    # that paid above the house's odds; the model's ROI interval is above 0, always-bet's is not.
+    model, always = _model(267, 366, rounds=512), _model(355, 512, rounds=512)
+    assert model["roi_ci"][0] > 0 > always["roi_ci"][0]
+    sentence = metrics.verdict(model, always)
+    assert "no difference" in sentence and "leakage suspect" not in sentence
+    assert "betting every round returned +4.0% here too: no evidence" in sentence
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
