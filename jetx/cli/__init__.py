@@ -12,22 +12,20 @@ import sys
 from collections.abc import Sequence
 
 from jetx import __version__
-from jetx.cli import compare as _compare
-from jetx.cli import evaluate as _evaluate
-from jetx.cli import features
-from jetx.cli import ingest as _ingest
-from jetx.cli import memory as _memory
-from jetx.cli import synth as _synth
-from jetx.cli import train as _train
+from jetx.cli import compare, evaluate, features, ingest, memory, synth, train
 from jetx.errors import JetxInputError
 
 #: Subcommand modules, in the order `jetx --help` lists them.
-COMMANDS: tuple = (_synth, _ingest, features, _memory, _train, _evaluate, _compare)
+COMMANDS = (synth, ingest, features, memory, train, evaluate, compare)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(prog="jetx", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="jetx",
+        description="Prepare crash-game multiplier histories and train memory-planned staged "
+        "models; each command is one step of the jetx pipeline.",
+    )
     parser.add_argument("--version", action="version", version=f"jetx {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
