@@ -18,6 +18,10 @@ from pathlib import Path
 from jetx.config import PRECISIONS, PRESETS, STRATEGIES, VARIANTS, Preset, get_preset
 from jetx.errors import JetxInputError
 
+#: What `jetx train` records in RUN_DIR (preset, variant, seed, strategy, features dir), so that
+#: `jetx evaluate RUN_DIR` needs nothing else.
+RUN_FILE = "run.json"
+
 _GIB = 1024**3
 
 
@@ -104,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "strategy": args.strategy,
     }
-    write_json(args.out / "run.json", {**run, "features_dir": str(args.features_dir)})
+    write_json(args.out / RUN_FILE, {**run, "features_dir": str(args.features_dir)})
     results = run_schedule(
         preset,
         data,

@@ -1,0 +1,47 @@
+"""`jetx evaluate RUN_DIR` on a run that `jetx train` made: settings come from its run.json."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from train_data import make_features_dir
+
+JETX = [sys.executable, "-m", "jetx"]
+
+
+def _jetx(*args, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*JETX, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    features = make_features_dir(root)
+    run_dir = root / "run"
+    train = _jetx(
+        "train", str(features), "--out", str(run_dir), "--preset", "tiny",
+        "--stages", "1", "--epochs", "1", "--quiet",
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    return run_dir
+
+
+def test_evaluate_needs_only_the_run_dir(trained_run):
+    done = _jetx("evaluate", str(trained_run))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "stage 1 (cut 0.50): The model" in done.stdout
+    assert f"report: {trained_run / 'report' / 'report.md'}" in done.stdout
+    metrics = json.loads((trained_run / "report" / "metrics.json").read_text())
+    assert [stage["stage"] for stage in metrics["stages"]] == [1]
+    assert metrics["preset"] == "tiny" and metrics["rounds"] > 0
+    assert set(metrics["baselines"]) == {"always", "never", "random"}
+
+
+def test_evaluate_without_run_json_asks_for_the_flags(tmp_path):
+    done = _jetx("evaluate", str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"jetx evaluate: error: {tmp_path / 'run.json'} is missing (the run was not made by "
+        "`jetx train`): give `--features DIR` and `--preset NAME`."
+    ]
