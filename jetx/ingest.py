@@ -1,11 +1,8 @@
 """Ingest a raw multiplier history into a clean series, a quarantine and a manifest.
 
-A valid value is a finite number >= 1.00, written as a plain decimal (surrounding spaces and
-tabs are allowed; nothing else is coerced). Every other row goes to the quarantine with its
-source line (CSV) or id, its raw text and a reason, so that rows_read == rows_kept +
-rows_quarantined always holds and nothing is silently dropped. Values are parsed from text by
-this module, vectorised with pyarrow compute, because a reader's own number parsing would hide
-the raw text of damaged cells (such as two numbers joined by U+2028).
+Every row whose value `jetx.validate` does not accept goes to the quarantine with its source
+line (CSV) or id, its raw text and a reason, so that rows_read == rows_kept + rows_quarantined
+always holds and nothing is silently dropped.
 
 Outputs in the output directory, each written atomically:
 - series.parquet: `id` int64, `value` float64, ordered by id (by line when a CSV has no `id`
@@ -32,26 +29,10 @@ import pyarrow.parquet as pq
 from jetx.errors import JetxInputError
 from jetx.io import sha256_file, write_json, write_parquet
 from jetx.sources import RawBatch, csv_header, detect_source, read_csv_batches, read_sqlite_batches
+from jetx.validate import CODE, REASONS, classify_values, number_codes, parse_ids
 
 logger = logging.getLogger(__name__)
 
-#: Quarantine reasons; a row's code is its index + 1 (0 = kept). Earlier reasons win.
-REASONS = (
-    "blank_line",
-    "wrong_field_count",
-    "bad_id",
-    "empty",
-    "not_a_number",
-    "not_finite",
-    "below_minimum",
-)
-_CODE = {reason: code for code, reason in enumerate(REASONS, start=1)}
-MIN_VALUE = 1.0
-_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
-_NON_FINITE = r"^[+-]?(nan(\([0-9a-z_]*\))?|inf|infinity)$"
-_INTEGER = r"^[+-]?[0-9]{1,18}$"
-_ID_LIMIT = 10**18
-_BLANKS = " \t"
 SERIES_FILE, QUARANTINE_FILE, MANIFEST_FILE = (
     "series.parquet",
     "quarantine.parquet",
@@ -142,51 +123,6 @@ def read_series(series_dir: Path) -> np.ndarray:
     return column.to_numpy().astype(np.float64, copy=False)
 
 
-def classify_values(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Parse raw value cells and give each a reason code (0 = valid).
-
-    The common case, a batch whose every cell is a plain number, takes one cast; any other
-    batch goes cell by cell through the regular expressions, which define what is a number.
-
-    Args:
-        texts: (n,) string array of raw cells; nulls count as empty.
-
-    Returns:
-        numbers: float64 (n,), NaN where the text is not a decimal number.
-        codes: int8 (n,), 0 or an index + 1 into `REASONS`.
-    """
-    if texts.null_count == 0:
-        try:
-            numbers = pc.cast(texts, pa.float64()).to_numpy(zero_copy_only=False)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-        else:
-            return numbers, _number_codes(numbers)
-    return _classify_cells(texts)
-
-
-def _classify_cells(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    trimmed = pc.utf8_trim(texts, characters=_BLANKS)
-    empty = pc.fill_null(pc.equal(trimmed, ""), True).to_numpy(zero_copy_only=False)
-    numeric = pc.fill_null(pc.match_substring_regex(trimmed, _NUMBER), False)
-    special = pc.fill_null(pc.match_substring_regex(trimmed, _NON_FINITE, ignore_case=True), False)
-    parsed = pc.cast(pc.if_else(numeric, trimmed, "nan"), pa.float64())
-    numbers = parsed.to_numpy(zero_copy_only=False)
-    numeric = numeric.to_numpy(zero_copy_only=False)
-    codes = _number_codes(numbers)
-    codes[~numeric] = _CODE["not_a_number"]
-    codes[special.to_numpy(zero_copy_only=False)] = _CODE["not_finite"]
-    codes[empty] = _CODE["empty"]
-    return np.where(numeric, numbers, np.nan), codes
-
-
-def _number_codes(numbers: np.ndarray) -> np.ndarray:
-    codes = np.zeros(numbers.size, dtype=np.int8)
-    codes[numbers < MIN_VALUE] = _CODE["below_minimum"]
-    codes[~np.isfinite(numbers)] = _CODE["not_finite"]
-    return codes
-
-
 def _csv_roles(source: Path, column: str) -> tuple[list[str], tuple[str | None, str]]:
     """The header and the (id column or None, value column) it provides."""
     header = csv_header(source)
@@ -238,14 +174,14 @@ def _validate(raw: RawBatch, has_id: bool) -> tuple[np.ndarray, np.ndarray, np.n
         ids = raw.lines - 1
     elif raw.bad_ids is not None:
         ids = raw.ids.to_numpy()
-        codes[pc.is_valid(raw.bad_ids).to_numpy(zero_copy_only=False)] = _CODE["bad_id"]
+        codes[pc.is_valid(raw.bad_ids).to_numpy(zero_copy_only=False)] = CODE["bad_id"]
     else:
-        ids, bad = _parse_ids(raw.ids)
-        codes[bad] = _CODE["bad_id"]
+        ids, bad = parse_ids(raw.ids)
+        codes[bad] = CODE["bad_id"]
     if raw.lines is not None:
         cells = [raw.values] if raw.ids is None else [raw.ids, raw.values]
         blank = np.logical_and.reduce([_is_empty(cell) for cell in cells])
-        codes[blank] = _CODE["blank_line"]
+        codes[blank] = CODE["blank_line"]
     return ids, values, codes
 
 
@@ -253,23 +189,8 @@ def _sqlite_values(raw: RawBatch) -> tuple[np.ndarray, np.ndarray]:
     values, codes = classify_values(raw.values)
     native = ~np.isnan(raw.numbers)
     values[native] = raw.numbers[native]
-    codes[native] = _number_codes(raw.numbers[native])
+    codes[native] = number_codes(raw.numbers[native])
     return values, codes
-
-
-def _parse_ids(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Integer ids (int64) and a mask of cells that are not integers of at most 18 digits."""
-    if texts.null_count == 0:
-        try:
-            ids = pc.cast(texts, pa.int64()).to_numpy(zero_copy_only=False)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-        else:
-            return ids, np.abs(ids) >= _ID_LIMIT
-    trimmed = pc.utf8_trim(texts, characters=_BLANKS)
-    good = pc.fill_null(pc.match_substring_regex(trimmed, _INTEGER), False)
-    ids = pc.cast(pc.if_else(good, trimmed, "0"), pa.int64()).to_numpy(zero_copy_only=False)
-    return ids, ~good.to_numpy(zero_copy_only=False)
 
 
 def _is_empty(cell: pa.Array) -> np.ndarray:

@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jetx.errors import JetxInputError
-from jetx.ingest import QuarantineError, classify_values, ingest, read_series
+from jetx.ingest import QuarantineError, ingest, read_series
+from jetx.validate import classify_values
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_CSV, REAL_DB = REAL / "jetx_history.csv", REAL / "jetx_data.db"
@@ -116,7 +117,7 @@ CELLS = [
 def test_classify_values_table(text, value, reason):
     import pyarrow as pa
 
-    from jetx.ingest import REASONS
+    from jetx.validate import REASONS
 
     numbers, codes = classify_values(pa.array([text]))
     if reason is None:
