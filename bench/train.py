@@ -48,7 +48,8 @@ def environment() -> str:
     devices = [d.device_type for d in tf.config.list_physical_devices()]
     return (
         f"python {platform.python_version()}, tensorflow {tf.__version__}, keras "
-        f"{keras.__version__}, numpy {np.__version__}, devices {devices}, cpus {os.cpu_count()}"
+        f"{keras.__version__}, numpy {np.__version__}, pyarrow {pa.__version__}, "
+        f"devices {devices}, cpus {os.cpu_count()}"
     )
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -32,17 +31,10 @@ from jetx.config import PRESETS, ModelConfig  # noqa: E402
 from jetx.prepare import build_features  # noqa: E402
 from jetx.windows import load_log_series, load_split, make_dataset  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parent))
+from train import environment  # noqa: E402
+
 BATCH = 8
-
-
-def environment() -> str:
-    """Versions and device, printed with every figure."""
-    devices = [d.device_type for d in tf.config.list_physical_devices()]
-    return (
-        f"python {platform.python_version()}, tensorflow {tf.__version__}, keras "
-        f"{keras.__version__}, numpy {np.__version__}, pyarrow {pa.__version__}, "
-        f"devices {devices}, cpus {os.cpu_count()}"
-    )
 
 
 def write_series(directory: Path, values: np.ndarray) -> Path:
@@ -105,17 +97,14 @@ def numpy_generator_throughput(features_dir: Path, model: ModelConfig) -> dict:
 
 def train_step_throughput(features_dir: Path, model: ModelConfig, steps: int = 20) -> dict:
     """Samples/s of train_on_batch (float32, simple losses) on one real micro-batch."""
+    from jetx.memory_probe import PROBE_LOSSES
     from jetx.model import build_model
 
     keras.mixed_precision.set_global_policy("float32")
     net = build_model(model)
     net.compile(
         optimizer=keras.optimizers.Adam(1e-4),
-        loss={
-            "regression": "mae",
-            "classification": "categorical_crossentropy",
-            "threshold": "binary_crossentropy",
-        },
+        loss=PROBE_LOSSES,
     )
     inputs, targets = next(iter(make_dataset(features_dir, "train", model, BATCH)))
     for _ in range(3):

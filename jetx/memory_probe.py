@@ -30,7 +30,8 @@ from jetx.callbacks.memory import rss_peak_bytes  # noqa: E402
 from jetx.config import ModelConfig  # noqa: E402
 from jetx.model import N_CLASSES, build_model  # noqa: E402
 
-_LOSSES = {
+#: Standard Keras losses for one probe step: the stage losses cost no memory worth measuring.
+PROBE_LOSSES = {
     "regression": "mean_absolute_error",
     "classification": "categorical_crossentropy",
     "threshold": "binary_crossentropy",
@@ -65,7 +66,7 @@ def measure(config: ModelConfig, micro_batch: int, precision: str) -> dict[str, 
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
     model = build_model(config)
-    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=_LOSSES, jit_compile=False)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=PROBE_LOSSES, jit_compile=False)
     inputs, targets = synthetic_batch(config, micro_batch)
     inputs = {k: tf.constant(v) for k, v in inputs.items()}
     targets = {k: tf.constant(v) for k, v in targets.items()}

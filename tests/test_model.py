@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from jetx.config import OUTPUTS, PRESETS, VARIANTS
 from jetx.memory import count_params
-from jetx.memory_probe import synthetic_batch
+from jetx.memory_probe import PROBE_LOSSES, synthetic_batch
 from jetx.model import build_model
 
 TINY = PRESETS["tiny"]
@@ -102,11 +102,7 @@ def test_mixed_float16_keeps_heads_float32_and_trains_one_step():
         assert all(out[k].dtype == "float32" for k in OUTPUTS)
         model.compile(
             optimizer=keras.optimizers.Adam(1e-3),
-            loss={
-                "regression": "mae",
-                "classification": "categorical_crossentropy",
-                "threshold": "binary_crossentropy",
-            },
+            loss=PROBE_LOSSES,
         )
         loss = model.train_on_batch(inputs, targets)
         assert np.all(np.isfinite(loss))
