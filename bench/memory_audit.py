@@ -41,7 +41,7 @@ def _row(label: str, variant: str, micro_batch: int, precision: str) -> dict:
         "predicted_peak_bytes": predicted,
         "measured_peak_bytes": measured["measured_peak_bytes"],
         "predicted_over_measured": predicted / measured["measured_peak_bytes"],
-        "peak_rss_bytes": measured["peak_rss_bytes"],
+        "rss_peak_bytes": measured["rss_peak_bytes"],
         "step_seconds": measured["step_seconds"],
         "device": measured["device"],
         "extrapolated": False,
@@ -65,7 +65,7 @@ def original_rows() -> list[dict]:
                 "predicted_peak_bytes": predicted,
                 "measured_peak_bytes": measured,
                 "predicted_over_measured": predicted / measured,
-                "peak_rss_bytes": None,
+                "rss_peak_bytes": None,
                 "step_seconds": s0 + (s1 - s0) / (b1 - b0) * (b - b0),
                 "extrapolated": True,
             }
@@ -121,7 +121,7 @@ def print_table(rows: list[dict]) -> None:
         f"{'RSS':>8} {'step s':>7}"
     )
     for r in rows:
-        rss = f"{r['peak_rss_bytes'] / GIB:.2f}" if r["peak_rss_bytes"] else "-"
+        rss = f"{r['rss_peak_bytes'] / GIB:.2f}" if r["rss_peak_bytes"] else "-"
         print(
             f"{r['row']:<62} {r['params']:>10,} {r['predicted_peak_bytes'] / GIB:>9.3f}G "
             f"{r['measured_peak_bytes'] / GIB:>9.3f}G {r['predicted_over_measured']:>9.2f} "

@@ -14,6 +14,7 @@ from prefect import flow
 from pydantic import Field
 
 from jetx.config import PRESETS, VARIANTS, get_preset
+from jetx.runtime import configure_tensorflow, import_tensorflow
 from tasks.data import load_raw
 from tasks.evaluate import evaluate_run
 from tasks.features import build_features
@@ -77,8 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", type=int, choices=(1, 2, 3), default=3)
     parser.add_argument("--budget-gib", type=float)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    record = progressive(**vars(args))
+    parser.add_argument("-v", "--verbose", action="store_true", help="TensorFlow's own log lines")
+    args = vars(parser.parse_args(argv))
+    configure_tensorflow(verbose=args.pop("verbose"))
+    import_tensorflow()  # evaluation runs in this process; keep TF's load lines off the screen
+    try:
+        record = progressive(**args)
+    except Exception as error:  # the flow run's log holds the traceback
+        print(f"{parser.prog}: error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
     print(f"Report: {record.path('report.md')}")
     return 0
 

@@ -261,7 +261,8 @@ def measure_step(config: ModelConfig, micro_batch: int, precision: str) -> dict:
         precision: the dtype policy.
 
     Returns:
-        {"measured_peak_bytes", "measured_baseline_bytes", "peak_rss_bytes", "params",
+        {"measured_peak_bytes" (the allocator's peak; None when `memory_source` is not
+        "allocator"), "memory_source", "memory_note", "rss_peak_bytes", "params",
         "step_seconds", "device", "micro_batch", "precision"}.
 
     Raises:

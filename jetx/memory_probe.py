@@ -15,20 +15,23 @@ the one-off cost of tracing.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from jetx.runtime import configure_tensorflow, import_tensorflow
+
+if __name__ == "__main__":  # a fresh probe process: choose the allocator before TF loads
+    configure_tensorflow()
+    import_tensorflow()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from jetx.callbacks.memory import rss_peak_bytes  # noqa: E402
 from jetx.config import ModelConfig  # noqa: E402
 from jetx.model import N_CLASSES, build_model  # noqa: E402
+from jetx.runtime import memory_device, read_memory, reset_memory, variable_bytes  # noqa: E402
 
 #: Standard Keras losses for one probe step: the stage losses cost no memory worth measuring.
 PROBE_LOSSES = {
@@ -54,10 +57,6 @@ def synthetic_batch(config: ModelConfig, micro_batch: int, seed: int = 0) -> tup
     return inputs, targets
 
 
-def _device() -> str:
-    return "GPU:0" if tf.config.list_physical_devices("GPU") else "CPU:0"
-
-
 def measure(config: ModelConfig, micro_batch: int, precision: str) -> dict[str, Any]:
     """Build, warm up, then measure one training step in this process (see the module doc)."""
     # One op at a time: the peak then depends on the graph, not on how two threads interleave
@@ -71,20 +70,22 @@ def measure(config: ModelConfig, micro_batch: int, precision: str) -> dict[str, 
     inputs = {k: tf.constant(v) for k, v in inputs.items()}
     targets = {k: tf.constant(v) for k, v in targets.items()}
     model.train_on_batch(inputs, targets)
-    device = _device()
-    tf.config.experimental.reset_memory_stats(device)
-    baseline = tf.config.experimental.get_memory_info(device)["current"]
+    device = memory_device()
+    reset_memory(device)
     start = time.perf_counter()
     model.train_on_batch(inputs, targets)
     step_seconds = time.perf_counter() - start
-    info = tf.config.experimental.get_memory_info(device)
+    # The floor: weights and Adam's two slots live in the allocator through the whole step.
+    floor = variable_bytes(model.variables) + variable_bytes(model.optimizer.variables)
+    reading = read_memory(device, floor_bytes=floor)
     return {
         "micro_batch": micro_batch,
         "precision": precision,
         "params": int(model.count_params()),
-        "measured_peak_bytes": int(info["peak"]),
-        "measured_baseline_bytes": int(baseline),
-        "peak_rss_bytes": rss_peak_bytes(),
+        "measured_peak_bytes": reading.peak_bytes if reading.source == "allocator" else None,
+        "memory_source": reading.source,
+        "memory_note": reading.note,
+        "rss_peak_bytes": reading.rss_peak_bytes,
         "step_seconds": step_seconds,
         "device": device,
     }

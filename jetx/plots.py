@@ -22,12 +22,12 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from jetx.io import atomic_path  # noqa: E402
 from jetx.metrics import bankroll_curve  # noqa: E402
 
-#: Keys of a metrics.jsonl record that may hold a peak memory in bytes -> the panel they go to.
-MEMORY_KEYS: dict[str, str] = {
-    "memory_peak_bytes": "allocator peak",
-    "peak_memory_bytes": "allocator peak",
-    "rss_peak_bytes": "process peak RSS",
-    "peak_rss_bytes": "process peak RSS",
+#: Panels of the memory plot -> how a metrics.jsonl record gives its figure in bytes (or None).
+MEMORY_PANELS = {
+    "allocator peak": lambda r: (
+        r.get("memory_peak_bytes") if r.get("memory_source") == "allocator" else None
+    ),
+    "process peak RSS": lambda r: r.get("rss_peak_bytes"),
 }
 _MIB = 2**20
 CLASS_NAMES = ("< 1.5", "1.5 to < 10", ">= 10")
@@ -86,13 +86,14 @@ def plot_memory(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
     predicts) is far below the process RSS (TensorFlow's runtime), and one axis would flatten it.
 
     Args:
-        records: metrics.jsonl records with stage, epoch and one or more of MEMORY_KEYS.
+        records: metrics.jsonl records with stage, epoch, `memory_source`, `memory_peak_bytes`
+            (drawn only where the source is the allocator) and `rss_peak_bytes`.
         path: the PNG to write.
 
     Returns:
         `path`.
     """
-    panels = list(dict.fromkeys(MEMORY_KEYS.values()))
+    panels = list(MEMORY_PANELS)
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 5.6), sharex=True)
     device = next((r["memory_device"] for r in records if r.get("memory_device")), None)
     x = 0
@@ -101,8 +102,8 @@ def plot_memory(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
         micro = {r.get("micro_batch") for r in rows} - {None}
         accumulation = {r.get("accumulation") for r in rows} - {None}
         shape = f" (micro-batch {_join(micro)} x {_join(accumulation)})" if micro else ""
-        for key, panel in MEMORY_KEYS.items():
-            mib = [r[key] / _MIB for r in rows if r.get(key) is not None]
+        for panel, figure in MEMORY_PANELS.items():
+            mib = [figure(r) / _MIB for r in rows if figure(r) is not None]
             if len(mib) == len(rows):
                 ax = axes[panels.index(panel)]
                 ax.plot(xs, mib, "-o", c=f"C{index}", ms=4, label=f"stage {stage}{shape}")
@@ -119,7 +120,8 @@ def plot_memory(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
             ax.legend(fontsize=7, loc="lower right")
         else:
             ax.set_xlim(-1, max(x, 1))
-            ax.text(0.5, 0.5, "no records", ha="center", transform=ax.transAxes)
+            missing = "no allocator statistics (see memory_note)" if panel != panels[-1] else ""
+            ax.text(0.5, 0.5, missing or "no records", ha="center", transform=ax.transAxes)
     axes[-1].set_xlabel("epoch (all stages, in order)")
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle("Peak memory per epoch")

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from jetx import plots
+from jetx.callbacks.memory import stage_peak
 from jetx.io import atomic_path, write_json
 from jetx.metrics import bet_signal
 
@@ -144,7 +145,7 @@ def training_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for stage, stage_records in plots.records_by_stage(records).items():
         val = [(r["val_loss"], r["epoch"]) for r in stage_records if r.get("val_loss") is not None]
-        peaks = [r["memory_peak_bytes"] for r in stage_records if r.get("memory_peak_bytes")]
+        peak, source = stage_peak(stage_records)
         rss = [r["rss_peak_bytes"] for r in stage_records if r.get("rss_peak_bytes")]
         last = stage_records[-1]
         rows.append(
@@ -155,7 +156,8 @@ def training_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "best epoch": min(val)[1] if val else None,
                 "micro-batch": last.get("micro_batch"),
                 "accumulation": last.get("accumulation"),
-                "peak memory (MiB)": round(max(peaks) / _MIB, 1) if peaks else None,
+                "peak memory (MiB)": None if peak is None else round(peak / _MIB, 1),
+                "memory source": source,
                 "peak RSS (MiB)": round(max(rss) / _MIB, 1) if rss else None,
                 "seconds": round(sum(r.get("seconds") or 0.0 for r in stage_records), 1),
             }

@@ -29,6 +29,7 @@ from jetx.callbacks import (
     MetricsWriter,
     TensorBoardLogger,
 )
+from jetx.callbacks.memory import stage_peak
 from jetx.callbacks.metrics_jsonl import METRICS_FILE, read_metrics
 from jetx.checkpoint import (
     TrainState,
@@ -44,6 +45,7 @@ from jetx.io import write_json
 from jetx.losses import StageLoss
 from jetx.precision import needs_loss_scaling, set_precision
 from jetx.resume import StageOutOfMemoryError, halve_micro_batch, resume_state
+from jetx.runtime import variable_bytes
 from jetx.stage_data import StageData
 from jetx.stage_loop import StageLoop
 from jetx.validation import Validator
@@ -70,7 +72,8 @@ class StageResult:
     micro_batch: int
     accumulation: int
     micro_batch_changes: tuple[dict[str, Any], ...]
-    peak_memory_bytes: int
+    memory_peak_bytes: int | None
+    memory_source: str
     skipped_windows: int
     precision: str
     strategy: str = "none"
@@ -226,7 +229,7 @@ def _build_loop(
             strategy=distribution.strategy,
         )
     callbacks = [
-        MemoryMonitor(),
+        MemoryMonitor(floor_bytes=variable_bytes(model.variables)),
         EpochLogger(stage.epochs),
         MetricsWriter(run_dir / METRICS_FILE),
         TensorBoardLogger(run_dir / "tensorboard" / f"stage{stage.stage}"),
@@ -297,7 +300,7 @@ def _previous_best(previous: StageConfig, run_dir: Path) -> Path:
 def _result(loop: StageLoop, run_dir: Path, precision: str) -> StageResult:
     state = loop.state
     records = [r for r in read_metrics(run_dir / METRICS_FILE) if r.get("stage") == state.stage]
-    peak = max((r.get("memory_peak_bytes") or 0 for r in records), default=0)
+    peak, source = stage_peak(records)
     best = best_checkpoint(loop.directory)
     result = StageResult(
         stage=state.stage,
@@ -310,7 +313,8 @@ def _result(loop: StageLoop, run_dir: Path, precision: str) -> StageResult:
         micro_batch=state.micro_batch,
         accumulation=loop.accumulation,
         micro_batch_changes=tuple(state.micro_batch_changes),
-        peak_memory_bytes=int(peak),
+        memory_peak_bytes=peak,
+        memory_source=source,
         skipped_windows=state.skipped_windows,
         precision=precision,
         strategy=loop.distribution.name,

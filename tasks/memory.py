@@ -25,23 +25,30 @@ def audit_memory(
     for micro_batch in sorted(set(micro_batches), reverse=True):
         measured = measure_step(config, micro_batch, precision)
         predicted = predict_peak(config, micro_batch, precision).predicted_peak_bytes
-        rows.append(
-            {
-                "variant": variant,
-                "micro_batch": micro_batch,
-                "precision": precision,
-                "params": measured["params"],
-                "predicted_mib": round(predicted / 2**20, 2),
-                "measured_mib": round(measured["measured_peak_bytes"] / 2**20, 2),
-                "peak_rss_mib": round(measured["peak_rss_bytes"] / 2**20, 1),
-                "step_seconds": round(measured["step_seconds"], 4),
-                "device": measured["device"],
-            }
-        )
+        rows.append(audit_row(variant, predicted, measured))
     name = f"audit-{preset}-{variant}-{precision}.json"
     write_json(Path(out_dir) / name, rows)
     get_run_logger().info("Memory audit of %s: %s", variant, rows)
     return AuditRecord.of(out_dir, [name], rows=rows)
+
+
+def audit_row(variant: str, predicted: int, measured: dict) -> dict:
+    """One printable row: the prediction beside the allocator's figure, and the RSS apart."""
+    allocator = measured["measured_peak_bytes"]
+    rss = measured["rss_peak_bytes"]
+    return {
+        "variant": variant,
+        "micro_batch": measured["micro_batch"],
+        "precision": measured["precision"],
+        "params": measured["params"],
+        "predicted_mib": round(predicted / 2**20, 2),
+        "measured_mib": None if allocator is None else round(allocator / 2**20, 2),
+        "predicted/measured": None if allocator is None else round(predicted / allocator, 2),
+        "memory_source": measured["memory_source"],
+        "rss_peak_mib": None if rss is None else round(rss / 2**20, 1),
+        "step_seconds": round(measured["step_seconds"], 4),
+        "device": measured["device"],
+    }
 
 
 @task(name="publish_audit")

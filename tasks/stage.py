@@ -13,13 +13,12 @@ itself, in process, the same way.
 
 from __future__ import annotations
 
-import ctypes
 import json
+import logging
 import os
+import re
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from prefect.states import State
 
 from jetx.config import get_preset
 from tasks.caching import content_policy
+from tasks.child_process import ChildExit, run_child
 from tasks.records import FeaturesRecord, StageRecord
 from tasks.stage_child import EXIT_OUT_OF_MEMORY
 
@@ -38,7 +38,8 @@ from tasks.stage_child import EXIT_OUT_OF_MEMORY
 OOM_ENV = "JETX_INJECT_OOM"
 #: Retries after an OOM: micro-batch 8 -> 4 -> 2 -> 1.
 OOM_RETRIES = 3
-_PR_SET_PDEATHSIG = 1
+#: A line of the child's log (`tasks.stage_child.LOG_FORMAT`): level, logger, message.
+_LOG_LINE = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL) (\S+): (.*)$")
 
 
 class OutOfMemory(RuntimeError):
@@ -56,11 +57,6 @@ def is_out_of_memory(task: Task, task_run: TaskRun, state: State) -> bool:
     return False
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGKILL when the task's thread dies, so no stage trains orphaned."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def _epochs_done(metrics_file: Path, stage: int) -> int:
     if not metrics_file.is_file():
         return 0
@@ -68,16 +64,28 @@ def _epochs_done(metrics_file: Path, stage: int) -> int:
     return sum(1 for line in lines if line.strip() and json.loads(line).get("stage") == stage)
 
 
-def _run_child(command: list[str], env: dict[str, str], pid_file: Path, progress) -> int:
-    """Run the child to its end, reporting progress; return its exit code (-9 for SIGKILL)."""
-    with subprocess.Popen(command, env=env, preexec_fn=_die_with_parent) as child:
-        pid_file.write_text(f"{child.pid}\n")
-        get_run_logger().info("Stage child pid %d: %s", child.pid, " ".join(command))
-        while child.poll() is None:
-            progress()
-            time.sleep(0.5)
-        progress()
-        return child.returncode
+def _forward(logger: logging.Logger | logging.LoggerAdapter) -> Callable[[str], None]:
+    """Log each line of the child at its own level, named after the jetx logger that wrote it."""
+
+    def forward(line: str) -> None:
+        match = _LOG_LINE.match(line)
+        if match:
+            level, name, message = match.groups()
+            logger.log(logging.getLevelName(level), "%s: %s", name, message)
+        elif line.strip():
+            logger.info("%s", line)
+
+    return forward
+
+
+def failure_reason(result: dict, child: ChildExit) -> str:
+    """The child's own error and its last lines of output: never an empty reason."""
+    tail = [line for line in child.tail if line.strip()][-5:]
+    silent = f"no error message and no output (exit code {child.returncode})"
+    reason = result.get("error") or (tail[-1] if tail else silent)
+    if tail and tail[-1] != reason:
+        reason += " | last output: " + " / ".join(tail)
+    return reason
 
 
 @task(
@@ -124,15 +132,22 @@ def train_stage(
     get_run_logger().info(
         "Stage %d, attempt %d%s", stage, attempt, ", halving the micro-batch" if attempt > 1 else ""
     )
-    progress = _progress_reporter(run_dir, stage, schedule.epochs)
-    code = _run_child(command, env, run_dir / f"stage{stage}.child.pid", progress)
+    child = run_child(
+        command,
+        env=env,
+        on_line=_forward(get_run_logger()),
+        on_poll=_progress_reporter(run_dir, stage, schedule.epochs),
+        pid_file=run_dir / f"stage{stage}.child.pid",
+    )
+    get_run_logger().info("Stage %d child exited with code %d", stage, child.returncode)
     result = json.loads(result_file.read_text()) if result_file.is_file() else {}
+    code = child.returncode
     if code == -signal.SIGKILL:
         raise OutOfMemory(f"Stage {stage}: the child was killed by SIGKILL (exit -9), an OOM kill")
     if code == EXIT_OUT_OF_MEMORY:
-        raise OutOfMemory(f"Stage {stage}: {result.get('error', 'ResourceExhaustedError')}")
+        raise OutOfMemory(f"Stage {stage}: {failure_reason(result, child)}")
     if code != 0:
-        raise RuntimeError(f"Stage {stage} failed (exit {code}): {result.get('error', '')}")
+        raise RuntimeError(f"Stage {stage} failed (exit {code}): {failure_reason(result, child)}")
     get_run_logger().info("Stage %d done: %s", stage, result)
     return StageRecord.of(run_dir, result.pop("files"), stage=stage, attempt=attempt, **result)
 

@@ -4,7 +4,8 @@ It trains one stage with `jetx.train.train_stage` (which resumes from the stage'
 in RUN_DIR and halves its micro-batch itself after an in-process ResourceExhaustedError), writes
 a small JSON result for the task, and exits with a code the task maps to an error: 0 done,
 `EXIT_OUT_OF_MEMORY` for an out-of-memory that escaped the stage, 2 for bad input (including
-out of memory at micro-batch 1, which no retry can fix). Prefect is not imported here.
+out of memory at micro-batch 1, which no retry can fix), 1 for any other error. It dies with
+its parent (`tasks.child_process.die_with_parent`). Prefect is not imported here.
 """
 
 from __future__ import annotations
@@ -12,13 +13,18 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 from jetx.checkpoint import latest_checkpoint, load_state, stage_dir
 from jetx.config import StageConfig, get_preset
 from jetx.errors import JetxInputError
 from jetx.io import write_json
+from jetx.runtime import configure_tensorflow, import_tensorflow
+from tasks.child_process import die_with_parent
 
+#: Format of the child's log lines; the task parses the level and logger name back out.
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 #: Exit code after a ResourceExhaustedError that the stage did not recover from (EX_TEMPFAIL).
 EXIT_OUT_OF_MEMORY = 75
 
@@ -104,19 +110,28 @@ def _files(directory: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one stage; write `--result` ({fields} or {"error"}); return the exit code."""
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    import tensorflow as tf
+    """Run one stage; write `--result` ({fields} or {"error"}); return the exit code.
 
+    Every failure is written as "Type: message" to the result and its traceback to stderr,
+    which the task streams into the flow run's log: the reason always reaches the user.
+    """
+    die_with_parent()
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    configure_tensorflow()
+    tf = import_tensorflow()
     try:
         write_json(args.result, _train(args))
     except tf.errors.ResourceExhaustedError as error:
         write_json(args.result, {"error": f"ResourceExhaustedError: {error.message}"})
         return EXIT_OUT_OF_MEMORY
     except JetxInputError as error:
-        write_json(args.result, {"error": str(error)})
+        write_json(args.result, {"error": f"{type(error).__name__}: {error}"})
         return 2
+    except Exception as error:
+        traceback.print_exc()
+        write_json(args.result, {"error": f"{type(error).__name__}: {error}"})
+        return 1
     return 0
 
 

@@ -96,7 +96,7 @@ def test_measured_step_matches_the_prediction_on_the_demo_model():
     predicted = predict_peak(config, 2, "float32").predicted_peak_bytes
     assert measured["params"] == count_params(config)
     assert measured["device"] in ("CPU:0", "GPU:0")
-    assert measured["step_seconds"] > 0 and measured["peak_rss_bytes"] > 0
+    assert measured["step_seconds"] > 0 and measured["rss_peak_bytes"] > 0
     assert 0.85 <= predicted / measured["measured_peak_bytes"] <= 1.15
 
 

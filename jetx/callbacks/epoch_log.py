@@ -12,7 +12,7 @@ _GIB = 1024**3
 
 
 class EpochLogger(keras.callbacks.Callback):
-    """Logs `stage 1 epoch 3/100: loss=... val_loss=... lr=... mem=... micro=8x8 12.3s`.
+    """Logs `stage 1 epoch 3/100: loss=... val_loss=... lr=... mem(allocator CPU:0)=... 12.3s`.
 
     Args:
         epochs: the stage's maximum epochs, for the "3/100" counter.
@@ -31,19 +31,22 @@ class EpochLogger(keras.callbacks.Callback):
             for k, v in logs.items()
             if isinstance(v, float) and (k.endswith("loss") or k.startswith("val_"))
         )
-        memory = logs.get("memory_peak_bytes", 0) / _GIB
-        rss = logs.get("rss_peak_bytes", 0) / _GIB
         logger.info(
-            "stage %s epoch %d/%d: %s lr=%.3g mem(%s)=%.3f GiB rss=%.2f GiB micro=%sx%s %.1fs",
+            "stage %s epoch %d/%d: %s lr=%.3g mem(%s %s)=%s rss=%s micro=%sx%s %.1fs",
             logs.get("stage", "?"),
             epoch + 1,
             self.epochs,
             losses,
             logs.get("lr", float("nan")),
+            logs.get("memory_source", "?"),
             logs.get("memory_device", "?"),
-            memory,
-            rss,
+            _gib(logs.get("memory_peak_bytes")),
+            _gib(logs.get("rss_peak_bytes")),
             logs.get("micro_batch", "?"),
             logs.get("accumulation", "?"),
             logs.get("seconds", 0.0),
         )
+
+
+def _gib(value: int | None) -> str:
+    return "n/a" if value is None else f"{value / _GIB:.3f} GiB"

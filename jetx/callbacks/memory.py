@@ -1,63 +1,67 @@
-"""Peak memory per epoch: the allocator's peak on GPU:0 (or CPU:0) and the process's RSS."""
+"""Peak memory per epoch: the allocator's peak on GPU:0 (or CPU:0), else the process's RSS.
+
+A figure comes from `jetx.runtime.read_memory`, which never raises: where the allocator keeps no
+statistics (a CPU without oneDNN in a process that did not choose the BFC allocator) the epoch's
+record says `memory_source: rss` and why, and training goes on.
+"""
 
 from __future__ import annotations
 
-import resource
+import logging
 
 import keras
-import tensorflow as tf
+
+from jetx.runtime import MemoryReading, memory_device, read_memory, reset_memory
+
+logger = logging.getLogger(__name__)
 
 
-def memory_device() -> str:
-    """The device whose allocator is measured: GPU:0 when present, else CPU:0."""
-    return "GPU:0" if tf.config.list_physical_devices("GPU") else "CPU:0"
+def stage_peak(records: list[dict]) -> tuple[int | None, str]:
+    """A stage's peak memory over its epoch records, and its source.
 
+    The allocator's peak only when every epoch had one; otherwise the process's peak RSS,
+    since a maximum over figures of two kinds would mean nothing.
 
-def rss_peak_bytes() -> int:
-    """Peak resident set size of this process's own memory so far, in bytes.
-
-    Linux's `ru_maxrss` survives `execve`, so a child started by a big parent (a flow process
-    after an evaluation, say) would report the parent's peak; `VmHWM` belongs to the process's
-    current address space and starts afresh at exec. `ru_maxrss` (KiB) is the fallback where
-    /proc is missing.
+    Returns:
+        (peak bytes or None, "allocator" | "rss" | "none").
     """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    sources = {r.get("memory_source") or "none" for r in records}
+    if len(sources) == 1:
+        source, key = sources.pop(), "memory_peak_bytes"
+    else:
+        source, key = "rss", "rss_peak_bytes"
+    peaks = [r[key] for r in records if r.get(key) is not None]
+    return (max(peaks) if peaks else None), source
 
 
 class MemoryMonitor(keras.callbacks.Callback):
-    """Adds `memory_device`, `memory_peak_bytes` and `rss_peak_bytes` to each epoch's logs.
+    """Adds `memory_source`, `memory_device`, `memory_peak_bytes`, `rss_peak_bytes` to the logs.
 
     The allocator's peak is reset when a stage starts and after each epoch, so each figure is
     the epoch's own peak; RSS is the process's peak so far (the kernel cannot reset it).
 
     Args:
-        device: device to measure; None picks `memory_device()`.
+        device: device to measure; None picks `jetx.runtime.memory_device()`.
+        floor_bytes: bytes that certainly live in the allocator (the model's variables); an
+            allocator peak not above it is not credible and the RSS is used instead.
     """
 
-    def __init__(self, device: str | None = None) -> None:
+    def __init__(self, device: str | None = None, *, floor_bytes: int = 0) -> None:
         super().__init__()
         self.device = device or memory_device()
-        self.stage_peak_bytes = 0
+        self.floor_bytes = floor_bytes
+        self.last: MemoryReading | None = None
+        self._warned = False
 
     def on_train_begin(self, logs=None):
-        self.stage_peak_bytes = 0
-        self._reset()
+        self.last = None
+        reset_memory(self.device)
 
     def on_epoch_end(self, epoch, logs=None):
-        peak = int(tf.config.experimental.get_memory_info(self.device)["peak"])
-        self.stage_peak_bytes = max(self.stage_peak_bytes, peak)
+        self.last = read_memory(self.device, floor_bytes=self.floor_bytes)
+        if self.last.note and not self._warned:
+            logger.info("memory: %s; recording the %s figure", self.last.note, self.last.source)
+            self._warned = True
         if logs is not None:
-            logs["memory_device"] = self.device
-            logs["memory_peak_bytes"] = peak
-            logs["rss_peak_bytes"] = rss_peak_bytes()
-        self._reset()
-
-    def _reset(self) -> None:
-        tf.config.experimental.reset_memory_stats(self.device)
+            logs.update(self.last.to_logs())
+        reset_memory(self.device)

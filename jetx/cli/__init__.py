@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from jetx import __version__
 from jetx.cli import compare, evaluate, features, ingest, memory, synth, train
 from jetx.errors import JetxInputError
+from jetx.runtime import configure_tensorflow, import_tensorflow
 
 #: Subcommand modules, in the order `jetx --help` lists them.
 COMMANDS = (synth, ingest, features, memory, train, evaluate, compare)
@@ -37,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `jetx` console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    configure_tensorflow(verbose=args.verbose)
+    if getattr(args, "needs_tensorflow", False):
+        import_tensorflow()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

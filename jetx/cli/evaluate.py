@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     parser.add_argument("--json", action="store_true", help="print metrics.json to stdout")
-    parser.set_defaults(run=_run)
+    parser.set_defaults(run=_run, needs_tensorflow=True)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -43,6 +43,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.no_measure:
         measured = measure_step(config, args.micro_batch, args.precision)
         row.update({k: v for k, v in measured.items() if k not in row})
+        # A prediction is compared with an allocator figure only, never with the RSS.
         row["predicted_over_measured"] = (
             estimate.predicted_peak_bytes / measured["measured_peak_bytes"]
             if measured["measured_peak_bytes"]
@@ -59,8 +60,17 @@ def _run(args: argparse.Namespace) -> int:
     for branch, size in estimate.activation_bytes.items():
         print(f"    {branch:<12} {gib(size):.3f} GiB")
     if not args.no_measure:
+        if row["measured_peak_bytes"] is None:
+            print(f"  measured peak  unavailable ({row['memory_note']})")
+        else:
+            print(
+                f"  measured peak  {gib(row['measured_peak_bytes']):.3f} GiB "
+                f"(allocator, {row['device']}), predicted / measured "
+                f"{row['predicted_over_measured']:.2f}"
+            )
+        rss = row["rss_peak_bytes"]
         print(
-            f"  measured peak  {gib(row['measured_peak_bytes']):.3f} GiB on {row['device']}, "
-            f"peak RSS {gib(row['peak_rss_bytes']):.3f} GiB, step {row['step_seconds']:.2f} s"
+            f"  peak RSS       {'n/a' if rss is None else f'{gib(rss):.3f} GiB'} (the process, "
+            f"TensorFlow's runtime included), step {row['step_seconds']:.2f} s"
         )
     return 0

@@ -49,7 +49,7 @@ def register(subparsers) -> None:
         "--deterministic", action="store_true", help="deterministic ops (exact reruns, slower)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(run=_run)
+    parser.set_defaults(run=_run, needs_tensorflow=True)
 
 
 def _stages(text: str | None) -> tuple[int, ...] | None:
