@@ -12,3 +12,6 @@ import os
 EPHEMERAL_STARTUP_SECONDS = "300"
 
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_SECONDS)
+# The ephemeral server's telemetry cannot reach its host from a closed network and says so in
+# red on every first screen; nothing of jetx needs it.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -62,10 +62,12 @@ def progressive(
                 features, previous, number, run_dir, preset, variant, budget_gib, seed, inject_oom
             )
         )
-    evaluation = evaluate_run(features, trained[-1], preset, variant, seed)
     largest = max(stage.micro_batch for stage in trained)  # the run's peak: one probe
-    audit = audit_memory(preset, variant, [largest], trained[-1].precision, run_dir / "memory")
-    return write_report(evaluation, audit)
+    audit = audit_memory.submit(  # a probe in its own process, beside the evaluation
+        preset, variant, [largest], trained[-1].precision, run_dir / "memory"
+    )
+    evaluation = evaluate_run(features, trained[-1], preset, variant, seed)
+    return write_report(evaluation, audit.result())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -82,6 +82,7 @@ def _with_run(row: dict, run_dir: Path, evaluation: Mapping, note: str, spent: M
         "variant": str(evaluation.get("variant")),
         **row,
         "peak memory (MiB)": shown("peak memory (MiB)"),
+        "memory source": shown("memory source"),
         "seconds": shown("seconds"),
         "parameters": str(evaluation.get("parameters", "")),
     }

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from jetx import plots
-from jetx.callbacks.memory import stage_peak
 from jetx.io import atomic_path, write_json
 from jetx.metrics import bet_signal
+from jetx.runtime import stage_peak
 
 logger = logging.getLogger(__name__)
 

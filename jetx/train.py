@@ -29,7 +29,6 @@ from jetx.callbacks import (
     MetricsWriter,
     TensorBoardLogger,
 )
-from jetx.callbacks.memory import stage_peak
 from jetx.callbacks.metrics_jsonl import METRICS_FILE, read_metrics
 from jetx.checkpoint import (
     TrainState,
@@ -45,7 +44,7 @@ from jetx.io import write_json
 from jetx.losses import StageLoss
 from jetx.precision import needs_loss_scaling, set_precision
 from jetx.resume import StageOutOfMemoryError, halve_micro_batch, resume_state
-from jetx.runtime import variable_bytes
+from jetx.runtime import stage_peak, variable_bytes
 from jetx.stage_data import StageData
 from jetx.stage_loop import StageLoop
 from jetx.validation import Validator

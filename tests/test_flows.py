@@ -16,10 +16,12 @@ import time
 from pathlib import Path
 
 import prefect_env  # noqa: F401  (isolates Prefect before it is imported)
+import pyarrow.parquet as pq
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.testing.utilities import prefect_test_harness
+from train_data import make_features_dir
 
 from flows.progressive import progressive
 from jetx.synth import synthesize, write_csv
@@ -178,3 +180,24 @@ def test_sigkill_of_the_flow_in_stage_2_resumes_with_cache_hits(tmp_path):
     result = json.loads(next((tmp_path / "out").glob("train/*/stage2.result.json")).read_text())
     assert result["resumed_from"] is not None
     assert "Report: " in second.stdout
+
+
+def test_a_failing_child_reports_its_own_error(tmp_path):
+    features = make_features_dir(tmp_path)
+    table = features / "features.parquet"
+    table.write_bytes(table.read_bytes()[: table.stat().st_size // 2])  # a truncated file
+    with pytest.raises(Exception) as expected:  # what the child meets when it reads it
+        pq.read_table(table)
+    record = FeaturesRecord(directory=features, files={}, samples={})
+
+    @flow
+    def one_stage():
+        return train_stage(record, None, 1, tmp_path / "run", "tiny", "full", return_state=True)
+
+    state = one_stage(return_state=True)
+    task_state = state.result(raise_on_failure=False)
+    assert task_state.is_failed()
+    message = task_state.message
+    assert "Stage 1 failed (exit 1): " in message
+    assert f"{type(expected.value).__name__}: {expected.value}" in message
+    assert _task_runs(state.state_details.flow_run_id)["train_stage-1"].run_count == 1

@@ -1,6 +1,9 @@
 """Memory prediction, the budget planner, the measured step and the `jetx memory` command."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -9,6 +12,7 @@ from jetx.config import PRESETS, STAGES, VARIANTS
 from jetx.errors import JetxInputError
 from jetx.memory import GIB, count_params, measure_step, plan, predict_peak
 from jetx.model import build_model
+from jetx.runtime import read_memory
 
 FULL = PRESETS["full"]
 
@@ -125,3 +129,80 @@ def test_cli_rejects_a_bad_micro_batch_in_one_line(capsys):
     code = main(["memory", "--variant", "full", "--micro-batch", "0", "--no-measure"])
     assert code == 2
     assert "`--micro-batch` must be >= 1. Received: 0" in capsys.readouterr().err
+
+
+def _jetx_memory(*args: str, **env: str) -> dict:
+    """`jetx memory ... --json` in a fresh process with `env` added, parsed."""
+    command = [sys.executable, "-m", "jetx", "memory", *args, "--json"]
+    done = subprocess.run(
+        command, env={**os.environ, **env}, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+@pytest.mark.portable
+@pytest.mark.parametrize("preset, variant", [("tiny", "full"), ("demo", "remat")])
+def test_jetx_memory_gives_a_credible_allocator_peak_on_any_cpu(preset, variant):
+    # jetx's own processes choose TensorFlow's BFC allocator for the CPU, so the allocator
+    # keeps statistics whether or not oneDNN is on (TF_ENABLE_ONEDNN_OPTS=0 in `make
+    # test-portable`). The figure is at least the weights and Adam's two slots.
+    row = _jetx_memory("--preset", preset, "--variant", variant, "--micro-batch", "4")
+    assert row["memory_source"] == "allocator", row["memory_note"]
+    assert row["measured_peak_bytes"] > 3 * 4 * row["params"]
+    assert row["predicted_over_measured"] == pytest.approx(
+        row["predicted_peak_bytes"] / row["measured_peak_bytes"]
+    )
+    assert row["rss_peak_bytes"] > row["measured_peak_bytes"]
+
+
+@pytest.mark.portable
+def test_without_allocator_statistics_the_figure_is_the_rss_and_says_so():
+    # oneDNN off and the default CPU allocator: TensorFlow keeps no statistics on any CPU.
+    row = _jetx_memory(
+        "--preset",
+        "tiny",
+        "--variant",
+        "full",
+        "--micro-batch",
+        "4",
+        TF_ENABLE_ONEDNN_OPTS="0",
+        TF_CPU_ALLOCATOR_USE_BFC="false",
+    )
+    assert row["memory_source"] == "rss"
+    assert "no allocator statistics on CPU:0" in row["memory_note"]
+    assert row["measured_peak_bytes"] is None and row["predicted_over_measured"] is None
+    assert row["rss_peak_bytes"] > 100 * 2**20  # TensorFlow's runtime is in the RSS
+
+
+def test_an_allocator_peak_below_the_weights_is_never_reported():
+    # With oneDNN forced on and its own CPU allocator, the tiny model's small tensors bypass
+    # the allocator's statistics (its peak reads about 0): such a figure is not a measurement.
+    row = _jetx_memory(
+        "--preset",
+        "tiny",
+        "--variant",
+        "full",
+        "--micro-batch",
+        "4",
+        TF_ENABLE_ONEDNN_OPTS="1",
+        TF_CPU_ALLOCATOR_USE_BFC="false",
+    )
+    if row["memory_source"] == "allocator":
+        assert row["measured_peak_bytes"] > 3 * 4 * row["params"]
+    else:
+        assert row["memory_source"] == "rss" and "bypass the allocator" in row["memory_note"]
+
+
+def test_read_memory_never_raises_and_names_its_source():
+    reading = read_memory("CPU:0", floor_bytes=2**62)  # a floor no allocator peak reaches
+    assert reading.source in ("rss", "none")
+    assert reading.note and reading.device == "CPU:0"
+    logs = reading.to_logs()
+    assert set(logs) == {
+        "memory_source",
+        "memory_device",
+        "memory_peak_bytes",
+        "rss_peak_bytes",
+        "memory_note",
+    }

@@ -51,6 +51,7 @@ def _records():
             epoch=e,
             loss=1.0,
             val_loss=1.0 - 0.1 * e,
+            memory_source="allocator" if s == 2 else ("rss" if e == 1 else "allocator"),
             memory_peak_bytes=2**20 * (s + e),
             rss_peak_bytes=2**30,
             micro_batch=8 // s,
@@ -102,9 +103,12 @@ def test_training_rows_summarise_each_stage():
         "micro-batch": 4,
         "accumulation": 16,
         "peak memory (MiB)": 4.0,
+        "memory source": "allocator",
         "peak RSS (MiB)": 1024.0,
         "seconds": 4.5,
     }
+    # Stage 1 had an epoch without allocator statistics: its peak is the RSS, and says so.
+    assert (rows[0]["peak memory (MiB)"], rows[0]["memory source"]) == (1024.0, "rss")
 
 
 def test_result_rows_hold_model_at_both_cuts_then_baselines(tmp_path):
@@ -174,7 +178,9 @@ def test_compare_includes_the_previous_run_of_the_same_data(tmp_path):
     runs = [r["run"] for r in rows]
     assert runs == ["run-new"] * 3 + ["run-old (previous run of run-new)"] * 3
     assert [r["rule"] for r in rows[:3]] == ["stage 1", "stage 2", "always bet"]
-    assert rows[0]["peak memory (MiB)"] == "3.0" and rows[0]["seconds"] == "4.5"
+    assert rows[0]["peak memory (MiB)"] == "1024.0" and rows[0]["memory source"] == "rss"
+    assert rows[1]["peak memory (MiB)"] == "4.0" and rows[1]["memory source"] == "allocator"
+    assert rows[0]["seconds"] == "4.5"
     assert rows[0]["parameters"] == "1234"
     assert compare.previous_run(old, saved) is None
 

@@ -106,6 +106,7 @@ def test_kills_at_random_updates_resume_exactly(features, reference, tmp_path):
     assert [(r["stage"], r["epoch"]) for r in records] == [(1, 0), (1, 1)]
 
 
+@pytest.mark.portable
 def test_kill_during_a_checkpoint_write_resumes_exactly(features, reference, tmp_path):
     run_dir, log = tmp_path / "run", tmp_path / "log.txt"
     process = _start(features, run_dir, log, **{PAUSE_ENV: "4:120"})

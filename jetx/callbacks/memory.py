@@ -16,24 +16,6 @@ from jetx.runtime import MemoryReading, memory_device, read_memory, reset_memory
 logger = logging.getLogger(__name__)
 
 
-def stage_peak(records: list[dict]) -> tuple[int | None, str]:
-    """A stage's peak memory over its epoch records, and its source.
-
-    The allocator's peak only when every epoch had one; otherwise the process's peak RSS,
-    since a maximum over figures of two kinds would mean nothing.
-
-    Returns:
-        (peak bytes or None, "allocator" | "rss" | "none").
-    """
-    sources = {r.get("memory_source") or "none" for r in records}
-    if len(sources) == 1:
-        source, key = sources.pop(), "memory_peak_bytes"
-    else:
-        source, key = "rss", "rss_peak_bytes"
-    peaks = [r[key] for r in records if r.get(key) is not None]
-    return (max(peaks) if peaks else None), source
-
-
 class MemoryMonitor(keras.callbacks.Callback):
     """Adds `memory_source`, `memory_device`, `memory_peak_bytes`, `rss_peak_bytes` to the logs.
 
