@@ -20,7 +20,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from jetx.distribute import CPU_DEVICES_ENV, split_cpu  # noqa: E402
+from jetx.training.distribute import CPU_DEVICES_ENV, split_cpu  # noqa: E402
 
 
 def _early_split() -> None:
@@ -37,11 +37,11 @@ import keras  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
 from train import environment, features_dir  # noqa: E402
 
-from jetx.accumulation import GradientAccumulator  # noqa: E402
 from jetx.config import PRESETS  # noqa: E402
-from jetx.distribute import get_distribution, synchronize_batch_norm  # noqa: E402
-from jetx.losses import StageLoss  # noqa: E402
-from jetx.stage_data import StageData  # noqa: E402
+from jetx.training.accumulation import GradientAccumulator  # noqa: E402
+from jetx.training.distribute import get_distribution, synchronize_batch_norm  # noqa: E402
+from jetx.training.inputs import StageData  # noqa: E402
+from jetx.training.losses import StageLoss  # noqa: E402
 
 
 def loop_rate(name: str, data: StageData, micro_batch: int, accumulation: int, batches) -> float:

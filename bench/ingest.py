@@ -4,7 +4,7 @@ Run: .venv/bin/python bench/ingest.py [--rounds 10000000] [--keep DIR]
 
 Figures (one function each), every run in a fresh subprocess so that peak RSS (VmHWM of the
 child) is that run's alone:
-  1. `jetx.ingest.ingest` of an N-round synthetic `id,value` CSV: rows/s and peak RSS;
+  1. `jetx.data.ingest.ingest` of an N-round synthetic `id,value` CSV: rows/s and peak RSS;
   2. the floor: `pyarrow.csv.read_csv` + `pyarrow.parquet.write_table` of the same file;
   3. the ratios ingest / floor for time and peak RSS (goal: time <= 2x).
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from jetx.synth import synthesize, write_csv
+from jetx.data.synth import synthesize, write_csv
 
 # VmHWM of the child's own address space: ru_maxrss would carry over the parent's high-water mark
 # (fork copies it), and the parent holds the generated series.
@@ -40,7 +40,7 @@ def peak_rss():
 _INGEST = """
 import json, sys, time
 {PEAK}from pathlib import Path
-from jetx.ingest import ingest
+from jetx.data.ingest import ingest
 begin = time.perf_counter()
 manifest = ingest(Path(sys.argv[1]), Path(sys.argv[2]))
 seconds = time.perf_counter() - begin

@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/memory_audit.py [--out runs/bench/memory_audit.json] [--skip-64]
 
 Each row is one real training step (forward, backward, Adam) in a fresh subprocess
-(`jetx.memory.measure_step`), next to `jetx.memory.predict_peak` for the same configuration.
+(`jetx.model.footprint.measure_step`), next to `predict_peak` for the same configuration.
 On a CPU the FP16 rows run under mixed_bfloat16 (2-byte activations like float16; float16 is about
 3x slower on this CPU) and are labelled so. The original model at float32 batch 64 does not fit this
 shared machine's RAM budget, so it is measured at batch 8 and 16 and extrapolated linearly
@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from jetx.config import PRESETS, STAGES
 from jetx.io import write_json
-from jetx.memory import GIB, measure_step, plan, predict_peak
+from jetx.model.footprint import GIB, measure_step, plan, predict_peak
 
 HALF = "mixed_bfloat16"
 BUDGET = 15 * GIB

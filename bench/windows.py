@@ -3,7 +3,8 @@
 Run: .venv/bin/python bench/windows.py [--rounds 20000] [--history ../shared/data/jetx_history.csv]
 
 Figures (one function each):
-  1. samples/s that jetx.windows.make_dataset yields (train split, micro-batch 8, full variant),
+  1. samples/s that jetx.training.windows.make_dataset yields (train split, micro-batch 8, full
+     variant),
      plus a numpy-gather + from_generator alternative for the record of the design choice;
   2. samples/s of one train step of the fastest variant (no1000, micro-batch 8, float32), and the
      ratio of 1 to 2 (goal >= 20x: the input pipeline never starves training);
@@ -28,8 +29,8 @@ import pyarrow.parquet as pq  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from jetx.config import PRESETS, ModelConfig  # noqa: E402
-from jetx.prepare import build_features  # noqa: E402
-from jetx.windows import load_log_series, load_split, make_dataset  # noqa: E402
+from jetx.features.build import build_features  # noqa: E402
+from jetx.training.windows import load_log_series, load_split, make_dataset  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from train import environment  # noqa: E402
@@ -97,8 +98,8 @@ def numpy_generator_throughput(features_dir: Path, model: ModelConfig) -> dict:
 
 def train_step_throughput(features_dir: Path, model: ModelConfig, steps: int = 20) -> dict:
     """Samples/s of train_on_batch (float32, simple losses) on one real micro-batch."""
-    from jetx.memory_probe import PROBE_LOSSES
-    from jetx.model import build_model
+    from jetx.model.network import build_model
+    from jetx.model.probe import PROBE_LOSSES
 
     keras.mixed_precision.set_global_policy("float32")
     net = build_model(model)
@@ -118,7 +119,7 @@ def train_step_throughput(features_dir: Path, model: ModelConfig, steps: int = 2
 
 def real_history_prep(history: Path, root: Path) -> dict:
     """build_features wall time and split counts on the real history (ingested first)."""
-    from jetx.ingest import ingest
+    from jetx.data.ingest import ingest
 
     series_dir = root / "real_series"
     ingest(history, series_dir)
@@ -158,7 +159,7 @@ def main() -> int:
         try:
             step = train_step_throughput(root / "features", PRESETS["full"].model_for("no1000"))
         except ImportError as error:
-            print(f"[2] no train-step figure: jetx.model is not importable ({error})")
+            print(f"[2] no train-step figure: jetx.model.network is not importable ({error})")
         else:
             print(
                 f"[2] train_on_batch, variant no1000 ({step['params']:,} params), micro-batch "

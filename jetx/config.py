@@ -31,7 +31,7 @@ CLASS_EDGES: tuple[float, ...] = (1.5, 10.0)
 #: full model, well inside a 15 GiB T4, while 256 would not be.
 EVAL_BATCH = 64
 
-#: tf.distribute strategies of `jetx.distribute` (none, all local GPUs, TF_CONFIG workers).
+#: tf.distribute strategies of `jetx.training.distribute` (none, all local GPUs, TF_CONFIG workers).
 STRATEGIES: tuple[str, ...] = ("none", "mirrored", "multi-worker")
 
 Precision = Literal["float32", "mixed_float16", "mixed_bfloat16"]

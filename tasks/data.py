@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from jetx.ingest import ingest
+from jetx.data.ingest import ingest
 from jetx.io import sha256_file
 from tasks.caching import content_policy
 from tasks.records import DataRecord

@@ -3,7 +3,7 @@
 import numpy as np
 from prefect import get_run_logger, task
 
-from jetx.evaluate import evaluate_run as evaluate
+from jetx.evaluation.scoring import evaluate_run as evaluate
 from jetx.io import atomic_path, write_json
 from tasks.caching import content_policy
 from tasks.records import EvaluationRecord, FeaturesRecord, StageRecord

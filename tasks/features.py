@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from jetx.prepare import build_features as build
+from jetx.features.build import build_features as build
 from tasks.caching import content_policy
 from tasks.records import DataRecord, FeaturesRecord
 

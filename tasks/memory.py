@@ -7,7 +7,7 @@ from prefect.artifacts import create_table_artifact
 
 from jetx.config import get_preset
 from jetx.io import write_json
-from jetx.memory import measure_step, predict_peak
+from jetx.model.footprint import measure_step, predict_peak
 from tasks.caching import content_policy
 from tasks.records import AuditRecord
 

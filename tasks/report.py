@@ -7,8 +7,8 @@ import numpy as np
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from jetx.compare import compare_rows
-from jetx.report import write_report as write
+from jetx.evaluation.compare import compare_rows
+from jetx.evaluation.report import write_report as write
 from tasks.records import AuditRecord, EvaluationRecord, ReportRecord
 
 REPORT_FILES = ("report.md", "metrics.json")

@@ -1,8 +1,8 @@
 """The child process of the `train_stage` task: `python -m tasks.stage_child FEATURES RUN_DIR ...`.
 
-It trains one stage with `jetx.train.train_stage` (which resumes from the stage's last checkpoint
-in RUN_DIR and halves its micro-batch itself after an in-process ResourceExhaustedError), writes
-a small JSON result for the task, and exits with a code the task maps to an error: 0 done,
+It trains one stage with `jetx.training.schedule.train_stage` (which resumes from the stage's last
+checkpoint in RUN_DIR and halves its micro-batch itself after an in-process ResourceExhaustedError),
+writes a small JSON result for the task, and exits with a code the task maps to an error: 0 done,
 `EXIT_OUT_OF_MEMORY` for an out-of-memory that escaped the stage, 2 for bad input (including
 out of memory at micro-batch 1, which no retry can fix), 1 for any other error. It dies with
 its parent (`tasks.child_process.die_with_parent`). Prefect is not imported here.
@@ -17,11 +17,11 @@ import sys
 import traceback
 from pathlib import Path
 
-from jetx.checkpoint import latest_checkpoint, load_state, stage_dir
 from jetx.config import StageConfig, get_preset
 from jetx.errors import JetxInputError
 from jetx.io import write_json
 from jetx.runtime import configure_tensorflow, import_tensorflow
+from jetx.training.checkpoint import latest_checkpoint, load_state, stage_dir
 from tasks.child_process import die_with_parent
 
 #: Format of the child's log lines; the task parses the level and logger name back out.
@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> dict:
     """Train the stage; return the task's result fields (paths relative to RUN_DIR)."""
-    from jetx.train import StageData, train_stage  # TensorFlow loads in the child only
+    from jetx.training.schedule import StageData, train_stage  # TensorFlow loads in the child only
 
     preset = get_preset(args.preset)
     stage = preset.stages[args.stage - 1]
@@ -94,7 +94,7 @@ def _train(args: argparse.Namespace) -> dict:
 
 def _halved(stage: StageConfig, resumed_from: Path | None) -> int:
     """Half the micro-batch the killed attempt was using (its last checkpoint says which)."""
-    from jetx.resume import smaller_micro_batch  # TensorFlow loads in the child only
+    from jetx.training.resume import smaller_micro_batch  # TensorFlow loads in the child only
 
     in_use = load_state(resumed_from).micro_batch if resumed_from else stage.micro_batch
     smaller = smaller_micro_batch(in_use, stage.effective_batch)

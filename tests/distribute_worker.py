@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from jetx.distribute import split_cpu
+from jetx.training.distribute import split_cpu
 
 split_cpu(2)  # first: before any TensorFlow op
 
@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 from jetx.config import PRESETS  # noqa: E402
 from jetx.errors import JetxInputError  # noqa: E402
-from jetx.train import StageData, train_stage  # noqa: E402
+from jetx.training.schedule import StageData, train_stage  # noqa: E402
 
 TINY = PRESETS["tiny"]
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from jetx.accumulation import INITIAL_LOSS_SCALE, GradientAccumulator
 from jetx.config import STAGES
-from jetx.losses import StageLoss
+from jetx.training.accumulation import INITIAL_LOSS_SCALE, GradientAccumulator
+from jetx.training.losses import StageLoss
 
 
 def _model(seed: int = 0) -> keras.Model:

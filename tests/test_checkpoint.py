@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from jetx.checkpoint import (
+from jetx.errors import JetxInputError
+from jetx.training.checkpoint import (
     CHECKPOINTS,
     PAUSE_ENV,
     TrainState,
@@ -20,7 +21,6 @@ from jetx.checkpoint import (
     restore_variables,
     save_checkpoint,
 )
-from jetx.errors import JetxInputError
 
 
 class _Var:
@@ -95,7 +95,7 @@ def test_restore_into_another_model_names_the_mismatch(tmp_path):
 _WRITER = """
 import sys
 import numpy as np
-from jetx.checkpoint import TrainState, save_checkpoint
+from jetx.training.checkpoint import TrainState, save_checkpoint
 class V:
     def __init__(self, x): self.x = np.asarray(x, dtype="float32"); self.shape = self.x.shape
     def numpy(self): return self.x

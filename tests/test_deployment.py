@@ -7,7 +7,7 @@ import prefect_env  # noqa: F401  (isolates Prefect before it is imported)
 import pytest
 from prefect_server import LocalPrefect
 
-from jetx.synth import synthesize, write_csv
+from jetx.data.synth import synthesize, write_csv
 
 PROJECT = Path(__file__).resolve().parents[1]
 

@@ -26,17 +26,17 @@ from test_resume_kill import (
 )
 from train_data import make_features_dir
 
-from jetx.callbacks.fault_injection import DELAY_ENV
-from jetx.checkpoint import latest_checkpoint, load_state, stage_dir
 from jetx.config import STRATEGIES
-from jetx.distribute import (
+from jetx.errors import JetxInputError
+from jetx.training.callbacks.fault_injection import DELAY_ENV
+from jetx.training.checkpoint import latest_checkpoint, load_state, stage_dir
+from jetx.training.distribute import (
     CPU_DEVICES_ENV,
     check_strategy,
     check_tf_config,
     get_distribution,
     split_cpu,
 )
-from jetx.errors import JetxInputError
 
 WORKER = Path(__file__).with_name("distribute_worker.py")
 MIRRORED = ("--strategy", "mirrored")

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from jetx.synth import synthesize, write_csv
+from jetx.data.synth import synthesize, write_csv
 
 pytestmark = [pytest.mark.slow, pytest.mark.portable]
 

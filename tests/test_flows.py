@@ -24,7 +24,7 @@ from prefect.testing.utilities import prefect_test_harness
 from train_data import make_features_dir
 
 from flows.progressive import progressive
-from jetx.synth import synthesize, write_csv
+from jetx.data.synth import synthesize, write_csv
 from tasks.records import FeaturesRecord
 from tasks.stage import train_stage
 

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jetx.data.cells import classify_values
+from jetx.data.ingest import QuarantineError, ingest, read_series
 from jetx.errors import JetxInputError
-from jetx.ingest import QuarantineError, ingest, read_series
-from jetx.validate import classify_values
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_CSV, REAL_DB = REAL / "jetx_history.csv", REAL / "jetx_data.db"
@@ -117,7 +117,7 @@ CELLS = [
 def test_classify_values_table(text, value, reason):
     import pyarrow as pa
 
-    from jetx.validate import REASONS
+    from jetx.data.cells import REASONS
 
     numbers, codes = classify_values(pa.array([text]))
     if reason is None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jetx.config import STAGES
-from jetx.losses import (
+from jetx.training.losses import (
     StageLoss,
     categorical_crossentropy,
     focal,

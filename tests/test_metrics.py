@@ -1,10 +1,10 @@
-"""jetx.metrics against hand-computed confusion matrices, including the degenerate splits."""
+"""jetx.evaluation.metrics against hand-computed confusion matrices, the degenerate ones too."""
 
 import numpy as np
 import pytest
 
-from jetx import metrics
 from jetx.errors import JetxInputError
+from jetx.evaluation import metrics
 
 # Each case: y, p, cut, and the counts and rates worked out by hand.
 CASES = [

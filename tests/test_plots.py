@@ -1,10 +1,10 @@
-"""jetx.plots writes readable PNGs from real records (Agg backend, real files)."""
+"""jetx.evaluation.plots writes readable PNGs from real records (Agg backend, real files)."""
 
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from jetx import plots
+from jetx.evaluation import plots
 
 
 def _records():

@@ -1,4 +1,4 @@
-"""jetx.report, jetx.compare and the pure part of jetx.evaluate on real files."""
+"""The report, the comparison and the pure part of the scoring (jetx.evaluation) on real files."""
 
 import json
 import logging
@@ -6,9 +6,9 @@ import logging
 import numpy as np
 import pytest
 
-from jetx import compare, metrics, report
 from jetx.errors import JetxInputError
-from jetx.evaluate import Predictions, build_evaluation, stage_evaluation
+from jetx.evaluation import compare, metrics, report
+from jetx.evaluation.scoring import Predictions, build_evaluation, stage_evaluation
 
 
 def _values(n, seed):

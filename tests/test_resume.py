@@ -2,7 +2,7 @@
 
 import pytest
 
-from jetx.resume import smaller_micro_batch
+from jetx.training.resume import smaller_micro_batch
 
 
 @pytest.mark.parametrize(

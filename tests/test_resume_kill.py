@@ -18,9 +18,15 @@ import numpy as np
 import pytest
 from train_data import make_features_dir
 
-from jetx.callbacks.fault_injection import DELAY_ENV
-from jetx.callbacks.metrics_jsonl import read_metrics
-from jetx.checkpoint import CHECKPOINTS, PAUSE_ENV, latest_checkpoint, load_state, stage_dir
+from jetx.training.callbacks.fault_injection import DELAY_ENV
+from jetx.training.callbacks.metrics_jsonl import read_metrics
+from jetx.training.checkpoint import (
+    CHECKPOINTS,
+    PAUSE_ENV,
+    latest_checkpoint,
+    load_state,
+    stage_dir,
+)
 
 ARGS = ("--preset", "tiny", "--variant", "full", "--stages", "1", "--seed", "0")
 ARGS += ("--checkpoint-every", "1", "--deterministic", "--quiet")

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from jetx.errors import JetxInputError
-from jetx.splits import Scaler, ScalerFit, fit_scaler, split_bounds, split_counts, split_labels
+from jetx.features.splits import (
+    Scaler,
+    ScalerFit,
+    fit_scaler,
+    split_bounds,
+    split_counts,
+    split_labels,
+)
 
 
 @pytest.mark.parametrize(
@@ -111,6 +118,6 @@ def test_fit_without_rows_is_an_error():
 def test_transform_in_row_blocks_equals_one_pass(monkeypatch):
     rows = np.random.default_rng(4).normal(1000.0, 0.01, size=(100, 3))
     scaler = fit_scaler(rows, "abc")
-    monkeypatch.setattr("jetx.splits._TRANSFORM_ROWS", 7)
+    monkeypatch.setattr("jetx.features.splits._TRANSFORM_ROWS", 7)
     expected = ((rows - rows.mean(axis=0)) / rows.std(axis=0)).astype(np.float32)
     np.testing.assert_array_equal(scaler.transform(rows), expected)

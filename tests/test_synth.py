@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from jetx import synth
+from jetx.data import synth
+from jetx.data.ingest import ingest, read_series
 from jetx.errors import JetxInputError
-from jetx.ingest import ingest, read_series
 
 
 def test_none_matches_the_crash_law():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jetx.targets import NUM_CLASSES, compute_targets
+from jetx.features.targets import NUM_CLASSES, compute_targets
 
 CASES = [
     # value, classification, threshold

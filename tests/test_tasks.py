@@ -10,8 +10,8 @@ from prefect.states import Completed, Failed
 from prefect.testing.utilities import prefect_test_harness
 
 from jetx.config import get_preset
+from jetx.data.synth import synthesize, write_csv
 from jetx.errors import JetxInputError
-from jetx.synth import synthesize, write_csv
 from tasks.data import load_raw
 from tasks.features import build_features
 from tasks.stage import OutOfMemory, is_out_of_memory

@@ -4,7 +4,7 @@
   must not differ from always-bet's beyond the 95% intervals and its ROI must not be above
   break-even beyond its interval. A feature that leaked the target would make it "win".
 - Learns when it can: on planted data the test threshold accuracy reaches 90% of the
-  documented Bayes-optimal accuracy (jetx.synth.PLANTED_BAYES_ACCURACY), above the best
+  documented Bayes-optimal accuracy (jetx.data.synth.PLANTED_BAYES_ACCURACY), above the best
   constant guess, so passing needs the planted rule.
 
 Both train stage 1 of the tiny model, uncapped, for 8 epochs with a learning rate of 3e-3 and
@@ -17,11 +17,11 @@ import dataclasses
 import pytest
 
 from jetx.config import PRESETS
-from jetx.evaluate import evaluate_run
-from jetx.ingest import ingest
-from jetx.prepare import build_features
-from jetx.synth import PLANTED_BAYES_ACCURACY, planted_accuracies, synthesize, write_csv
-from jetx.train import StageData, run_schedule
+from jetx.data.ingest import ingest
+from jetx.data.synth import PLANTED_BAYES_ACCURACY, planted_accuracies, synthesize, write_csv
+from jetx.evaluation.scoring import evaluate_run
+from jetx.features.build import build_features
+from jetx.training.schedule import StageData, run_schedule
 
 pytestmark = pytest.mark.slow
 

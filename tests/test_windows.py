@@ -1,7 +1,8 @@
 """Lazy windows: exact slices, train-scaler standardisation, variants, seeded order, resume, caps.
 
 The features dir here is written directly with pyarrow from a seeded series and random feature
-columns, so that these tests exercise jetx.windows on its own; test_prepare runs the real build.
+columns, so that these tests exercise jetx.training.windows on its own; test_build runs the real
+build.
 """
 
 import dataclasses
@@ -14,9 +15,9 @@ import pytest
 
 from jetx.config import PRESETS
 from jetx.errors import JetxInputError
-from jetx.splits import fit_scaler, split_labels
-from jetx.targets import compute_targets
-from jetx.windows import epoch_order, make_dataset, num_samples
+from jetx.features.splits import fit_scaler, split_labels
+from jetx.features.targets import compute_targets
+from jetx.training.windows import epoch_order, make_dataset, num_samples
 
 FIRST = 1000
 N_ROUNDS = 1400

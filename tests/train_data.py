@@ -1,4 +1,4 @@
-"""A small real features dir for the training tests: a seeded crash-game series, jetx.prepare."""
+"""A small real features dir for the training tests: a seeded series, jetx.features.build."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jetx.prepare import build_features
+from jetx.features.build import build_features
 
 #: 1000 warm-up rounds (the longest feature window) + 600 samples: 420 train, 90 val, 90 test.
 N_ROUNDS = 1600

@@ -35,8 +35,8 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from jetx.evaluate import evaluate_run
-    from jetx.report import write_report
+    from jetx.evaluation.report import write_report
+    from jetx.evaluation.scoring import evaluate_run
 
     features, preset, variant = _run_settings(args)
     evaluation, test = evaluate_run(

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from jetx.errors import JetxInputError
-from jetx.prepare import build_features
-from jetx.splits import DEFAULT_FRACTIONS
+from jetx.features.build import build_features
+from jetx.features.splits import DEFAULT_FRACTIONS
 
 
 def _fractions(text: str) -> tuple[float, ...]:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from jetx.ingest import QuarantineError, ingest
+from jetx.data.ingest import QuarantineError, ingest
 
 
 def register(subparsers) -> None:

@@ -7,7 +7,7 @@ import json
 
 from jetx.config import PRECISIONS, PRESETS, VARIANTS, get_preset
 from jetx.errors import JetxInputError
-from jetx.memory import gib, measure_step, predict_peak
+from jetx.model.footprint import gib, measure_step, predict_peak
 
 
 def register(subparsers) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jetx.synth import SIGNALS, synthesize, write_csv
+from jetx.data.synth import SIGNALS, synthesize, write_csv
 
 
 def register(subparsers) -> None:
@@ -20,7 +20,7 @@ def register(subparsers) -> None:
         "--signal",
         choices=SIGNALS,
         default="none",
-        help="none: i.i.d.; planted: a learnable run rule (see jetx.synth)",
+        help="none: i.i.d.; planted: a learnable run rule (see jetx.data.synth)",
     )
     parser.set_defaults(run=_run)
 

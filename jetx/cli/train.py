@@ -5,7 +5,7 @@ on from its last checkpoint. `--stages 2` trains stage 2 alone from stage 1's be
 RUN_DIR, which is how a stage runs as a child process of a flow. `--strategy mirrored` trains
 on every visible GPU (or on the CPU split into `JETX_CPU_DEVICES` logical devices);
 `--strategy multi-worker` on the cluster that TF_CONFIG describes. The stage's micro-batch is
-global (see jetx.distribute).
+global (see jetx.training.distribute).
 """
 
 from __future__ import annotations
@@ -85,9 +85,9 @@ def _run(args: argparse.Namespace) -> int:
         raise JetxInputError(f"{args.features_dir} is not a features dir (no manifest.json)")
     import tensorflow as tf
 
-    from jetx.distribute import get_distribution
     from jetx.io import write_json
-    from jetx.train import StageData, run_schedule
+    from jetx.training.distribute import get_distribution
+    from jetx.training.schedule import StageData, run_schedule
 
     get_distribution(args.strategy)  # before any TensorFlow op: it may split the CPU
     if args.deterministic:

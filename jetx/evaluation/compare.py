@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jetx.errors import JetxInputError
-from jetx.report import METRICS_JSON, REPORT_DIR, metric_row
+from jetx.evaluation.report import METRICS_JSON, REPORT_DIR, metric_row
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def compare_rows(run_dirs: Sequence[Path], include_previous: bool = True) -> lis
 
     Returns:
         Rows (column -> printable value): run, variant, rule (stage or baseline), cut, the
-        metrics of `jetx.report.metric_row`, peak memory, seconds and parameters.
+        metrics of `jetx.evaluation.report.metric_row`, peak memory, seconds and parameters.
 
     Raises:
         JetxInputError: a run without report/metrics.json.

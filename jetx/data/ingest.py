@@ -1,6 +1,6 @@
 """Ingest a raw multiplier history into a clean series, a quarantine and a manifest.
 
-Every row whose value `jetx.validate` does not accept goes to the quarantine with its source
+Every row whose value `jetx.data.cells` does not accept goes to the quarantine with its source
 line (CSV) or id, its raw text and a reason, so that rows_read == rows_kept + rows_quarantined
 always holds and nothing is silently dropped.
 
@@ -26,10 +26,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from jetx.data.cells import CODE, REASONS, classify_values, number_codes, parse_ids
+from jetx.data.sources import (
+    RawBatch,
+    csv_header,
+    detect_source,
+    read_csv_batches,
+    read_sqlite_batches,
+)
 from jetx.errors import JetxInputError
 from jetx.io import sha256_file, write_json, write_parquet
-from jetx.sources import RawBatch, csv_header, detect_source, read_csv_batches, read_sqlite_batches
-from jetx.validate import CODE, REASONS, classify_values, number_codes, parse_ids
 
 logger = logging.getLogger(__name__)
 

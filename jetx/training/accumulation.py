@@ -9,8 +9,8 @@ whole window explicitly). The optimizer then sees exactly the mean gradient of t
 `iterations` count optimizer updates, never micro-steps, so learning-rate schedules and
 reduce-on-plateau count updates.
 
-Under a tf.distribute strategy (`jetx.distribute`) the micro-step runs on every replica: each
-replica adds its own gradient of (its mean loss / replicas) to its own accumulators (on-read
+Under a tf.distribute strategy (`jetx.training.distribute`) the micro-step runs on every replica:
+each replica adds its own gradient of (its mean loss / replicas) to its own accumulators (on-read
 variables, summed when read), the replicas agree on "finite" through one all-reduce of a scalar,
 so that they keep, redo or skip the same micro-step, and the update's single all-reduce (the
 optimizer's) sums the replicas' accumulated gradients into the global mean. Only the model and
@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from jetx.losses import StageLoss
+from jetx.training.losses import StageLoss
 
 #: Dynamic loss scaling of Keras's LossScaleOptimizer: start at 2^15, double after 2000 finite
 #: micro-steps, halve on an overflow.
@@ -37,7 +37,7 @@ class GradientAccumulator:
     Args:
         model: a built Keras model whose call returns a dict of the stage loss's outputs.
         optimizer: a Keras optimizer; built here on the model's trainable variables.
-        loss: the stage's loss (`jetx.losses.StageLoss`).
+        loss: the stage's loss (`jetx.training.losses.StageLoss`).
         loss_scaling: scale the loss dynamically (needed under `mixed_float16`).
         strategy: the tf.distribute strategy the model and optimizer were created under
             (default: the current one). Create the accumulator inside its scope.

@@ -2,7 +2,7 @@
 
 A reader never judges a value: it yields the raw cells (text for CSV, native SQLite values) in
 batches of bounded size, so that a 10M-row history never becomes 10M Python objects, and
-`jetx.ingest` validates each batch vectorised. The source type is chosen by content (the
+`jetx.data.ingest` validates each batch vectorised. The source type is chosen by content (the
 16-byte SQLite magic header), not by the file's extension.
 """
 

@@ -5,8 +5,8 @@ in RUN_DIR if it has one, and recovers from out-of-memory errors by halving its 
 (accumulation doubles, the effective batch stays) and restoring its last checkpoint. Everything
 a stage needs is rebuilt from paths and configs, so it can run in a child process
 (`jetx train FEATURES_DIR ... --stages 2` continues an existing RUN_DIR). Under a tf.distribute
-strategy (`jetx.distribute`: the micro-batch is global) the model, optimizer and accumulators
-are created in the strategy's scope and every micro-batch is spread over the replicas.
+strategy (`jetx.training.distribute`: the micro-batch is global) the model, optimizer and
+accumulators are created in the strategy's scope and every micro-batch is spread over the replicas.
 """
 
 from __future__ import annotations
@@ -21,33 +21,33 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from jetx.accumulation import GradientAccumulator
-from jetx.callbacks import (
+from jetx.config import Preset, StageConfig
+from jetx.errors import JetxInputError
+from jetx.io import write_json
+from jetx.runtime import stage_peak, variable_bytes
+from jetx.training.accumulation import GradientAccumulator
+from jetx.training.callbacks import (
     EpochLogger,
     FaultInjection,
     MemoryMonitor,
     MetricsWriter,
     TensorBoardLogger,
 )
-from jetx.callbacks.metrics_jsonl import METRICS_FILE, read_metrics
-from jetx.checkpoint import (
+from jetx.training.callbacks.metrics_jsonl import METRICS_FILE, read_metrics
+from jetx.training.checkpoint import (
     TrainState,
     best_checkpoint,
     latest_checkpoint,
     restore_variables,
     stage_dir,
 )
-from jetx.config import Preset, StageConfig
-from jetx.distribute import Distribution, get_distribution, synchronize_batch_norm
-from jetx.errors import JetxInputError
-from jetx.io import write_json
-from jetx.losses import StageLoss
-from jetx.precision import needs_loss_scaling, set_precision
-from jetx.resume import StageOutOfMemoryError, halve_micro_batch, resume_state
-from jetx.runtime import stage_peak, variable_bytes
-from jetx.stage_data import StageData
-from jetx.stage_loop import StageLoop
-from jetx.validation import Validator
+from jetx.training.distribute import Distribution, get_distribution, synchronize_batch_norm
+from jetx.training.inputs import StageData
+from jetx.training.loop import StageLoop
+from jetx.training.losses import StageLoss
+from jetx.training.precision import needs_loss_scaling, set_precision
+from jetx.training.resume import StageOutOfMemoryError, halve_micro_batch, resume_state
+from jetx.training.validator import Validator
 
 __all__ = ["StageData", "StageOutOfMemoryError", "StageResult", "run_schedule", "train_stage"]
 
@@ -267,7 +267,7 @@ def _initial_micro_batch(stage, data, budget_bytes, precision, replicas: int = 1
     """
     if budget_bytes is None:
         return stage.micro_batch
-    from jetx.memory import plan
+    from jetx.model.footprint import plan
 
     memory_plan = plan(data.model, stage, budget_bytes, precision)
     limit = min(stage.micro_batch, memory_plan.micro_batch * replicas)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 
 from jetx.config import SEQUENCE_INPUTS, ModelConfig
-from jetx.layers import EncoderBlock, SinusoidalPositions
+from jetx.model.layers import EncoderBlock, SinusoidalPositions
 
 #: Number of classes of the `classification` head (< 1.5, 1.5 to < 10, >= 10).
 N_CLASSES = 3

@@ -10,15 +10,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import jetx.prepare as prepare
+import jetx.features.build as prepare
 from jetx.cli import main
 from jetx.config import PRESETS
 from jetx.errors import JetxInputError
 from jetx.features import FEATURE_NAMES, FEATURE_VERSION, FIRST_SAMPLE
+from jetx.features.build import build_features
+from jetx.features.splits import Scaler, split_counts
 from jetx.io import sha256_file
-from jetx.prepare import build_features
-from jetx.splits import Scaler, split_counts
-from jetx.windows import make_dataset
+from jetx.training.windows import make_dataset
 
 N_ROUNDS = 3000
 CHUNK = 700  # several row groups per build, so the streaming path is what is tested

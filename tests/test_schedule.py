@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from train_data import make_features_dir
 
-from jetx.callbacks.fault_injection import parse_oom_spec
-from jetx.callbacks.metrics_jsonl import read_metrics
-from jetx.checkpoint import CHECKPOINTS, stage_dir
 from jetx.config import PRESETS
 from jetx.errors import JetxInputError
-from jetx.precision import check_precision
-from jetx.train import (
+from jetx.training.callbacks.fault_injection import parse_oom_spec
+from jetx.training.callbacks.metrics_jsonl import read_metrics
+from jetx.training.checkpoint import CHECKPOINTS, stage_dir
+from jetx.training.precision import check_precision
+from jetx.training.schedule import (
     StageData,
     StageOutOfMemoryError,
     run_schedule,
@@ -168,7 +168,7 @@ def test_precision_choice_on_cpu():
 
 
 def test_memory_budget_plans_the_micro_batch_before_training(data, tmp_path):
-    from jetx.memory import predict_peak
+    from jetx.model.footprint import predict_peak
 
     stage = dataclasses.replace(TINY.stages[0], epochs=1)
     peak = {m: predict_peak(data.model, m, "float32").predicted_peak_bytes for m in (2, 4)}

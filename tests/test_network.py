@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 
 from jetx.config import OUTPUTS, PRESETS, VARIANTS
-from jetx.memory import count_params
-from jetx.memory_probe import PROBE_LOSSES, synthetic_batch
-from jetx.model import build_model
+from jetx.model.footprint import count_params
+from jetx.model.network import build_model
+from jetx.model.probe import PROBE_LOSSES, synthetic_batch
 
 TINY = PRESETS["tiny"]
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import keras
 
-from jetx.accumulation import GradientAccumulator
-from jetx.checkpoint import TrainState, save_checkpoint
 from jetx.config import StageConfig
-from jetx.distribute import Distribution, get_distribution
-from jetx.validation import Validator
+from jetx.training.accumulation import GradientAccumulator
+from jetx.training.checkpoint import TrainState, save_checkpoint
+from jetx.training.distribute import Distribution, get_distribution
+from jetx.training.validator import Validator
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class StageLoop:
 
     Args:
         stage: the stage's configuration (effective batch, epochs, patience, plateau).
-        data: a `jetx.train.StageData` (train/val batches and the train sample count).
+        data: a `jetx.training.schedule.StageData` (train/val batches and the train sample count).
         accumulator: compiled micro-step and update of the model and optimizer.
         validator: the validation pass.
         state: where the stage is; advanced in place.

@@ -5,10 +5,10 @@ metrics, learning rate, memory, micro-batch, accumulation, seconds), which the s
 and hands to each in order; `MemoryMonitor` comes first because it adds the memory figures.
 """
 
-from jetx.callbacks.epoch_log import EpochLogger
-from jetx.callbacks.fault_injection import FaultInjection
-from jetx.callbacks.memory import MemoryMonitor
-from jetx.callbacks.metrics_jsonl import MetricsWriter
-from jetx.callbacks.tensorboard import TensorBoardLogger
+from jetx.training.callbacks.epoch_log import EpochLogger
+from jetx.training.callbacks.fault_injection import FaultInjection
+from jetx.training.callbacks.memory_monitor import MemoryMonitor
+from jetx.training.callbacks.metrics_jsonl import MetricsWriter
+from jetx.training.callbacks.tensorboard import TensorBoardLogger
 
 __all__ = ["EpochLogger", "FaultInjection", "MemoryMonitor", "MetricsWriter", "TensorBoardLogger"]

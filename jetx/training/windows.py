@@ -22,9 +22,9 @@ import tensorflow as tf
 
 from jetx.config import ModelConfig
 from jetx.errors import JetxInputError
-from jetx.prepare import FEATURES_FILE, MANIFEST_FILE, SCALER_FILE, SERIES_FILE
-from jetx.splits import SPLITS, Scaler
-from jetx.targets import NUM_CLASSES
+from jetx.features.build import FEATURES_FILE, MANIFEST_FILE, SCALER_FILE, SERIES_FILE
+from jetx.features.splits import SPLITS, Scaler
+from jetx.features.targets import NUM_CLASSES
 
 logger = logging.getLogger(__name__)
 

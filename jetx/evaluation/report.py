@@ -4,13 +4,13 @@ The tables are functions returning `list[dict]` (one dict per row, column -> pri
 that the orchestration layer can publish the same rows as Prefect table artifacts and a report
 renders them as markdown.
 
-An evaluation (what `jetx.evaluate.evaluate_run` returns and RUN_DIR/report/metrics.json holds):
+An evaluation (what `scoring.evaluate_run` returns and RUN_DIR/report/metrics.json holds):
     schema, run_dir, created_at (ISO UTC), split, rounds, data_sha256 (the raw input's sha256 from
     the features manifest: "same data" for `compare`), features_dir, variant, preset, parameters,
-    training (`training_rows` of metrics.jsonl), baselines (`jetx.metrics.baselines`), and
+    training (`training_rows` of metrics.jsonl), baselines (`metrics.baselines`), and
     stages: one dict per evaluated stage with stage, checkpoint, cut, val_cut, at_cut and
-    at_val_cut (`jetx.metrics.evaluate_predictions`), verdict and verdict_at_val_cut
-    (`jetx.metrics.verdict` against the always-bet baseline).
+    at_val_cut (`jetx.evaluation.metrics.evaluate_predictions`), verdict and verdict_at_val_cut
+    (`jetx.evaluation.metrics.verdict` against the always-bet baseline).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from jetx import plots
+from jetx.evaluation import plots
+from jetx.evaluation.metrics import bet_signal
 from jetx.io import atomic_path, write_json
-from jetx.metrics import bet_signal
 from jetx.runtime import stage_peak
 
 logger = logging.getLogger(__name__)

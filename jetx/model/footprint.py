@@ -275,7 +275,7 @@ def measure_step(config: ModelConfig, micro_batch: int, precision: str) -> dict:
         {"config": config.to_dict(), "micro_batch": micro_batch, "precision": precision}
     )
     done = subprocess.run(
-        [sys.executable, "-m", "jetx.memory_probe", request], capture_output=True, text=True
+        [sys.executable, "-m", "jetx.model.probe", request], capture_output=True, text=True
     )
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-3:]

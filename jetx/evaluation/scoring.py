@@ -2,8 +2,8 @@
 
 The scoring (`stage_evaluation`, `build_evaluation`) is pure numpy over `Predictions`, so it is
 testable without a model; `predict` and `evaluate_run` load TensorFlow only when called.
-The cut chosen on validation (`jetx.metrics.choose_cut`) is applied to the evaluated split,
-never chosen on it.
+The cut chosen on validation (`jetx.evaluation.metrics.choose_cut`) is applied to the evaluated
+split, never chosen on it.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from jetx import metrics
 from jetx.config import EVAL_BATCH, ModelConfig, Preset, get_preset
 from jetx.errors import JetxInputError
-from jetx.report import METRICS_JSONL, read_records, training_rows
+from jetx.evaluation import metrics
+from jetx.evaluation.report import METRICS_JSONL, read_records, training_rows
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class Predictions:
     class_proba: np.ndarray
 
     def score(self, cut: float) -> dict[str, Any]:
-        """`jetx.metrics.evaluate_predictions` of these predictions at `cut`."""
+        """`jetx.evaluation.metrics.evaluate_predictions` of these predictions at `cut`."""
         return metrics.evaluate_predictions(
             self.y_value, self.p_threshold, self.y_pred_value, self.class_proba, cut
         )
@@ -91,16 +91,16 @@ def build_evaluation(
     baselines: Mapping[str, Any],
     **run: Any,
 ) -> dict[str, Any]:
-    """The evaluation dict that `jetx.report.write_report` and `jetx compare` read.
+    """The evaluation dict that `jetx.evaluation.report.write_report` and `jetx compare` read.
 
     Args:
         y_value: float64 [N] true multipliers of the evaluated rounds.
         stages: `stage_evaluation` dicts, in stage order.
-        baselines: `jetx.metrics.baselines` of the same rounds.
+        baselines: `jetx.evaluation.metrics.baselines` of the same rounds.
         **run: run_dir, split, data_sha256, features_dir, variant, preset, parameters, training.
 
     Returns:
-        A JSON-ready dict (see `jetx.report`'s module docstring).
+        A JSON-ready dict (see `jetx.evaluation.report`'s module docstring).
     """
     return {
         "schema": SCHEMA,
@@ -123,7 +123,7 @@ def predict(
     """Run `model` over a split in round order and collect its three heads' outputs.
 
     Args:
-        model: a built Keras model (`jetx.model.build_model(config)`) with its weights loaded.
+        model: a built Keras model (`jetx.model.network.build_model(config)`), weights loaded.
         config: the model's config (decides which sequence windows are built).
         features_dir: a `jetx features` output dir.
         split: "train", "val" or "test".
@@ -136,8 +136,8 @@ def predict(
     """
     import pyarrow.parquet as pq
 
-    from jetx.prepare import SERIES_FILE
-    from jetx.windows import load_split, make_dataset
+    from jetx.features.build import SERIES_FILE
+    from jetx.training.windows import load_split, make_dataset
 
     outputs: dict[str, list[np.ndarray]] = {"regression": [], "classification": [], "threshold": []}
     dataset = make_dataset(features_dir, split, config, batch_size, max_samples=max_samples)
@@ -183,9 +183,9 @@ def evaluate_run(
         JetxInputError: no stage of the run has a checkpoint, or a checkpoint that does not fit
             the preset and variant.
     """
-    from jetx.checkpoint import best_checkpoint, restore_variables, stage_dir
-    from jetx.model import build_model
-    from jetx.windows import read_manifest
+    from jetx.model.network import build_model
+    from jetx.training.checkpoint import best_checkpoint, restore_variables, stage_dir
+    from jetx.training.windows import read_manifest
 
     run_dir, features_dir = Path(run_dir), Path(features_dir)
     chosen = get_preset(preset) if isinstance(preset, str) else preset

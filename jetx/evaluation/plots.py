@@ -19,8 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from jetx.evaluation.metrics import bankroll_curve  # noqa: E402
 from jetx.io import atomic_path  # noqa: E402
-from jetx.metrics import bankroll_curve  # noqa: E402
 
 #: Panels of the memory plot -> how a metrics.jsonl record gives its figure in bytes (or None).
 MEMORY_PANELS = {

@@ -1,9 +1,9 @@
 """Build a features dir: every sample's 121 features, targets and split, plus the train scaler.
 
-The dir is self-contained for jetx.windows: features.parquet, scaler.json, a copy of the input
-series.parquet (the sequences are sliced from it at batch time) and manifest.json. Each file is
-written atomically, and the manifest is written last and removed first, so a dir with a manifest
-is always a complete build.
+The dir is self-contained for jetx.training.windows: features.parquet, scaler.json, a copy of the
+input series.parquet (the sequences are sliced from it at batch time) and manifest.json. Each file
+is written atomically, and the manifest is written last and removed first, so a dir with a
+manifest is always a complete build.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jetx.data.ingest import read_series
 from jetx.errors import JetxInputError
 from jetx.features import FEATURE_NAMES, FEATURE_VERSION, FIRST_SAMPLE, iter_feature_chunks
-from jetx.ingest import read_series
-from jetx.io import atomic_path, sha256_file, write_json
-from jetx.splits import (
+from jetx.features.splits import (
     DEFAULT_FRACTIONS,
     SPLITS,
     ScalerFit,
@@ -29,7 +28,8 @@ from jetx.splits import (
     split_counts,
     split_labels,
 )
-from jetx.targets import compute_targets
+from jetx.features.targets import compute_targets
+from jetx.io import atomic_path, sha256_file, write_json
 
 logger = logging.getLogger(__name__)
 

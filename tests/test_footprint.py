@@ -10,8 +10,8 @@ import pytest
 from jetx.cli import main
 from jetx.config import PRESETS, STAGES, VARIANTS
 from jetx.errors import JetxInputError
-from jetx.memory import GIB, count_params, measure_step, plan, predict_peak
-from jetx.model import build_model
+from jetx.model.footprint import GIB, count_params, measure_step, plan, predict_peak
+from jetx.model.network import build_model
 from jetx.runtime import read_memory
 
 FULL = PRESETS["full"]

@@ -1,6 +1,6 @@
 """The dtype policy of a training run: which one, and why.
 
-On a GPU, `mixed_float16` (with dynamic loss scaling, done by `jetx.accumulation`) halves
+On a GPU, `mixed_float16` (with dynamic loss scaling, done by `jetx.training.accumulation`) halves
 activation memory and uses the tensor cores. On this CPU float16 is about 3x slower than float32,
 while `mixed_bfloat16` is about 20% faster with the same memory saving; so a CPU defaults to
 float32 and bfloat16 is the memory-saving choice. The policy must be set before a model is built.

@@ -19,7 +19,7 @@ class StageData:
     """Where a stage's samples come from, and the model they feed.
 
     Args:
-        features_dir: a features dir written by `jetx.prepare.build_features`.
+        features_dir: a features dir written by `jetx.features.build.build_features`.
         model: the model config (a preset's model with the variant applied).
         variant: the variant's name, for messages and records.
         seed: shuffle and initialisation seed.
@@ -37,7 +37,7 @@ class StageData:
 
     def train_batches(self, micro_batch: int, epoch: int, skip_batches: int) -> tf.data.Dataset:
         """The epoch's shuffled micro-batches from batch `skip_batches` on (full batches only)."""
-        from jetx.windows import make_dataset
+        from jetx.training.windows import make_dataset
 
         return make_dataset(
             self.features_dir,
@@ -54,7 +54,7 @@ class StageData:
 
     def val_batches(self) -> tf.data.Dataset:
         """The validation split in order."""
-        from jetx.windows import make_dataset
+        from jetx.training.windows import make_dataset
 
         return make_dataset(
             self.features_dir, "val", self.model, self.eval_batch, max_samples=self.max_eval_samples
@@ -62,12 +62,12 @@ class StageData:
 
     def num_train(self) -> int:
         """Train samples per epoch (after the cap)."""
-        from jetx.windows import num_samples
+        from jetx.training.windows import num_samples
 
         return num_samples(self.features_dir, "train", self.max_train_samples)
 
     def build_model(self) -> keras.Model:
         """A freshly initialised model (seeded by `seed`)."""
-        from jetx.model import build_model
+        from jetx.model.network import build_model
 
         return build_model(self.model)

@@ -1,4 +1,4 @@
-"""One real training step in a fresh process, measured: `python -m jetx.memory_probe CONFIG_JSON`.
+"""One real training step in a fresh process, measured: `python -m jetx.model.probe CONFIG_JSON`.
 
 A fresh process, because TensorFlow's allocator keeps its peak and its caches for the life of a
 process, and because a step that runs out of memory must not take the caller down with it.
@@ -8,8 +8,8 @@ categorical cross-entropy, binary cross-entropy) and one warm-up step is run, so
 function is traced and Adam's slots exist. Then the allocator's peak is reset and a second step is
 measured, with one inter-op thread. The peak therefore includes everything that lives during a
 step (weights, Adam slots, the input batch, activations kept for the backward pass, gradients
-and the largest temporaries), which is what `jetx.memory.predict_peak` predicts, and excludes
-the one-off cost of tracing.
+and the largest temporaries), which is what `jetx.model.footprint.predict_peak` predicts, and
+excludes the one-off cost of tracing.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from jetx.config import ModelConfig  # noqa: E402
-from jetx.model import N_CLASSES, build_model  # noqa: E402
+from jetx.model.network import N_CLASSES, build_model  # noqa: E402
 from jetx.runtime import memory_device, read_memory, reset_memory, variable_bytes  # noqa: E402
 
 #: Standard Keras losses for one probe step: the stage losses cost no memory worth measuring.

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import logging
 
-from jetx.checkpoint import (
+from jetx.errors import JetxInputError
+from jetx.training.checkpoint import (
     TrainState,
     latest_checkpoint,
     load_state,
     remove_partial_writes,
     restore_variables,
 )
-from jetx.errors import JetxInputError
-from jetx.stage_data import StageData
-from jetx.stage_loop import StageLoop
+from jetx.training.inputs import StageData
+from jetx.training.loop import StageLoop
 
 logger = logging.getLogger(__name__)
 

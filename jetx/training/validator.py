@@ -1,8 +1,8 @@
 """Validation pass of the stage loop: the stage's losses and a few head metrics on the val split.
 
 Early stopping and reduce-on-plateau watch `val_loss`. The full evaluation (bankroll, intervals,
-baselines) is `jetx.metrics`, run on predictions after training; these are only the running
-figures a user watches per epoch.
+baselines) is `jetx.evaluation.metrics`, run on predictions after training; these are only the
+running figures a user watches per epoch.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from jetx.config import CASHOUT
-from jetx.losses import StageLoss
+from jetx.training.losses import StageLoss
 
 _NAMES = (
     "val_loss",

@@ -2,8 +2,8 @@
 
 The split is by time: the oldest samples train, the next validate, the newest test, and no sample
 ever crosses a boundary (no shuffling here; shuffling happens inside the train split only, in
-jetx.windows). The scaler is fit on train rows alone and then passed explicitly to every split,
-so that no statistic of the future leaks into training.
+jetx.training.windows). The scaler is fit on train rows alone and then passed explicitly to every
+split, so that no statistic of the future leaks into training.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Raw histories in: CSV and SQLite sources, what a valid cell is, ingest, synthetic histories."""

@@ -1,0 +1,1 @@
+"""A trained run scored against baselines, compared across runs, and reported (tables, plots)."""
