@@ -19,9 +19,9 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from jetx.config import PRESETS, STAGES
+from jetx.config import GIB, PRESETS, STAGES
 from jetx.io import write_json
-from jetx.model.footprint import GIB, measure_step, plan, predict_peak
+from jetx.model.footprint import measure_step, plan, predict_peak
 
 HALF = "mixed_bfloat16"
 BUDGET = 15 * GIB

@@ -24,7 +24,22 @@ OUTPUTS: tuple[str, ...] = ("regression", "classification", "threshold")
 #: Multiplier at which a bet cashes out; `threshold` target is value >= this.
 CASHOUT = 1.5
 #: Upper edges of the three classes of the classification target: < 1.5, 1.5 to < 10, >= 10.
-CLASS_EDGES: tuple[float, ...] = (1.5, 10.0)
+CLASS_EDGES: tuple[float, ...] = (CASHOUT, 10.0)
+#: Number of classes of the `classification` target and head (one more than the edges).
+NUM_CLASSES = len(CLASS_EDGES) + 1
+#: The classes by name, for tables and plots.
+CLASS_NAMES: tuple[str, ...] = (
+    f"< {CLASS_EDGES[0]:g}",
+    *(f"{lo:g} to < {hi:g}" for lo, hi in zip(CLASS_EDGES, CLASS_EDGES[1:], strict=False)),
+    f">= {CLASS_EDGES[-1]:g}",
+)
+#: Win rate at which a bet cashed out at CASHOUT neither wins nor loses: win x 0.5 = loss x 1.
+BREAK_EVEN_WIN_RATE = 1.0 / CASHOUT
+#: x P(X >= x) of a crash game with a 3% house edge (DESIGN.md's facts): P(X >= 1.5) = 0.6467.
+HOUSE_RETURN = 0.97
+
+GIB = 1024**3
+MIB = 1024**2
 
 #: Samples per batch of a forward-only pass (validation, evaluation). Attention's scores make it
 #: the biggest memory item of those passes: 64 x 8 heads x 1000^2 floats is 2 GiB per layer for the
@@ -219,6 +234,27 @@ class StageConfig(_Config):
     def accumulation(self) -> int:
         """Micro-batches per optimizer update."""
         return self.effective_batch // self.micro_batch
+
+    def micro_batches(self, *, replicas: int = 1, at_most: int | None = None) -> tuple[int, ...]:
+        """Every micro-batch this stage can train with, largest first: the one rule for them.
+
+        A micro-batch divides the effective batch (so accumulation is a whole number) and, being
+        global under a tf.distribute strategy, is a multiple of the replica count.
+
+        Args:
+            replicas: replicas in sync that share each micro-batch.
+            at_most: the largest micro-batch wanted (a memory plan's, an OOM retry's).
+        """
+        top = self.effective_batch if at_most is None else min(at_most, self.effective_batch)
+        return tuple(
+            m for m in range(top, 0, -1) if self.effective_batch % m == 0 and m % replicas == 0
+        )
+
+    def smaller_micro_batch(self, micro_batch: int, *, replicas: int = 1) -> int | None:
+        """The micro-batch after an out-of-memory at `micro_batch`: the largest valid one at most
+        half of it (accumulation doubles at least), or None when there is none."""
+        smaller = self.micro_batches(replicas=replicas, at_most=micro_batch // 2)
+        return smaller[0] if smaller else None
 
     def with_micro_batch(self, micro_batch: int) -> StageConfig:
         """This stage with another micro-batch: accumulation follows, the effective batch stays."""

@@ -94,11 +94,9 @@ def _train(args: argparse.Namespace) -> dict:
 
 def _halved(stage: StageConfig, resumed_from: Path | None) -> int:
     """Half the micro-batch the killed attempt was using (its last checkpoint says which)."""
-    from jetx.training.resume import smaller_micro_batch  # TensorFlow loads in the child only
-
     in_use = load_state(resumed_from).micro_batch if resumed_from else stage.micro_batch
-    smaller = smaller_micro_batch(in_use, stage.effective_batch)
-    if smaller < 1:
+    smaller = stage.smaller_micro_batch(in_use)
+    if smaller is None:
         raise JetxInputError(
             f"stage {stage.stage} ran out of memory at micro-batch {in_use}; it cannot be halved "
             "further. Choose a smaller variant or precision, or a bigger memory budget."

@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from jetx.cli import main
-from jetx.config import PRESETS, STAGES, VARIANTS
+from jetx.config import GIB, PRESETS, STAGES, VARIANTS
 from jetx.errors import JetxInputError
-from jetx.model.footprint import GIB, count_params, measure_step, plan, predict_peak
+from jetx.model.footprint import count_params, measure_step, plan, predict_peak
 from jetx.model.network import build_model
 from jetx.runtime import read_memory
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from jetx.config import BREAK_EVEN_WIN_RATE
 from jetx.errors import JetxInputError
 from jetx.evaluation import metrics
 
@@ -150,7 +151,7 @@ def test_roi_interval_is_the_win_rate_interval_mapped_through_the_payout():
 
 
 def test_break_even_win_rate_is_two_thirds():
-    assert abs(metrics.BREAK_EVEN_WIN_RATE - 2 / 3) < 1e-12
+    assert abs(BREAK_EVEN_WIN_RATE - 2 / 3) < 1e-12
     y = np.array([2.0, 2.0, 1.1])
     assert metrics.bankroll(y, np.ones(3, dtype=bool))["roi"] == pytest.approx(0.0)
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from jetx.features.targets import NUM_CLASSES, compute_targets
+from jetx.config import NUM_CLASSES
+from jetx.features.targets import compute_targets
 
 CASES = [
     # value, classification, threshold

@@ -15,14 +15,12 @@ import dataclasses
 import json
 from pathlib import Path
 
-from jetx.config import PRECISIONS, PRESETS, STRATEGIES, VARIANTS, Preset, get_preset
+from jetx.config import GIB, PRECISIONS, PRESETS, STRATEGIES, VARIANTS, Preset, get_preset
 from jetx.errors import JetxInputError
 
 #: What `jetx train` records in RUN_DIR (preset, variant, seed, strategy, features dir), so that
 #: `jetx evaluate RUN_DIR` needs nothing else.
 RUN_FILE = "run.json"
-
-_GIB = 1024**3
 
 
 def register(subparsers) -> None:
@@ -115,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
         args.out,
         stages=_stages(args.stages),
         precision=args.precision,
-        budget_bytes=int(args.budget_gib * _GIB) if args.budget_gib else None,
+        budget_bytes=int(args.budget_gib * GIB) if args.budget_gib else None,
         verbose=0 if args.quiet else 1,
         strategy=args.strategy,
     )

@@ -34,13 +34,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from jetx.config import CASHOUT, HOUSE_RETURN
 from jetx.errors import JetxInputError
 from jetx.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
-HOUSE = 0.97
-THRESHOLD = 1.5
+HOUSE = HOUSE_RETURN
+THRESHOLD = CASHOUT
 SIGNALS = ("none", "planted")
 PLANTED_RUN = 2
 PLANTED_P_UNDER = 0.85

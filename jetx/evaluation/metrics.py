@@ -21,13 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from jetx.config import CASHOUT, CLASS_EDGES
+from jetx.config import CASHOUT, CLASS_EDGES, NUM_CLASSES
 from jetx.errors import JetxInputError
 
 #: Two-sided 95% normal quantile used by every interval.
 Z95 = 1.959963984540054
-#: Win rate at which the bankroll neither wins nor loses: win * (CASHOUT - 1) = loss * 1.
-BREAK_EVEN_WIN_RATE = 1.0 / CASHOUT
 #: The original tool's targets: name -> (metric key, comparison, goal).
 TARGETS: dict[str, tuple[str, str, float]] = {
     "below-1.5 accuracy >= 75%": ("below_accuracy", ">=", 0.75),
@@ -174,15 +172,14 @@ def classification_metrics(y_value: np.ndarray, class_proba: np.ndarray) -> dict
     """
     y = _check_values(y_value)
     proba = np.asarray(class_proba, dtype=np.float64)
-    n_classes = len(CLASS_EDGES) + 1
-    if proba.ndim != 2 or proba.shape[1] != n_classes:
+    if proba.ndim != 2 or proba.shape[1] != NUM_CLASSES:
         raise JetxInputError(
-            f"`class_proba` must be [N, {n_classes}]. Received: shape={proba.shape}"
+            f"`class_proba` must be [N, {NUM_CLASSES}]. Received: shape={proba.shape}"
         )
     _check_same_length("class_proba", proba, y.size)
     true = np.searchsorted(np.asarray(CLASS_EDGES), y, side="right")
     predicted = proba.argmax(axis=1)
-    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    matrix = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     np.add.at(matrix, (true, predicted), 1)
     return {
         "classification_accuracy": _rate(int(np.trace(matrix)), y.size),

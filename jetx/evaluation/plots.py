@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from jetx.config import CLASS_NAMES, MIB  # noqa: E402
 from jetx.evaluation.metrics import bankroll_curve  # noqa: E402
 from jetx.io import atomic_path  # noqa: E402
 
@@ -29,8 +30,6 @@ MEMORY_PANELS = {
     ),
     "process peak RSS": lambda r: r.get("rss_peak_bytes"),
 }
-_MIB = 2**20
-CLASS_NAMES = ("< 1.5", "1.5 to < 10", ">= 10")
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -103,7 +102,7 @@ def plot_memory(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
         accumulation = {r.get("accumulation") for r in rows} - {None}
         shape = f" (micro-batch {_join(micro)} x {_join(accumulation)})" if micro else ""
         for panel, figure in MEMORY_PANELS.items():
-            mib = [figure(r) / _MIB for r in rows if figure(r) is not None]
+            mib = [figure(r) / MIB for r in rows if figure(r) is not None]
             if len(mib) == len(rows):
                 ax = axes[panels.index(panel)]
                 ax.plot(xs, mib, "-o", c=f"C{index}", ms=4, label=f"stage {stage}{shape}")

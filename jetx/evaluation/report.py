@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from jetx.config import BREAK_EVEN_WIN_RATE, CASHOUT, CLASS_NAMES, MIB
 from jetx.evaluation import plots
 from jetx.evaluation.metrics import bet_signal
 from jetx.io import atomic_path, write_json
@@ -38,7 +39,6 @@ INDEPENDENCE = (
     "model that appears to beat the house by more than noise is first a suspect for leakage, "
     "not a success."
 )
-_MIB = 2**20
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -131,9 +131,9 @@ def confusion_rows(matrix: Sequence[Sequence[int]]) -> list[dict[str, str]]:
     return [
         {
             "true \\ predicted": name,
-            **{p: str(n) for p, n in zip(plots.CLASS_NAMES, row, strict=True)},
+            **{p: str(n) for p, n in zip(CLASS_NAMES, row, strict=True)},
         }
-        for name, row in zip(plots.CLASS_NAMES, matrix, strict=True)
+        for name, row in zip(CLASS_NAMES, matrix, strict=True)
     ]
 
 
@@ -156,9 +156,9 @@ def training_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "best epoch": min(val)[1] if val else None,
                 "micro-batch": last.get("micro_batch"),
                 "accumulation": last.get("accumulation"),
-                "peak memory (MiB)": None if peak is None else round(peak / _MIB, 1),
+                "peak memory (MiB)": None if peak is None else round(peak / MIB, 1),
                 "memory source": source,
-                "peak RSS (MiB)": round(max(rss) / _MIB, 1) if rss else None,
+                "peak RSS (MiB)": round(max(rss) / MIB, 1) if rss else None,
                 "seconds": round(sum(r.get("seconds") or 0.0 for r in stage_records), 1),
             }
         )
@@ -201,9 +201,10 @@ def render_markdown(evaluation: Mapping[str, Any], figures: Sequence[str] = ()) 
         ]
     head += [f"> {INDEPENDENCE}", ""]
     notes = (
-        "Win rate = wins / bets; a bet is p(value >= 1.5) >= cut, cashed out at 1.5x (+0.5 or "
-        "-1 unit). Intervals are 95% Wilson; ROI = 1.5 x win rate - 1, so its interval is the "
-        "win rate's mapped through that line. Break-even win rate is 66.7%. The validation cut "
+        f"Win rate = wins / bets; a bet is p(value >= {CASHOUT:g}) >= cut, cashed out at "
+        f"{CASHOUT:g}x (+{CASHOUT - 1:g} or -1 unit). Intervals are 95% Wilson; ROI = {CASHOUT:g} "
+        "x win rate - 1, so its interval is the win rate's mapped through that line. Break-even "
+        f"win rate is {_pct(BREAK_EVEN_WIN_RATE)}. The validation cut "
         "maximises the validation bankroll's profit over cuts 0.01..0.99; it is never chosen "
         "on test. The random baseline bets with probability equal to the base rate of these "
         "rounds (seeded draw; its expected win rate is the base rate). 'undefined' marks a rate "

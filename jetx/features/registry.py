@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jetx.config import CASHOUT, CLASS_EDGES
+
 FEATURE_VERSION = "1"
 FIRST_SAMPLE = 1000  # the longest input window (seq1000): the first usable sample position
 FLAT_EPS = 1e-10
@@ -24,8 +26,8 @@ SINCE_THRESHOLDS = (10, 20, 50, 100, 200)
 MOMENTUM_WINDOWS = (25, 50, 100, 200)
 ACF_LAGS = (1, 2, 3, 5, 10, 20)
 ACF_MAX_LAG = 20
-LOW = 1.5  # the cash-out line of the original tool: "below 1.5" is a lost bet
-HIGH = 10.0  # class boundary between "1.5 to < 10" and ">= 10"
+LOW = CASHOUT  # the cash-out line: "below 1.5" is a lost bet
+HIGH = CLASS_EDGES[1]  # class boundary between "1.5 to < 10" and ">= 10"
 DFA_SCALES = (5, 10, 20, 25, 50)
 HURST_SCALES = (10, 20, 25, 50, 100, 200)
 WAVELET_BANDS = ("a3", "d3", "d2", "d1")

@@ -10,9 +10,6 @@ import numpy as np
 
 from jetx.config import CASHOUT, CLASS_EDGES
 
-#: Number of classes of the `classification` target (one more than the class edges).
-NUM_CLASSES = len(CLASS_EDGES) + 1
-
 
 def regression_target(values: np.ndarray) -> np.ndarray:
     """The multiplier itself, the regression head's target.

@@ -22,12 +22,11 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-from jetx.config import PRECISIONS, SEQUENCE_INPUTS, ModelConfig, StageConfig
+from jetx.config import GIB, PRECISIONS, SEQUENCE_INPUTS, ModelConfig, StageConfig
 from jetx.errors import JetxInputError
 
 logger = logging.getLogger(__name__)
 
-GIB = 1024**3
 _F32 = 4
 #: Adam keeps two float32 slots (first and second moment) per parameter.
 _ADAM_SLOTS = 2
@@ -218,7 +217,7 @@ def plan(
 
     Args:
         model: the model (variant applied).
-        stage: the stage; candidates are the divisors of its effective batch.
+        stage: the stage; candidates are its `micro_batches()`.
         budget_bytes: memory available to one training step.
         precision: the dtype policy the stage trains under.
         margin: safety fraction added to each prediction (0.1 = 10%).
@@ -229,13 +228,10 @@ def plan(
     Raises:
         JetxInputError: when even micro-batch 1 does not fit the budget.
     """
-    effective = stage.effective_batch
-    for micro_batch in sorted(
-        (d for d in range(1, effective + 1) if effective % d == 0), reverse=True
-    ):
+    for micro_batch in stage.micro_batches():
         peak = predict_peak(model, micro_batch, precision).predicted_peak_bytes
         if peak * (1 + margin) <= budget_bytes:
-            return MemoryPlan(micro_batch, effective // micro_batch, peak, budget_bytes)
+            return MemoryPlan(micro_batch, stage.effective_batch // micro_batch, peak, budget_bytes)
     raise JetxInputError(
         f"Model {describe(model)} does not fit the budget {budget_bytes / GIB:.2f} GiB "
         f"({budget_bytes} bytes) even at micro_batch=1 under {precision}: predicted "

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import keras
 
-from jetx.config import SEQUENCE_INPUTS, ModelConfig
+from jetx.config import NUM_CLASSES, SEQUENCE_INPUTS, ModelConfig
 from jetx.model.layers import EncoderBlock, SinusoidalPositions
-
-#: Number of classes of the `classification` head (< 1.5, 1.5 to < 10, >= 10).
-N_CLASSES = 3
 
 
 def build_model(config: ModelConfig) -> keras.Model:
@@ -46,7 +43,7 @@ def build_model(config: ModelConfig) -> keras.Model:
     outputs = {
         "regression": keras.layers.Dense(1, name="regression", dtype="float32")(x),
         "classification": keras.layers.Dense(
-            N_CLASSES, activation="softmax", name="classification", dtype="float32"
+            NUM_CLASSES, activation="softmax", name="classification", dtype="float32"
         )(x),
         "threshold": keras.layers.Dense(1, activation="sigmoid", name="threshold", dtype="float32")(
             x

@@ -29,8 +29,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from jetx.config import ModelConfig  # noqa: E402
-from jetx.model.network import N_CLASSES, build_model  # noqa: E402
+from jetx.config import NUM_CLASSES, ModelConfig  # noqa: E402
+from jetx.model.network import build_model  # noqa: E402
 from jetx.runtime import memory_device, read_memory, reset_memory, variable_bytes  # noqa: E402
 
 #: Standard Keras losses for one probe step: the stage losses cost no memory worth measuring.
@@ -49,8 +49,8 @@ def synthetic_batch(config: ModelConfig, micro_batch: int, seed: int = 0) -> tup
         inputs[name] = rng.normal(size=(micro_batch, length, 1)).astype("float32")
     targets = {
         "regression": (1.0 + rng.exponential(size=(micro_batch, 1))).astype("float32"),
-        "classification": np.eye(N_CLASSES, dtype="float32")[
-            rng.integers(0, N_CLASSES, micro_batch)
+        "classification": np.eye(NUM_CLASSES, dtype="float32")[
+            rng.integers(0, NUM_CLASSES, micro_batch)
         ],
         "threshold": rng.integers(0, 2, size=(micro_batch, 1)).astype("float32"),
     }

@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from jetx.config import STRATEGIES
 from jetx.errors import JetxInputError
+from jetx.runtime import has_gpu
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ def split_cpu(devices: int) -> None:
     """
     if devices < 1:
         raise JetxInputError(f"`{CPU_DEVICES_ENV}` must be >= 1. Received: {devices}")
-    if devices == 1 or tf.config.list_physical_devices("GPU"):
+    if devices == 1 or has_gpu():
         return
     cpu = tf.config.list_physical_devices("CPU")[0]
     if len(tf.config.get_logical_device_configuration(cpu) or ()) == devices:

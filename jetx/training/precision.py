@@ -11,17 +11,17 @@ from __future__ import annotations
 import logging
 
 import keras
-import tensorflow as tf
 
 from jetx.config import PRECISIONS
 from jetx.errors import JetxInputError
+from jetx.runtime import has_gpu
 
 logger = logging.getLogger(__name__)
 
 
 def default_precision() -> str:
     """`mixed_float16` when a GPU is visible, else `float32`."""
-    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+    return "mixed_float16" if has_gpu() else "float32"
 
 
 def check_precision(precision: str | None) -> str:
@@ -49,7 +49,7 @@ def set_precision(precision: str | None) -> str:
     """
     chosen = check_precision(precision)
     keras.mixed_precision.set_global_policy(chosen)
-    device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+    device = "GPU" if has_gpu() else "CPU"
     how = "requested" if precision else "default"
     logger.info(
         "precision %s (%s on %s; loss scaling %s)", chosen, how, device, needs_loss_scaling(chosen)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 
+from jetx.config import GIB
 from jetx.errors import JetxInputError
 from jetx.training.checkpoint import (
     TrainState,
@@ -26,8 +27,6 @@ from jetx.training.inputs import StageData
 from jetx.training.loop import StageLoop
 
 logger = logging.getLogger(__name__)
-
-_GIB = 1024**3
 
 
 class StageOutOfMemoryError(JetxInputError):
@@ -79,19 +78,6 @@ def resume_state(
     return state
 
 
-def smaller_micro_batch(micro_batch: int, effective_batch: int, replicas: int = 1) -> int:
-    """The largest micro-batch <= half of `micro_batch` that divides the effective batch and is a
-    multiple of `replicas`; 0 when there is none."""
-    return next(
-        (
-            m
-            for m in range(micro_batch // 2, 0, -1)
-            if effective_batch % m == 0 and m % replicas == 0
-        ),
-        0,
-    )
-
-
 def _change(state: TrainState, effective_batch: int, micro_batch: int, reason: str) -> dict:
     return {
         "epoch": state.epoch,
@@ -111,9 +97,9 @@ def halve_micro_batch(loop: StageLoop, data: StageData, budget_bytes, error) -> 
     """
     state, effective = loop.state, loop.stage.effective_batch
     replicas = loop.distribution.replicas
-    smaller = smaller_micro_batch(state.micro_batch, effective, replicas)
-    if smaller < 1:
-        budget = f"{budget_bytes / _GIB:.2f} GiB" if budget_bytes else "none given"
+    smaller = loop.stage.smaller_micro_batch(state.micro_batch, replicas=replicas)
+    if smaller is None:
+        budget = f"{budget_bytes / GIB:.2f} GiB" if budget_bytes else "none given"
         raise StageOutOfMemoryError(
             f"stage {loop.stage.stage} of variant {data.variant!r} ran out of memory at "
             f"micro-batch {state.micro_batch} (memory budget: {budget}; {replicas} replicas); it "

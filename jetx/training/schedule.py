@@ -21,7 +21,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from jetx.config import Preset, StageConfig
+from jetx.config import GIB, Preset, StageConfig
 from jetx.errors import JetxInputError
 from jetx.io import write_json
 from jetx.runtime import stage_peak, variable_bytes
@@ -54,7 +54,6 @@ __all__ = ["StageData", "StageOutOfMemoryError", "StageResult", "run_schedule", 
 logger = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
-_GIB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -271,14 +270,14 @@ def _initial_micro_batch(stage, data, budget_bytes, precision, replicas: int = 1
 
     memory_plan = plan(data.model, stage, budget_bytes, precision)
     limit = min(stage.micro_batch, memory_plan.micro_batch * replicas)
-    fits = [m for m in range(limit, 0, -1) if stage.effective_batch % m == 0 and m % replicas == 0]
+    fits = stage.micro_batches(replicas=replicas, at_most=limit)
     micro_batch = fits[0] if fits else stage.micro_batch
     logger.info(
         "stage %d: budget %.2f GiB fits micro-batch %d (predicted peak %.2f GiB); training %d x %d",
         stage.stage,
-        budget_bytes / _GIB,
+        budget_bytes / GIB,
         memory_plan.micro_batch,
-        memory_plan.predicted_peak_bytes / _GIB,
+        memory_plan.predicted_peak_bytes / GIB,
         micro_batch,
         stage.effective_batch // micro_batch,
     )

@@ -20,11 +20,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import tensorflow as tf
 
-from jetx.config import ModelConfig
+from jetx.config import NUM_CLASSES, ModelConfig
 from jetx.errors import JetxInputError
 from jetx.features.build import FEATURES_FILE, MANIFEST_FILE, SCALER_FILE, SERIES_FILE
 from jetx.features.splits import SPLITS, Scaler
-from jetx.features.targets import NUM_CLASSES
 
 logger = logging.getLogger(__name__)
 

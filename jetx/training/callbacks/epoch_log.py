@@ -6,9 +6,9 @@ import logging
 
 import keras
 
-logger = logging.getLogger(__name__)
+from jetx.config import GIB
 
-_GIB = 1024**3
+logger = logging.getLogger(__name__)
 
 
 class EpochLogger(keras.callbacks.Callback):
@@ -49,4 +49,4 @@ class EpochLogger(keras.callbacks.Callback):
 
 
 def _gib(value: int | None) -> str:
-    return "n/a" if value is None else f"{value / _GIB:.3f} GiB"
+    return "n/a" if value is None else f"{value / GIB:.3f} GiB"
