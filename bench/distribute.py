@@ -75,7 +75,7 @@ def mirrored_vs_one_device(features: Path, variant: str, micro_batch: int, steps
     """Samples/s of "mirrored" and "none" at the same global micro-batch; returns the ratio."""
     preset = PRESETS["demo"]
     accumulation = preset.stages[0].effective_batch // micro_batch
-    data = StageData(features, preset.model_for(variant), variant)
+    data = StageData(features, preset, variant)
     batches = data.train_batches(micro_batch, epoch=0, skip_batches=0).take(steps).cache()
     for _ in batches:  # fill the cache: both strategies read the same prepared batches
         pass

@@ -69,7 +69,7 @@ def accumulation_throughput(features: Path, variant: str, micro_steps: int) -> d
     """Samples/s of micro-steps + updates with accumulation 8 and 1, same micro-batch."""
     preset = PRESETS["demo"]
     stage = preset.stages[0]
-    data = StageData(features, preset.model_for(variant), variant)
+    data = StageData(features, preset, variant)
     batches = list(data.train_batches(MICRO_BATCH, epoch=0, skip_batches=0).take(micro_steps))
     rates = {}
     for accumulation in (1, 8, 1, 8):  # interleaved, so that machine load hits both alike
@@ -117,7 +117,7 @@ def work_redone_after_kill(features: Path, checkpoint_every: int, kills: int) ->
             process.send_signal(signal.SIGKILL)
             process.wait()
         done = [int(m) for m in re.findall(r"update (\d+) done", log.read_text(errors="replace"))]
-        resumed = load_state(latest_checkpoint(stage_dir(run_dir, 1))).updates
+        resumed = load_state(latest_checkpoint(stage_dir(run_dir, 1))).progress.updates
         redone.append(max(done) - resumed)
     print(
         f"[2] work redone after a kill: tiny preset, stage 1, checkpoint every {checkpoint_every}"

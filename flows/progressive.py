@@ -14,6 +14,7 @@ from prefect import flow
 from pydantic import Field
 
 from jetx.config import PRESETS, VARIANTS, get_preset
+from jetx.layout import RunDir
 from jetx.runtime import configure_tensorflow, import_tensorflow
 from tasks.data import load_raw
 from tasks.evaluate import evaluate_run
@@ -53,20 +54,27 @@ def progressive(
     variant = variant or get_preset(preset).variant
     data = load_raw(source, out / "data")
     features = build_features(data, out / "features")
-    run_dir = training_dir(out, features, preset, variant, seed)
+    run_dir = training_dir(out, features=features, preset=preset, variant=variant, seed=seed)
     trained: list[StageRecord] = []
     for number in range(1, stages + 1):
-        previous = trained[-1] if trained else None
         trained.append(
             train_stage(
-                features, previous, number, run_dir, preset, variant, budget_gib, seed, inject_oom
+                features,
+                trained[-1] if trained else None,
+                stage=number,
+                run_dir=run_dir,
+                preset=preset,
+                variant=variant,
+                budget_gib=budget_gib,
+                seed=seed,
+                inject_oom=inject_oom,
             )
         )
     largest = max(stage.micro_batch for stage in trained)  # the run's peak: one probe
     audit = audit_memory.submit(  # a probe in its own process, beside the evaluation
-        preset, variant, [largest], trained[-1].precision, run_dir / "memory"
+        preset, variant, [largest], trained[-1].precision, RunDir(run_dir).memory
     )
-    evaluation = evaluate_run(features, trained[-1], preset, variant, seed)
+    evaluation = evaluate_run(trained[-1], seed)
     return write_report(evaluation, audit.result())
 
 

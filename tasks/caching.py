@@ -1,11 +1,17 @@
-"""Cache policies: content-addressed keys, and no cached record served for files that are gone.
+"""Cache policies: keys that mean what they say, and no cached record served for files gone.
 
-Prefect's `INPUTS + TASK_SOURCE` keys a task on its arguments and its code. Two things are added
-here. `FileContent` puts the sha256 of named `Path` arguments in the key, so that a changed source
-file recomputes even when its path is the same. `IntactOutputs` wraps a policy and checks the
-record a key would serve: when the files it names are missing or changed, that key is skipped and
-the next generation of the key is used, so the task runs again instead of returning a record that
-points at nothing; the JSON schema of the returned record class is part of the key too.
+Prefect's `INPUTS + TASK_SOURCE` keys a task on its arguments and its own lines only. Added here:
+
+- `LibraryCode`: the digest of every project module the task's module can run
+  (`jetx.provenance.code_digest`): a changed feature kernel, loss or stage loop recomputes.
+- `ResolvedPreset`: the values of the preset a task is given by name, not the name.
+- `FileContent`: the sha256 of named `Path` arguments, so that a changed source file
+  recomputes even when its path is the same.
+- `IntactOutputs` wraps a policy and checks the record a key would serve: when the files it
+  names are missing or changed, that key is skipped and the next generation of the key is used,
+  so the task runs again instead of returning a record that points at nothing; the JSON schema
+  of the returned record class is part of the key too.
+
 Results persist in Prefect's result storage (`PREFECT_LOCAL_STORAGE_PATH`, by default
 `$PREFECT_HOME/storage`).
 """
@@ -24,11 +30,43 @@ from prefect.results import get_result_store
 from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel
 
+from jetx.config import get_preset
 from jetx.io import sha256_file
+from jetx.provenance import code_digest
 from tasks.records import FileSet
 
 #: Generations of one key tried before giving up on caching (a file deleted that many times).
 MAX_GENERATIONS = 64
+
+
+@dataclass
+class LibraryCode(CachePolicy):
+    """Key on the source of every project module the task's own module imports, transitively."""
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        return task_code_digest(task_ctx.task.fn)
+
+
+@dataclass
+class ResolvedPreset(CachePolicy):
+    """Key on the values of the preset named by the task's `preset` argument."""
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        if "preset" not in inputs:
+            return None
+        return hash_objects(get_preset(inputs["preset"]).to_dict(), raise_on_failure=True)
 
 
 @dataclass
@@ -88,9 +126,15 @@ def _record_schema(fn: Any) -> dict[str, Any] | None:
     )
 
 
+def task_code_digest(fn: Any) -> str:
+    """The code a task runs: its module and every project module that module can import."""
+    return code_digest(fn.__module__)
+
+
 def content_policy(*file_inputs: str) -> CachePolicy:
-    """INPUTS + TASK_SOURCE (+ the content of `file_inputs`), never serving stale outputs."""
-    base = INPUTS + TASK_SOURCE
+    """Inputs, task source, library code, resolved preset (+ the content of `file_inputs`),
+    never serving stale outputs."""
+    base = INPUTS + TASK_SOURCE + LibraryCode() + ResolvedPreset()
     if file_inputs:
         base = base + FileContent(names=tuple(file_inputs))
     return IntactOutputs(policy=base)

@@ -8,10 +8,9 @@ from prefect import get_run_logger, task
 
 from jetx.data.ingest import ingest
 from jetx.io import sha256_file
+from jetx.layout import SeriesDir
 from tasks.caching import content_policy
 from tasks.records import DataRecord
-
-DATA_FILES = ("series.parquet", "quarantine.parquet", "manifest.json")
 
 
 @task(name="load_raw", cache_policy=content_policy("source"), persist_result=True)
@@ -26,7 +25,7 @@ def load_raw(source: Path, out_dir: Path, strict: bool = False) -> DataRecord:
     manifest = ingest(Path(source), target, strict=strict)
     record = DataRecord.of(
         target,
-        DATA_FILES,
+        SeriesDir.FILES,
         source_sha256=source_sha,
         rows_read=manifest["rows_read"],
         rows_kept=manifest["rows_kept"],

@@ -69,33 +69,38 @@ class FeaturesRecord(FileSet):
 
 
 class StageRecord(FileSet):
-    """One trained stage: its best and last checkpoints and how it was really trained.
+    """One trained stage: the files of its best and last checkpoints, and its result.
 
-    `attempt` is Prefect's run count of the task (1 on the first try); `resumed_from` names the
-    stage's own checkpoint it continued from (None: it started from the previous stage), and
-    `micro_batch_changes` lists the out-of-memory halvings the stage went through.
+    `result` is the stage's one result record as the training library wrote it
+    (`jetx.training.schedule.StageResult`, stage{N}/result.json); `attempt` is Prefect's run
+    count of the task (1 on the first try).
     """
 
     stage: int
-    best_checkpoint: str
-    last_checkpoint: str
-    micro_batch: int
-    accumulation: int
     attempt: int
-    resumed_from: str | None
-    micro_batch_changes: list[dict[str, Any]]
-    epochs_run: int
-    precision: str
+    result: dict[str, Any]
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.path(self.result["best_checkpoint"])
+
+    @property
+    def micro_batch(self) -> int:
+        return int(self.result["micro_batch"])
+
+    @property
+    def precision(self) -> str:
+        return str(self.result["precision"])
 
 
 class EvaluationRecord(FileSet):
-    """A run scored on test: evaluation.json and predictions.npz (y_value, p_threshold)."""
+    """A run scored on test: report/metrics.json and report/predictions.npz, written once."""
 
     verdict: str
 
 
 class AuditRecord(FileSet):
-    """Measured and predicted peak memory of one variant: audit.json holds one row per setting."""
+    """Measured and predicted peak memory of one variant: its JSON holds one row per setting."""
 
     rows: list[dict[str, Any]]
 

@@ -27,9 +27,12 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import task_run
 from prefect.states import State
+from prefect.utilities.hashing import hash_objects
 
 from jetx.config import get_preset
-from tasks.caching import content_policy
+from jetx.layout import RunDir, Workspace
+from jetx.training.result import read_stage_result
+from tasks.caching import content_policy, task_code_digest
 from tasks.child_process import ChildExit, run_child
 from tasks.records import FeaturesRecord, StageRecord
 from tasks.stage_child import EXIT_OUT_OF_MEMORY
@@ -40,6 +43,8 @@ OOM_ENV = "JETX_INJECT_OOM"
 OOM_RETRIES = 3
 #: A line of the child's log (`tasks.stage_child.LOG_FORMAT`): level, logger, message.
 _LOG_LINE = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL) (\S+): (.*)$")
+#: The logger of the child's own failure line.
+_CHILD = "tasks.stage_child"
 
 
 class OutOfMemory(RuntimeError):
@@ -78,14 +83,19 @@ def _forward(logger: logging.Logger | logging.LoggerAdapter) -> Callable[[str], 
     return forward
 
 
-def failure_reason(result: dict, child: ChildExit) -> str:
-    """The child's own error and its last lines of output: never an empty reason."""
+def failure_reason(child: ChildExit) -> str:
+    """The child's own error (its last `ERROR tasks.stage_child:` line) and its last lines of
+    output: never an empty reason."""
+    errors = [m.group(3) for m in map(_LOG_LINE.match, child.tail) if m and m.group(2) == _CHILD]
     tail = [line for line in child.tail if line.strip()][-5:]
-    silent = f"no error message and no output (exit code {child.returncode})"
-    reason = result.get("error") or (tail[-1] if tail else silent)
-    if tail and tail[-1] != reason:
+    reason = errors[-1] if errors else f"no error message (exit code {child.returncode})"
+    if tail:
         reason += " | last output: " + " / ".join(tail)
     return reason
+
+
+def _files(directory: Path) -> list[Path]:
+    return [p for p in sorted(directory.rglob("*")) if p.is_file()]
 
 
 @task(
@@ -99,6 +109,7 @@ def failure_reason(result: dict, child: ChildExit) -> str:
 def train_stage(
     features: FeaturesRecord,
     previous: StageRecord | None,
+    *,
     stage: int,
     run_dir: Path,
     preset: str,
@@ -109,8 +120,9 @@ def train_stage(
 ) -> StageRecord:
     """Train `stage` from `previous`'s best weights (or its own last checkpoint) in a child.
 
-    Cached on the features' hash, the previous stage's record, the stage's settings and this
-    code. Attempt k > 1 (after an OOM) resumes at half the micro-batch the last one used.
+    Cached on the features' hash, the previous stage's record, the stage's settings, the
+    preset's values and the code the child runs. Attempt k > 1 (after an OOM) resumes at half
+    the micro-batch the last one used.
     `inject_oom` ("stage:update") makes the first attempt's child raise ResourceExhaustedError
     there (the training library's test hook, which the library recovers from in-process);
     retries never inject.
@@ -119,14 +131,12 @@ def train_stage(
     schedule = get_preset(preset).stages[stage - 1]
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    result_file = run_dir / f"stage{stage}.result.json"
-    result_file.unlink(missing_ok=True)
     command = [sys.executable, "-m", "tasks.stage_child", str(features.directory), str(run_dir)]
     command += ["--stage", str(stage), "--preset", preset, "--variant", variant]
-    command += ["--seed", str(seed), "--result", str(result_file)]
+    command += ["--seed", str(seed)]
     command += ["--halve-micro-batch"] if attempt > 1 else []
     command += ["--budget-gib", str(budget_gib)] if budget_gib else []
-    command += ["--init", str(previous.path(previous.best_checkpoint))] if previous else []
+    command += ["--init", str(previous.best_checkpoint)] if previous else []
     env = {k: v for k, v in os.environ.items() if k != OOM_ENV or attempt == 1}
     env.update({OOM_ENV: inject_oom} if inject_oom and attempt == 1 else {})
     get_run_logger().info(
@@ -139,17 +149,17 @@ def train_stage(
         on_poll=_progress_reporter(run_dir, stage, schedule.epochs),
         pid_file=run_dir / f"stage{stage}.child.pid",
     )
-    get_run_logger().info("Stage %d child exited with code %d", stage, child.returncode)
-    result = json.loads(result_file.read_text()) if result_file.is_file() else {}
     code = child.returncode
     if code == -signal.SIGKILL:
         raise OutOfMemory(f"Stage {stage}: the child was killed by SIGKILL (exit -9), an OOM kill")
     if code == EXIT_OUT_OF_MEMORY:
-        raise OutOfMemory(f"Stage {stage}: {failure_reason(result, child)}")
-    if code != 0:
-        raise RuntimeError(f"Stage {stage} failed (exit {code}): {failure_reason(result, child)}")
-    get_run_logger().info("Stage %d done: %s", stage, result)
-    return StageRecord.of(run_dir, result.pop("files"), stage=stage, attempt=attempt, **result)
+        raise OutOfMemory(f"Stage {stage}: {failure_reason(child)}")
+    result = read_stage_result(run_dir, stage)
+    if code != 0 or result is None:
+        raise RuntimeError(f"Stage {stage} failed (exit {code}): {failure_reason(child)}")
+    files = {c for c in (result.best_checkpoint, result.last_checkpoint)}
+    names = [str(p.relative_to(run_dir)) for c in sorted(files) for p in _files(run_dir / c)]
+    return StageRecord.of(run_dir, names, stage=stage, attempt=attempt, result=result.to_dict())
 
 
 def _progress_reporter(run_dir: Path, stage: int, epochs: int) -> Callable[[], None]:
@@ -159,12 +169,28 @@ def _progress_reporter(run_dir: Path, stage: int, epochs: int) -> Callable[[], N
     )
 
     def report() -> None:
-        done = _epochs_done(run_dir / "metrics.jsonl", stage)
+        done = _epochs_done(RunDir(run_dir).metrics, stage)
         update_progress_artifact(artifact, min(100.0, 100.0 * done / epochs))
 
     return report
 
 
-def training_dir(out: Path, features: FeaturesRecord, preset: str, variant: str, seed: int) -> Path:
-    """The run directory of one (data version, preset, variant, seed): stages share it."""
-    return Path(out).resolve() / "train" / f"{features.digest[:12]}-{preset}-{variant}-s{seed}"
+def training_dir(
+    out: Path, *, features: FeaturesRecord, preset: str, variant: str, seed: int
+) -> Path:
+    """The run directory of one computation: stages share it, and nothing else resumes from it.
+
+    Its name carries the features' content digest, the preset, variant and seed, and a version
+    of what training computes (the preset's values, the variant's model config and the code the
+    stage task runs), so that a changed preset, loss or stage loop starts a new run instead of
+    resuming an old one's checkpoints.
+    """
+    config = get_preset(preset)
+    version = hash_objects(
+        config.to_dict(),
+        config.model_for(variant).to_dict(),
+        task_code_digest(train_stage.fn),
+        raise_on_failure=True,
+    )
+    name = f"{features.digest[:12]}-{preset}-{variant}-s{seed}-{version[:8]}"
+    return Workspace(Path(out).resolve()).run(name).path

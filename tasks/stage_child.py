@@ -1,11 +1,13 @@
 """The child process of the `train_stage` task: `python -m tasks.stage_child FEATURES RUN_DIR ...`.
 
-It trains one stage with `jetx.training.schedule.train_stage` (which resumes from the stage's last
-checkpoint in RUN_DIR and halves its micro-batch itself after an in-process ResourceExhaustedError),
-writes a small JSON result for the task, and exits with a code the task maps to an error: 0 done,
-`EXIT_OUT_OF_MEMORY` for an out-of-memory that escaped the stage, 2 for bad input (including
-out of memory at micro-batch 1, which no retry can fix), 1 for any other error. It dies with
-its parent (`tasks.child_process.die_with_parent`). Prefect is not imported here.
+It trains one stage with `jetx.training.schedule.train_stage`, which resumes from the stage's last
+checkpoint in RUN_DIR, halves its micro-batch itself after an in-process ResourceExhaustedError
+and writes the stage's one result record (stage{N}/result.json). The exit code tells the task
+what happened: 0 done, `EXIT_OUT_OF_MEMORY` for an out-of-memory that escaped the stage, 2 for
+bad input (including out of memory at micro-batch 1, which no retry can fix), 1 for any other
+error. A failure's reason is the last line the child logs (`ERROR tasks.stage_child: Type:
+message`, after its traceback), which the task reads from the output it streams. The child dies
+with its parent (`tasks.child_process.die_with_parent`). Prefect is not imported here.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import sys
 import traceback
 from pathlib import Path
 
-from jetx.config import StageConfig, get_preset
+from jetx.config import GIB, StageConfig, get_preset
 from jetx.errors import JetxInputError
-from jetx.io import write_json
 from jetx.runtime import configure_tensorflow, import_tensorflow
 from jetx.training.checkpoint import latest_checkpoint, load_state, stage_dir
 from tasks.child_process import die_with_parent
+
+logger = logging.getLogger("tasks.stage_child")
 
 #: Format of the child's log lines; the task parses the level and logger name back out.
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
@@ -45,56 +48,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--budget-gib", type=float)
     parser.add_argument("--init", type=Path, help="previous stage's best checkpoint")
-    parser.add_argument("--result", type=Path, required=True)
     return parser
 
 
-def _train(args: argparse.Namespace) -> dict:
-    """Train the stage; return the task's result fields (paths relative to RUN_DIR)."""
+def _train(args: argparse.Namespace) -> None:
+    """Train the stage; its result record is written by the training library."""
     from jetx.training.schedule import StageData, train_stage  # TensorFlow loads in the child only
 
     preset = get_preset(args.preset)
     stage = preset.stages[args.stage - 1]
-    data = StageData(
-        args.features_dir,
-        preset.model_for(args.variant),
-        args.variant,
-        args.seed,
-        preset.max_train_samples,
-        preset.max_eval_samples,
-    )
+    data = StageData(args.features_dir, preset, args.variant, args.seed)
     resumed_from = latest_checkpoint(stage_dir(args.run_dir, args.stage))
-    budget = int(args.budget_gib * 2**30) if args.budget_gib else None
-    micro_batch = _halved(stage, resumed_from) if args.halve_micro_batch else None
-    result = train_stage(
+    train_stage(
         stage,
         data,
         args.init,
         args.run_dir,
-        budget_bytes=budget,
+        budget_bytes=int(args.budget_gib * GIB) if args.budget_gib else None,
         verbose=0,
-        micro_batch=micro_batch,
+        micro_batch=_halved(stage, resumed_from) if args.halve_micro_batch else None,
     )
-    run_dir = args.run_dir.resolve()
-    best = (result.best_checkpoint or result.last_checkpoint).resolve().relative_to(run_dir)
-    last = result.last_checkpoint.resolve().relative_to(run_dir)
-    files = sorted({str(p.relative_to(run_dir)) for c in (best, last) for p in _files(run_dir / c)})
-    return {
-        "files": files,
-        "best_checkpoint": str(best),
-        "last_checkpoint": str(last),
-        "micro_batch": result.micro_batch,
-        "accumulation": result.accumulation,
-        "micro_batch_changes": list(result.micro_batch_changes),
-        "epochs_run": result.epochs_run,
-        "precision": result.precision,
-        "resumed_from": resumed_from.name if resumed_from else None,
-    }
 
 
 def _halved(stage: StageConfig, resumed_from: Path | None) -> int:
     """Half the micro-batch the killed attempt was using (its last checkpoint says which)."""
-    in_use = load_state(resumed_from).micro_batch if resumed_from else stage.micro_batch
+    in_use = load_state(resumed_from).batching.micro_batch if resumed_from else stage.micro_batch
     smaller = stage.smaller_micro_batch(in_use)
     if smaller is None:
         raise JetxInputError(
@@ -104,33 +82,27 @@ def _halved(stage: StageConfig, resumed_from: Path | None) -> int:
     return smaller
 
 
-def _files(directory: Path) -> list[Path]:
-    return [p for p in sorted(directory.rglob("*")) if p.is_file()]
+def _fail(error: BaseException, code: int) -> int:
+    logger.error("%s: %s", type(error).__name__, " | ".join(str(error).splitlines()))
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one stage; write `--result` ({fields} or {"error"}); return the exit code.
-
-    Every failure is written as "Type: message" to the result and its traceback to stderr,
-    which the task streams into the flow run's log: the reason always reaches the user.
-    """
+    """Run one stage and return the exit code (see the module docstring)."""
     die_with_parent()
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     configure_tensorflow()
     tf = import_tensorflow()
     try:
-        write_json(args.result, _train(args))
+        _train(args)
     except tf.errors.ResourceExhaustedError as error:
-        write_json(args.result, {"error": f"ResourceExhaustedError: {error.message}"})
-        return EXIT_OUT_OF_MEMORY
+        return _fail(error, EXIT_OUT_OF_MEMORY)
     except JetxInputError as error:
-        write_json(args.result, {"error": f"{type(error).__name__}: {error}"})
-        return 2
+        return _fail(error, 2)
     except Exception as error:
         traceback.print_exc()
-        write_json(args.result, {"error": f"{type(error).__name__}: {error}"})
-        return 1
+        return _fail(error, 1)
     return 0
 
 

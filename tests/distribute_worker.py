@@ -39,15 +39,15 @@ def _max_diff(a: dict, b: dict) -> float:
 
 
 def main(features: Path, out: Path) -> dict:
-    model = dataclasses.replace(TINY.model_for("full"), dropout=0.0)
-    data = StageData(features, model, "full", 0, TINY.max_train_samples, TINY.max_eval_samples)
+    preset = dataclasses.replace(TINY, model=dataclasses.replace(TINY.model, dropout=0.0))
+    data = StageData(features, preset, "full", 0)
     stage = dataclasses.replace(TINY.stages[0], epochs=1, checkpoint_every=0)
     results = {
         name: train_stage(stage, data, None, out / name, verbose=0, strategy=name)
         for name in ("none", "mirrored")
     }
     first = {name: _arrays(out / name / "stage1/checkpoints/ckpt-000001") for name in results}
-    last = {name: _arrays(r.last_checkpoint) for name, r in results.items()}
+    last = {name: _arrays(out / name / r.last_checkpoint) for name, r in results.items()}
     oom = train_stage(
         stage, data, None, out / "oom", verbose=0, strategy="mirrored", oom_at=[(1, 1)]
     )

@@ -1,5 +1,6 @@
 """Checkpoints: atomic writes (a real kill mid-write), latest/best lookup, pruning, restore."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -37,8 +38,10 @@ class _Var:
         self.value = np.asarray(value, dtype="float32")
 
 
-def _state(**changes) -> TrainState:
-    return TrainState(stage=1, micro_batch=8, seed=0, learning_rate=1e-4, **changes)
+def _state(**progress) -> TrainState:
+    state = TrainState.start(stage=1, micro_batch=8, seed=0, learning_rate=1e-4)
+    state.progress = dataclasses.replace(state.progress, **progress)
+    return state
 
 
 def _vars(fill: float) -> dict:
@@ -99,9 +102,9 @@ from jetx.training.checkpoint import TrainState, save_checkpoint
 class V:
     def __init__(self, x): self.x = np.asarray(x, dtype="float32"); self.shape = self.x.shape
     def numpy(self): return self.x
-state = TrainState(stage=1, micro_batch=8, seed=0, learning_rate=1e-4)
+state = TrainState.start(stage=1, micro_batch=8, seed=0, learning_rate=1e-4)
 for fill in (1.0, 2.0, 3.0):
-    state.updates = int(fill)
+    state.progress.updates = int(fill)
     save_checkpoint(sys.argv[1], state, {"model": [V(np.full(1000, fill))]})
 """
 
@@ -119,7 +122,7 @@ def test_kill_during_a_write_leaves_the_previous_checkpoint(tmp_path):
     assert list(root.glob(".tmp-ckpt-*"))  # the third write was in progress
     latest = latest_checkpoint(tmp_path)
     assert latest.name == "ckpt-000002"
-    assert load_state(latest).updates == 2
+    assert load_state(latest).progress.updates == 2
     restored = {"model": [_Var(np.zeros(1000))]}
     restore_variables(latest, restored)
     assert np.all(restored["model"][0].numpy() == 2.0)

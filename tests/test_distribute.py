@@ -78,7 +78,7 @@ def test_kill_under_mirrored_resumes_exactly(features, tmp_path):
     _wait_until(lambda: _sequence(run_dir) >= 3, process)
     _kill(process)
     killed_at = load_state(latest_checkpoint(stage_dir(run_dir, 1)))
-    assert not killed_at.finished and killed_at.updates >= 2
+    assert not killed_at.progress.finished and killed_at.progress.updates >= 2
     resumed = _finish(features, run_dir, log, MIRRORED, **TWO_CPUS)
     assert reference.wait(TIMEOUT) == 0, (tmp_path / "reference.txt").read_text()[-3000:]
     _assert_same(resumed, _variables(reference_dir))

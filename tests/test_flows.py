@@ -24,6 +24,7 @@ from prefect.testing.utilities import prefect_test_harness
 from train_data import make_features_dir
 
 from flows.progressive import progressive
+from jetx.cli import main
 from jetx.data.synth import synthesize, write_csv
 from tasks.records import FeaturesRecord
 from tasks.stage import train_stage
@@ -93,7 +94,7 @@ def test_killed_child_is_retried_and_resumes_after_the_injected_oom(killed_run):
     assert state.is_completed(), state.message
     runs = _task_runs(state.state_details.flow_run_id)
     assert runs["train_stage-1"].run_count == 2  # the SIGKILL was retried once
-    result = next((work / "out").glob("train/*/stage1.result.json")).read_text()
+    result = next((work / "out").glob("train/*/stage1/result.json")).read_text()
     assert re.search(r'"resumed_from": "ckpt-\d+"', result)
     assert state.result().path("report.md").is_file()
     stage = json.loads(result)
@@ -102,6 +103,16 @@ def test_killed_child_is_retried_and_resumes_after_the_injected_oom(killed_run):
     assert changes == [(8, 4, "ResourceExhaustedError"), (4, 2, "requested")]
     assert (stage["micro_batch"], stage["accumulation"]) == (2, 32)
     assert killed != int(next((work / "out").glob("train/*/stage1.child.pid")).read_text())
+
+
+def test_jetx_evaluate_works_on_a_run_the_flow_made(killed_run, capsys):
+    work, _, state, _ = killed_run
+    run_dir = state.result().directory.parent
+    before = json.loads((run_dir / "report" / "metrics.json").read_text())
+    assert main(["evaluate", str(run_dir)]) == 0
+    assert "stage 1 (cut 0.50): The model" in capsys.readouterr().out
+    again = json.loads((run_dir / "report" / "metrics.json").read_text())
+    assert again["stages"] == before["stages"] and again["preset"] == "tiny"
 
 
 def test_retraining_on_a_longer_history_reuses_nothing_stale_and_compares(killed_run):
@@ -129,7 +140,15 @@ def test_a_non_oom_error_fails_at_once_with_its_message(tmp_path):
 
     @flow
     def one_stage():
-        return train_stage(empty, None, 1, tmp_path / "run", "tiny", "full", return_state=True)
+        return train_stage(
+            empty,
+            None,
+            stage=1,
+            run_dir=tmp_path / "run",
+            preset="tiny",
+            variant="full",
+            return_state=True,
+        )
 
     state = one_stage(return_state=True)
     task_state = state.result(raise_on_failure=False)
@@ -177,7 +196,7 @@ def test_sigkill_of_the_flow_in_stage_2_resumes_with_cache_hits(tmp_path):
         assert re.search(rf"Task run '{name}[^']*' - Finished in state Cached", output), name
     assert re.search(r"Task run 'train_stage-2' - Finished in state Completed", output)
     assert re.search(r"stage 2: resuming from ckpt-\d+", output)
-    result = json.loads(next((tmp_path / "out").glob("train/*/stage2.result.json")).read_text())
+    result = json.loads(next((tmp_path / "out").glob("train/*/stage2/result.json")).read_text())
     assert result["resumed_from"] is not None
     assert "Report: " in second.stdout
 
@@ -192,7 +211,15 @@ def test_a_failing_child_reports_its_own_error(tmp_path):
 
     @flow
     def one_stage():
-        return train_stage(record, None, 1, tmp_path / "run", "tiny", "full", return_state=True)
+        return train_stage(
+            record,
+            None,
+            stage=1,
+            run_dir=tmp_path / "run",
+            preset="tiny",
+            variant="full",
+            return_state=True,
+        )
 
     state = one_stage(return_state=True)
     task_state = state.result(raise_on_failure=False)

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from jetx.errors import JetxInputError
-from jetx.evaluation import compare, metrics, report
+from jetx.evaluation import compare, metrics, report, tables
 from jetx.evaluation.scoring import Predictions, build_evaluation, stage_evaluation
+from jetx.io import write_json
+from jetx.layout import RunDir
 
 
 def _values(n, seed):
@@ -28,7 +30,7 @@ def _evaluation(run_dir, p_test=None, sha="abc123", stages=(1, 2)):
     val = _predictions(y_val, rng.random(200))
     baselines = metrics.baselines(y_test, seed=0)
     evaluated = [stage_evaluation(s, test, val, baselines["always"]) for s in stages]
-    training = report.training_rows(_records())
+    training = tables.training_rows(_records())
     evaluation = build_evaluation(
         y_test,
         evaluated,
@@ -68,7 +70,10 @@ def _write_run(tmp_path, name, **kwargs):
     run_dir.mkdir()
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _records()))
     evaluation, test = _evaluation(run_dir, **kwargs)
-    report.write_report(run_dir, evaluation, test.y_value, test.p_threshold)
+    run = RunDir(run_dir)  # what jetx.evaluation.scoring.evaluate_run writes
+    write_json(run.evaluation, evaluation)
+    np.savez(run.predictions, y_value=test.y_value, p_threshold=test.p_threshold)
+    report.write_report(run_dir)
     return run_dir, evaluation
 
 
@@ -81,6 +86,7 @@ def test_write_report_writes_markdown_json_and_plots(tmp_path):
         "confusion.png",
         "metrics.json",
         "peak_memory.png",
+        "predictions.npz",
         "report.md",
         "training_curves.png",
     ]
@@ -94,7 +100,7 @@ def test_write_report_writes_markdown_json_and_plots(tmp_path):
 
 
 def test_training_rows_summarise_each_stage():
-    rows = report.training_rows(_records())
+    rows = tables.training_rows(_records())
     assert rows[1] == {
         "stage": 2,
         "epochs": 3,
@@ -113,7 +119,7 @@ def test_training_rows_summarise_each_stage():
 
 def test_result_rows_hold_model_at_both_cuts_then_baselines(tmp_path):
     evaluation, _ = _evaluation(tmp_path, stages=(3,))
-    rows = report.result_rows(evaluation)
+    rows = tables.result_rows(evaluation)
     assert [r["rule"].split(" (")[0] for r in rows] == [
         "model, stage 3",
         "model, stage 3",
@@ -144,51 +150,61 @@ def test_a_model_that_knows_the_outcome_is_called_a_leakage_suspect(tmp_path):
 
 def test_target_rows_are_pass_fail_or_undefined(tmp_path):
     evaluation, _ = _evaluation(tmp_path, p_test=lambda y: np.ones(y.size), stages=(1,))
-    (row,) = report.target_rows(evaluation)
+    (row,) = tables.target_rows(evaluation)
     assert row["below-1.5 accuracy >= 75%"] == "FAIL"
     assert row["above-1.5 accuracy >= 75%"] == "pass"
     assert row["money-loss risk < 20%"] == "FAIL"
 
 
 def test_markdown_table_escapes_pipes_and_keeps_column_order():
-    table = report.markdown_table([{"b": "x|y", "a": 1}, {"b": None, "a": 2}])
+    table = tables.markdown_table([{"b": "x|y", "a": 1}, {"b": None, "a": 2}])
     assert table.splitlines() == ["| b | a |", "|---|---|", "| x\\|y | 1 |", "|  | 2 |"]
-    assert report.markdown_table([]) == ""
+    assert tables.markdown_table([]) == ""
 
 
 def test_read_records_skips_a_broken_line_with_a_warning(tmp_path, caplog):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"stage": 1, "epoch": 0}\n{"stage": 1, "ep\n\n[1]\n')
     with caplog.at_level(logging.WARNING):
-        assert report.read_records(path) == [{"stage": 1, "epoch": 0}]
+        assert tables.read_records(path) == [{"stage": 1, "epoch": 0}]
     assert "metrics.jsonl:2 is not a JSON record" in caplog.text
     assert "metrics.jsonl:4 is not a JSON record" in caplog.text
-    assert report.read_records(tmp_path / "absent.jsonl") == []
+    assert tables.read_records(tmp_path / "absent.jsonl") == []
 
 
-def test_compare_includes_the_previous_run_of_the_same_data(tmp_path):
+def _backdate(run_dir, stamp):
+    path = RunDir(run_dir).evaluation
+    saved = json.loads(path.read_text())
+    saved["created_at"] = stamp
+    path.write_text(json.dumps(saved))
+    return saved
+
+
+def test_compare_includes_the_run_it_replaces_and_says_whether_the_data_is_the_same(tmp_path):
     old, _ = _write_run(tmp_path, "run-old")
-    _write_run(tmp_path, "run-other-data", sha="different")
-    metrics_path = old / "report" / "metrics.json"
-    saved = json.loads(metrics_path.read_text())
-    saved["created_at"] = "2000-01-01T00:00:00+00:00"
-    metrics_path.write_text(json.dumps(saved))
+    saved = _backdate(old, "2000-01-01T00:00:00+00:00")
+    other, _ = _write_run(tmp_path, "run-other-data", sha="different")
+    _backdate(other, "2001-01-01T00:00:00+00:00")
     new, _ = _write_run(tmp_path, "run-new")
     rows = compare.compare_rows([new])
     runs = [r["run"] for r in rows]
-    assert runs == ["run-new"] * 3 + ["run-old (previous run of run-new)"] * 3
+    note = "previous run, other data (300 test rounds) of run-new"
+    assert runs == ["run-new"] * 3 + [f"run-other-data ({note})"] * 3
     assert [r["rule"] for r in rows[:3]] == ["stage 1", "stage 2", "always bet"]
     assert rows[0]["peak memory (MiB)"] == "1024.0" and rows[0]["memory source"] == "rss"
     assert rows[1]["peak memory (MiB)"] == "4.0" and rows[1]["memory source"] == "allocator"
     assert rows[0]["seconds"] == "4.5"
     assert rows[0]["parameters"] == "1234"
     assert compare.previous_run(old, saved) is None
+    RunDir(other).evaluation.unlink()  # the other-data run is gone: the same-data one replaces
+    rows = compare.compare_rows([new])
+    assert rows[-1]["run"] == "run-old (previous run, same data of run-new)"
 
 
 def test_compare_of_an_unevaluated_run_names_the_fix(tmp_path):
     with pytest.raises(JetxInputError) as error:
         compare.compare_rows([tmp_path])
-    assert "has no report/metrics.json: run `jetx evaluate" in str(error.value)
+    assert f"{tmp_path / 'report'}: no metrics.json; run `jetx evaluate" in str(error.value)
 
 
 def test_compare_command_prints_the_table_and_names_bad_runs(tmp_path, capsys):
@@ -199,4 +215,4 @@ def test_compare_command_prints_the_table_and_names_bad_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("| run | variant | rule |") and "| run-a | full | stage 2 |" in out
     assert main(["compare", str(tmp_path / "missing")]) == 2
-    assert "has no report/metrics.json" in capsys.readouterr().err
+    assert "missing/report: no metrics.json; run `jetx evaluate" in capsys.readouterr().err

@@ -103,8 +103,9 @@ def test_kills_at_random_updates_resume_exactly(features, reference, tmp_path):
         time.sleep(rng.uniform(0.0, 0.8))
         _kill(process)
         state = load_state(latest_checkpoint(stage_dir(run_dir, 1)))
-        resumed_at.append((state.epoch, state.samples_in_epoch, state.updates))
-        assert not state.finished
+        progress = state.progress
+        resumed_at.append((progress.epoch, progress.samples_in_epoch, progress.updates))
+        assert not progress.finished
     assert resumed_at[1][2] > resumed_at[0][2]  # the second run went on from the first kill
     _assert_same(_finish(features, run_dir, log), reference)
     assert log.read_text().count("resuming from ckpt-") == 2

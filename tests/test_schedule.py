@@ -13,6 +13,7 @@ from jetx.training.callbacks.fault_injection import parse_oom_spec
 from jetx.training.callbacks.metrics_jsonl import read_metrics
 from jetx.training.checkpoint import CHECKPOINTS, stage_dir
 from jetx.training.precision import check_precision
+from jetx.training.result import StageResult
 from jetx.training.schedule import (
     StageData,
     StageOutOfMemoryError,
@@ -44,14 +45,13 @@ EPOCH_KEYS = {
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     features = make_features_dir(tmp_path_factory.mktemp("train"))
-    model = TINY.model_for("full")
-    return StageData(features, model, "full", 0, TINY.max_train_samples, TINY.max_eval_samples)
+    return StageData(features, TINY, "full", 0)
 
 
 @pytest.fixture(scope="module")
 def schedule(data, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    return run_dir, run_schedule(TINY, data, run_dir, stages=(1, 2), verbose=0, keep_last=100)
+    return run_dir, run_schedule(data, run_dir, stages=(1, 2), verbose=0, keep_last=100)
 
 
 def _model_arrays(checkpoint):
@@ -66,11 +66,29 @@ def test_schedule_trains_every_stage_with_its_batch_shape(schedule):
         assert result.epochs_run == stage.epochs
         assert (result.micro_batch, result.accumulation) == (stage.micro_batch, stage.accumulation)
         assert result.updates == stage.epochs * (TINY.max_train_samples // stage.effective_batch)
-        assert result.best_checkpoint.is_dir() and result.last_checkpoint.is_dir()
+        assert (run_dir / result.best_checkpoint).is_dir()
+        assert (run_dir / result.last_checkpoint).is_dir()
         assert np.isfinite(result.best_val_metrics["val_loss"])
         assert result.micro_batch_changes == () and result.precision == "float32"
         saved = json.loads((stage_dir(run_dir, stage.stage) / "result.json").read_text())
-        assert saved["updates"] == result.updates
+        assert StageResult.from_dict(saved) == result
+
+
+def test_the_run_records_what_trained_it(schedule, data):
+    run_dir, _ = schedule
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["preset"] == json.loads(json.dumps(TINY.to_dict()))
+    assert (info["variant"], info["seed"]) == ("full", 0)
+    assert StageData.from_run(run_dir) == data
+
+
+def test_a_run_of_another_preset_is_refused(schedule, data, tmp_path):
+    run_dir, _ = schedule
+    longer = dataclasses.replace(
+        TINY, stages=tuple(dataclasses.replace(s, epochs=5) for s in TINY.stages)
+    )
+    with pytest.raises(JetxInputError, match="another preset .*another run directory"):
+        run_schedule(dataclasses.replace(data, preset=longer), run_dir, verbose=0)
 
 
 def test_metrics_jsonl_has_one_record_per_epoch_per_stage(schedule):
@@ -89,18 +107,18 @@ def test_each_stage_starts_from_the_previous_best(schedule):
     run_dir, results = schedule
     for previous, result in zip(results, results[1:], strict=False):
         first = stage_dir(run_dir, result.stage) / CHECKPOINTS / "ckpt-000001"  # before training
-        start, best = _model_arrays(first), _model_arrays(previous.best_checkpoint)
+        start, best = _model_arrays(first), _model_arrays(run_dir / previous.best_checkpoint)
         assert len(start) == len(best)
         for a, b in zip(start, best, strict=True):
             np.testing.assert_array_equal(a, b)
-        last = _model_arrays(result.last_checkpoint)
+        last = _model_arrays(run_dir / result.last_checkpoint)
         assert any(np.any(a != b) for a, b in zip(start, last, strict=True))
 
 
 def test_rerun_of_a_finished_run_trains_nothing(schedule, data):
     run_dir, results = schedule
     before = (run_dir / "metrics.jsonl").read_text()
-    again = run_schedule(TINY, data, run_dir, stages=(1, 2), verbose=0)
+    again = run_schedule(data, run_dir, stages=(1, 2), verbose=0)
     assert [r.last_checkpoint for r in again] == [r.last_checkpoint for r in results]
     assert (run_dir / "metrics.jsonl").read_text() == before
 
@@ -130,22 +148,23 @@ def test_resume_with_another_seed_is_refused(data, tmp_path):
     other = dataclasses.replace(data, seed=5)
     with pytest.raises(StageOutOfMemoryError):  # stops at its first step, after checkpoint 1
         train_stage(stage, data, None, tmp_path, verbose=0, oom_at=[(1, 0)] * 4)
-    with pytest.raises(JetxInputError, match="seed 0; .*Received: seed=5"):
+    with pytest.raises(JetxInputError, match="another seed .*Received: seed=5"):
         train_stage(stage, other, None, tmp_path, verbose=0)
 
 
 def test_start_checkpoint_of_another_variant_is_refused(schedule, data, tmp_path):
-    _, results = schedule
-    other = dataclasses.replace(data, model=TINY.model_for("no1000"), variant="no1000")
+    run_dir, results = schedule
+    other = dataclasses.replace(data, variant="no1000")
+    start = run_dir / results[0].best_checkpoint
     with pytest.raises(JetxInputError, match="another variant"):
-        train_stage(TINY.stages[1], other, results[0].best_checkpoint, tmp_path, verbose=0)
+        train_stage(TINY.stages[1], other, start, tmp_path, verbose=0)
 
 
 def test_later_stage_alone_needs_the_previous_stage(data, tmp_path):
     with pytest.raises(JetxInputError, match="stage 1's best weights.*Run stage 1 first"):
-        run_schedule(TINY, data, tmp_path, stages=(2,), verbose=0)
+        run_schedule(data, tmp_path, stages=(2,), verbose=0)
     with pytest.raises(JetxInputError, match=r"`stages` must be among \[1, 2, 3\]"):
-        run_schedule(TINY, data, tmp_path, stages=(4,), verbose=0)
+        run_schedule(data, tmp_path, stages=(4,), verbose=0)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,7 @@
-"""`jetx evaluate RUN_DIR` on a run that `jetx train` made: settings come from its run.json."""
+"""`jetx evaluate RUN_DIR` on a run that `jetx train` made: settings come from its run.json.
+
+The same on a run that the flow made is in tests/test_flows.py.
+"""
 
 import json
 import subprocess
@@ -38,10 +41,10 @@ def test_evaluate_needs_only_the_run_dir(trained_run):
     assert set(metrics["baselines"]) == {"always", "never", "random"}
 
 
-def test_evaluate_without_run_json_asks_for_the_flags(tmp_path):
+def test_evaluate_of_a_directory_that_is_no_run_says_so(tmp_path):
     done = _jetx("evaluate", str(tmp_path))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        f"jetx evaluate: error: {tmp_path / 'run.json'} is missing (the run was not made by "
-        "`jetx train`): give `--features DIR` and `--preset NAME`."
+        f"jetx evaluate: error: {tmp_path}: no run.json; it is not a run made by `jetx train` "
+        "or the jetx flow"
     ]

@@ -37,10 +37,9 @@ def _trained_evaluation(tmp_path, signal: str, rounds: int, seed: int) -> dict:
     preset = dataclasses.replace(
         tiny, stages=(stage,), max_train_samples=None, max_eval_samples=None
     )
-    data = StageData(tmp_path / "features", preset.model_for(None), "full", seed=0)
-    run_schedule(preset, data, tmp_path / "run", verbose=0)
-    evaluation, _ = evaluate_run(tmp_path / "run", tmp_path / "features", preset)
-    return evaluation
+    data = StageData(tmp_path / "features", preset, "full", seed=0)
+    run_schedule(data, tmp_path / "run", verbose=0)
+    return evaluate_run(tmp_path / "run")
 
 
 def test_leak_detector_iid_model_does_not_beat_always_bet(tmp_path):

@@ -17,10 +17,7 @@ from pathlib import Path
 
 from jetx.config import GIB, PRECISIONS, PRESETS, STRATEGIES, VARIANTS, Preset, get_preset
 from jetx.errors import JetxInputError
-
-#: What `jetx train` records in RUN_DIR (preset, variant, seed, strategy, features dir), so that
-#: `jetx evaluate RUN_DIR` needs nothing else.
-RUN_FILE = "run.json"
+from jetx.layout import FeaturesDir
 
 
 def register(subparsers) -> None:
@@ -79,36 +76,17 @@ def _preset(args: argparse.Namespace) -> Preset:
 def _run(args: argparse.Namespace) -> int:
     if args.budget_gib is not None and args.budget_gib <= 0:
         raise JetxInputError(f"`--budget-gib` must be positive. Received: {args.budget_gib}")
-    if not (args.features_dir / "manifest.json").is_file():
-        raise JetxInputError(f"{args.features_dir} is not a features dir (no manifest.json)")
+    FeaturesDir(args.features_dir).manifest()  # a clear error before TensorFlow starts
     import tensorflow as tf
 
-    from jetx.io import write_json
     from jetx.training.distribute import get_distribution
     from jetx.training.schedule import StageData, run_schedule
 
     get_distribution(args.strategy)  # before any TensorFlow op: it may split the CPU
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
-    preset = _preset(args)
-    variant = args.variant or preset.variant
-    data = StageData(
-        args.features_dir,
-        preset.model_for(variant),
-        variant,
-        args.seed,
-        preset.max_train_samples,
-        preset.max_eval_samples,
-    )
-    run = {
-        "preset": preset.to_dict(),
-        "variant": variant,
-        "seed": args.seed,
-        "strategy": args.strategy,
-    }
-    write_json(args.out / RUN_FILE, {**run, "features_dir": str(args.features_dir)})
+    data = StageData(args.features_dir, _preset(args), args.variant, args.seed)
     results = run_schedule(
-        preset,
         data,
         args.out,
         stages=_stages(args.stages),

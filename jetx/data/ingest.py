@@ -36,14 +36,10 @@ from jetx.data.sources import (
 )
 from jetx.errors import JetxInputError
 from jetx.io import sha256_file, write_json, write_parquet
+from jetx.layout import SeriesDir
 
 logger = logging.getLogger(__name__)
 
-SERIES_FILE, QUARANTINE_FILE, MANIFEST_FILE = (
-    "series.parquet",
-    "quarantine.parquet",
-    "manifest.json",
-)
 QUARANTINE_SCHEMA = pa.schema(
     [
         ("source_line", pa.int64()),
@@ -117,10 +113,10 @@ def read_series(series_dir: Path) -> np.ndarray:
     Raises:
         JetxInputError: the directory holds no series.parquet, or it lacks a `value` column.
     """
-    path = Path(series_dir) / SERIES_FILE
+    path = SeriesDir(series_dir).series
     if not path.is_file():
         raise JetxInputError(
-            f"{series_dir}: no {SERIES_FILE}; run `jetx ingest SOURCE --out {series_dir}` first"
+            f"{series_dir}: no {path.name}; run `jetx ingest SOURCE --out {series_dir}` first"
         )
     schema = pq.read_schema(path)
     if "value" not in schema.names:
@@ -270,8 +266,9 @@ def _strict_message(source: Path, quarantine: pa.Table, reasons: dict[str, int])
 
 def _write(source, out_dir, series, quarantine, reasons, source_type, has_id) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_parquet(out_dir / SERIES_FILE, series)
-    write_parquet(out_dir / QUARANTINE_FILE, quarantine)
+    layout = SeriesDir(out_dir)
+    write_parquet(layout.series, series)
+    write_parquet(layout.quarantine, quarantine)
     manifest = {
         "source": str(source.resolve()),
         "source_type": source_type,
@@ -281,10 +278,10 @@ def _write(source, out_dir, series, quarantine, reasons, source_type, has_id) ->
         "rows_quarantined": quarantine.num_rows,
         "quarantine_reasons": reasons,
         "ordered_by": "id" if has_id else "line",
-        "outputs": {name: sha256_file(out_dir / name) for name in (SERIES_FILE, QUARANTINE_FILE)},
+        "outputs": {p.name: sha256_file(p) for p in (layout.series, layout.quarantine)},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    write_json(out_dir / MANIFEST_FILE, manifest)
+    write_json(layout.manifest_path, manifest)
     logger.info(
         "ingested %s: %d read, %d kept, %d quarantined",
         source,

@@ -1,62 +1,49 @@
-"""One table across runs, stages and variants, read from each run's report/metrics.json.
+"""One table across runs, stages and variants, read from each run's evaluation.
 
-"The same data" means the same `data_sha256` (the raw input's sha256 that the features manifest
-records, copied into metrics.json by `jetx evaluate`). The previous run of a run is the newest
-sibling directory (same parent) whose metrics.json has the same data_sha256 and an older
-`created_at`; it joins the table when it is not already there, so a change is always seen next
-to what it changed.
+The previous run of a run is the newest sibling directory (same parent) whose evaluation is
+older: what it replaces, whether trained on the same data (same `data_sha256`, the series hash
+the features manifest records) or on an older history. It joins the table when it is not already
+there, with a note that says which, so a change is always seen next to what it changed.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from jetx.errors import JetxInputError
-from jetx.evaluation.report import METRICS_JSON, REPORT_DIR, metric_row
+from jetx.evaluation.tables import metric_row
+from jetx.layout import RunDir
 
 logger = logging.getLogger(__name__)
 
 
-def load_evaluation(run_dir: Path) -> dict[str, Any]:
-    """RUN_DIR/report/metrics.json.
-
-    Raises:
-        JetxInputError: the run has no evaluation yet, or its metrics.json is not JSON.
-    """
-    path = Path(run_dir) / REPORT_DIR / METRICS_JSON
-    if not path.is_file():
-        raise JetxInputError(
-            f"`{run_dir}` has no {REPORT_DIR}/{METRICS_JSON}: run `jetx evaluate {run_dir}` first."
-        )
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise JetxInputError(f"{path} is not valid JSON: {error}") from error
-
-
 def previous_run(run_dir: Path, evaluation: Mapping[str, Any]) -> Path | None:
-    """The newest sibling run of the same data that was evaluated before this one, if any."""
+    """The newest sibling run evaluated before this one, of any data version, if any."""
     run_dir = Path(run_dir).resolve()
-    sha, created = evaluation.get("data_sha256"), evaluation.get("created_at", "")
-    if not sha:
-        return None
+    created = evaluation.get("created_at", "")
     found: list[tuple[str, Path]] = []
     for sibling in sorted(run_dir.parent.iterdir()):
-        path = sibling / REPORT_DIR / METRICS_JSON
-        if sibling == run_dir or not path.is_file():
+        other = RunDir(sibling)
+        if sibling == run_dir or not other.is_evaluated():
             continue
         try:
-            other = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            logger.warning("%s is not valid JSON; not a candidate previous run", path)
+            stamp = other.read_evaluation().get("created_at", "")
+        except JetxInputError as error:
+            logger.warning("%s; not a candidate previous run", error)
             continue
-        if other.get("data_sha256") == sha and other.get("created_at", "") < created:
-            found.append((other["created_at"], sibling))
+        if stamp < created:
+            found.append((stamp, sibling))
     return max(found)[1] if found else None
+
+
+def previous_note(evaluation: Mapping[str, Any], previous: Mapping[str, Any]) -> str:
+    """How the previous run relates to this one: the same data, or an older history."""
+    if previous.get("data_sha256") == evaluation.get("data_sha256"):
+        return "previous run, same data"
+    return f"previous run, other data ({previous.get('rounds')} test rounds)"
 
 
 def run_rows(run_dir: Path, evaluation: Mapping[str, Any], note: str = "") -> list[dict[str, str]]:
@@ -100,16 +87,18 @@ def compare_rows(run_dirs: Sequence[Path], include_previous: bool = True) -> lis
         metrics of `jetx.evaluation.report.metric_row`, peak memory, seconds and parameters.
 
     Raises:
-        JetxInputError: a run without report/metrics.json.
+        JetxInputError: a run without an evaluation (report/metrics.json).
     """
     wanted = [Path(d) for d in run_dirs]
     seen = {d.resolve() for d in wanted}
     rows: list[dict[str, str]] = []
     for run_dir in wanted:
-        evaluation = load_evaluation(run_dir)
+        evaluation = RunDir(run_dir).read_evaluation()
         rows += run_rows(run_dir, evaluation)
         previous = previous_run(run_dir, evaluation) if include_previous else None
         if previous is not None and previous.resolve() not in seen:
             seen.add(previous.resolve())
-            rows += run_rows(previous, load_evaluation(previous), f"previous run of {run_dir.name}")
+            before = RunDir(previous).read_evaluation()
+            note = f"{previous_note(evaluation, before)} of {run_dir.name}"
+            rows += run_rows(previous, before, note)
     return rows

@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from jetx.config import EVAL_BATCH, ModelConfig, Preset, get_preset
+from jetx.config import EVAL_BATCH, NUM_CLASSES, ModelConfig
 from jetx.errors import JetxInputError
 from jetx.evaluation import metrics
-from jetx.evaluation.report import METRICS_JSONL, read_records, training_rows
+from jetx.evaluation.tables import read_records, training_rows
+from jetx.io import atomic_path, write_json
+from jetx.layout import FeaturesDir, RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +138,6 @@ def predict(
     """
     import pyarrow.parquet as pq
 
-    from jetx.features.build import SERIES_FILE
     from jetx.training.windows import load_split, make_dataset
 
     outputs: dict[str, list[np.ndarray]] = {"regression": [], "classification": [], "threshold": []}
@@ -146,77 +147,81 @@ def predict(
         for name, parts in outputs.items():
             parts.append(np.asarray(predicted[name], dtype=np.float64))
     index = load_split(features_dir, split, max_samples).index
-    series = pq.read_table(Path(features_dir) / SERIES_FILE, columns=["value"])["value"]
+    series = pq.read_table(FeaturesDir(features_dir).series, columns=["value"])["value"]
     return Predictions(
         y_value=series.to_numpy().astype(np.float64)[index],
         p_threshold=np.concatenate(outputs["threshold"]).reshape(-1),
         y_pred_value=np.concatenate(outputs["regression"]).reshape(-1),
-        class_proba=np.concatenate(outputs["classification"]).reshape(-1, 3),
+        class_proba=np.concatenate(outputs["classification"]).reshape(-1, NUM_CLASSES),
     )
 
 
 def evaluate_run(
     run_dir: Path,
-    features_dir: Path,
-    preset: str | Preset,
-    variant: str | None = None,
     *,
+    features_dir: Path | None = None,
     split: str = "test",
     cut: float = 0.5,
     seed: int = 0,
-) -> tuple[dict[str, Any], Predictions]:
-    """Score the best checkpoint of every trained stage of a run on `split`.
+) -> dict[str, Any]:
+    """Score the best checkpoint of every trained stage of a run on `split`; write it once.
+
+    The run's run.json says what it was trained on (preset values, variant, features dir), so
+    a run made by `jetx train` and one made by the flow are evaluated alike. The evaluation goes
+    to RUN_DIR/report/metrics.json and the last stage's predictions to report/predictions.npz
+    (`jetx.layout.RunDir`), where the report, the comparison and the flow read them.
 
     Args:
-        run_dir: the training run's directory (stage{N}/checkpoints, metrics.jsonl).
-        features_dir: the features dir the run was trained on.
-        preset: the preset (or its name) the run was trained with: model size and eval cap.
-        variant: the variant trained (default: the preset's).
+        run_dir: the training run's directory.
+        features_dir: the features dir to score on (default: the one it was trained on).
         split: the split to score ("test"; "val" only to inspect, its cut is chosen on itself).
         cut: the given probability cut.
         seed: seed of the random baseline.
 
     Returns:
-        (the evaluation dict of `build_evaluation`, the last stage's predictions on `split`).
+        The evaluation dict of `build_evaluation`.
 
     Raises:
-        JetxInputError: no stage of the run has a checkpoint, or a checkpoint that does not fit
-            the preset and variant.
+        JetxInputError: not a run directory, no stage of the run has a checkpoint, or a
+            checkpoint that does not fit the run's model.
     """
     from jetx.model.network import build_model
     from jetx.training.checkpoint import best_checkpoint, restore_variables, stage_dir
-    from jetx.training.windows import read_manifest
+    from jetx.training.inputs import StageData
 
-    run_dir, features_dir = Path(run_dir), Path(features_dir)
-    chosen = get_preset(preset) if isinstance(preset, str) else preset
-    config = chosen.model_for(variant)
-    found = [(s.stage, best_checkpoint(stage_dir(run_dir, s.stage))) for s in chosen.stages]
+    run_dir = Path(run_dir)
+    data = StageData.from_run(run_dir, features_dir)
+    found = [(s.stage, best_checkpoint(stage_dir(run_dir, s.stage))) for s in data.preset.stages]
     found = [(stage, path) for stage, path in found if path is not None]
     if not found:
         raise JetxInputError(f"`run_dir` has no stage checkpoint. Received: run_dir={run_dir}")
-    model = build_model(config)
-    cap = chosen.max_eval_samples
+    model = build_model(data.model)
+    cap = data.max_eval_samples
     stages, test = [], None
     for stage, checkpoint in found:
         restore_variables(checkpoint, {"model": model.variables})
-        val = predict(model, config, features_dir, "val", cap)
-        test = predict(model, config, features_dir, split, cap)
+        val = predict(model, data.model, data.features_dir, "val", cap)
+        test = predict(model, data.model, data.features_dir, split, cap)
         if not stages:
             baselines = metrics.baselines(test.y_value, seed)
         rel = str(checkpoint.relative_to(run_dir))
         stages.append(stage_evaluation(stage, test, val, baselines["always"], cut, rel))
         logger.info("stage %d: %s", stage, stages[-1]["verdict"])
+    run = RunDir(run_dir)
     evaluation = build_evaluation(
         test.y_value,
         stages,
         baselines,
         run_dir=run_dir,
         split=split,
-        data_sha256=read_manifest(features_dir).get("series_sha256"),
-        features_dir=features_dir,
-        variant=variant or chosen.variant,
-        preset=chosen.name,
+        data_sha256=FeaturesDir(data.features_dir).manifest().get("series_sha256"),
+        features_dir=data.features_dir,
+        variant=data.variant,
+        preset=data.preset.name,
         parameters=int(model.count_params()),
-        training=training_rows(read_records(run_dir / METRICS_JSONL)),
+        training=training_rows(read_records(run.metrics)),
     )
-    return evaluation, test
+    write_json(run.evaluation, evaluation)
+    with atomic_path(run.predictions) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, y_value=test.y_value, p_threshold=test.p_threshold)
+    return evaluation

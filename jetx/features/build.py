@@ -30,14 +30,10 @@ from jetx.features.splits import (
 )
 from jetx.features.targets import compute_targets
 from jetx.io import atomic_path, sha256_file, write_json
+from jetx.layout import FeaturesDir, SeriesDir
 
 logger = logging.getLogger(__name__)
 
-#: Files of a features dir; windows reads them, the manifest marks a complete build.
-FEATURES_FILE = "features.parquet"
-SCALER_FILE = "scaler.json"
-SERIES_FILE = "series.parquet"
-MANIFEST_FILE = "manifest.json"
 #: Samples per feature chunk and Parquet row group: bounds peak memory on long series.
 CHUNK_ROWS = 65_536
 
@@ -61,7 +57,7 @@ def read_series_values(series_dir: Path) -> np.ndarray:
             too few rounds.
     """
     values = read_series(series_dir)
-    path = Path(series_dir) / SERIES_FILE
+    path = SeriesDir(series_dir).series
     if len(values) <= FIRST_SAMPLE:
         raise JetxInputError(
             f"The series must have more than {FIRST_SAMPLE} rounds (the first sample reads the "
@@ -134,13 +130,14 @@ def build_features(
     values = read_series_values(series_dir)
     counts = split_counts(len(values) - FIRST_SAMPLE, fractions)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
-    scaler = _write_features(values, out_dir / FEATURES_FILE, fractions).result()
-    scaler.save(out_dir / SCALER_FILE)
-    with atomic_path(out_dir / SERIES_FILE) as tmp:
-        shutil.copyfile(series_dir / SERIES_FILE, tmp)
+    layout, series = FeaturesDir(out_dir), SeriesDir(series_dir).series
+    layout.manifest_path.unlink(missing_ok=True)
+    scaler = _write_features(values, layout.features, fractions).result()
+    scaler.save(layout.scaler)
+    with atomic_path(layout.series) as tmp:
+        shutil.copyfile(series, tmp)
     manifest = {
-        "series_sha256": sha256_file(series_dir / SERIES_FILE),
+        "series_sha256": sha256_file(series),
         "n_rounds": len(values),
         "first_sample": FIRST_SAMPLE,
         "feature_version": FEATURE_VERSION,
@@ -149,6 +146,6 @@ def build_features(
         "counts": {name: counts[name] for name in SPLITS},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    write_json(out_dir / MANIFEST_FILE, manifest)
+    write_json(layout.manifest_path, manifest)
     logger.info("features: %d samples %s -> %s", sum(counts.values()), counts, out_dir)
     return manifest

@@ -59,11 +59,11 @@ class StageLoop:
 
     @property
     def accumulation(self) -> int:
-        return self.stage.effective_batch // self.state.micro_batch
+        return self.stage.effective_batch // self.state.batching.micro_batch
 
     def run(self) -> None:
         """Train until the stage finishes (all epochs, or early stopping)."""
-        while not self.state.finished:
+        while not self.state.progress.finished:
             self._run_epoch()
 
     def checkpoint(self, best: bool = False) -> Path:
@@ -78,10 +78,10 @@ class StageLoop:
         )
 
     def _run_epoch(self) -> None:
-        state, micro = self.state, self.state.micro_batch
-        skip = state.samples_in_epoch // micro
+        state, micro = self.state, self.state.batching.micro_batch
+        skip = state.progress.samples_in_epoch // micro
         dataset = self.distribution.distribute(
-            lambda: self.data.train_batches(micro, state.epoch, skip), micro
+            lambda: self.data.train_batches(micro, state.progress.epoch, skip), micro
         )
         progbar = keras.utils.Progbar(self.data.num_train() // micro, verbose=self.verbose)
         progbar.update(skip)
@@ -100,37 +100,40 @@ class StageLoop:
 
     def _micro_step(self, inputs, targets) -> None:
         for callback in self.callbacks:
-            callback.on_train_batch_begin(self.state.updates)
+            callback.on_train_batch_begin(self.state.progress.updates)
         if self._skipping:
             return
         accumulator = self.accumulator
         scale = float(accumulator.loss_scale.numpy())
         finite, losses = accumulator.micro_step(inputs, targets)
         while not finite and accumulator.loss_scaling and scale > 1.0:
-            self.state.redone_micro_steps += 1
+            self.state.batching.redone_micro_steps += 1
             scale = float(accumulator.loss_scale.numpy())
             finite, losses = accumulator.micro_step(inputs, targets)
         if not finite:
-            logger.warning("non-finite gradient at update %d: window dropped", self.state.updates)
+            logger.warning(
+                "non-finite gradient at update %d: window dropped", self.state.progress.updates
+            )
             self._skipping = True
             return
+        sums = self.state.progress.epoch_sums
         for name, value in zip(LOSS_NAMES, losses, strict=True):
-            self.state.epoch_sums[name] = self.state.epoch_sums.get(name, 0.0) + float(value)
-        self.state.epoch_sums["count"] = self.state.epoch_sums.get("count", 0.0) + 1
+            sums[name] = sums.get(name, 0.0) + float(value)
+        sums["count"] = sums.get("count", 0.0) + 1
 
     def _end_window(self, window: int) -> None:
         state, updated = self.state, not self._skipping
         if updated:
             self.accumulator.apply()
-            state.updates += 1
-            logger.debug("stage %d: update %d done", self.stage.stage, state.updates)
+            state.progress.updates += 1
+            logger.debug("stage %d: update %d done", self.stage.stage, state.progress.updates)
         else:
             self.accumulator.reset()
-            state.skipped_windows += 1
+            state.batching.skipped_windows += 1
             self._skipping = False
-        state.samples_in_epoch += window * state.micro_batch
+        state.progress.samples_in_epoch += window * state.batching.micro_batch
         every = self.stage.checkpoint_every
-        if updated and every and state.updates % every == 0:
+        if updated and every and state.progress.updates % every == 0:
             self._bank_seconds()
             self.checkpoint()
 
@@ -141,45 +144,45 @@ class StageLoop:
         logs.update(self.validator(self.data.val_batches()))
         logs.update(
             lr=self._learning_rate(),
-            micro_batch=state.micro_batch,
+            micro_batch=state.batching.micro_batch,
             accumulation=self.accumulation,
-            updates=state.updates,
-            skipped_windows=state.skipped_windows,
-            seconds=round(state.epoch_seconds, 3),
+            updates=state.progress.updates,
+            skipped_windows=state.batching.skipped_windows,
+            seconds=round(state.progress.epoch_seconds, 3),
         )
         for callback in self.callbacks:
-            callback.on_epoch_end(state.epoch, logs)
+            callback.on_epoch_end(state.progress.epoch, logs)
         improved = self._watch(logs)
-        state.epoch += 1
-        state.samples_in_epoch, state.epoch_seconds = 0, 0.0
-        state.epoch_sums = {}
-        state.finished = state.finished or state.epoch >= self.stage.epochs
+        progress = state.progress
+        progress.epoch += 1
+        progress.samples_in_epoch, progress.epoch_seconds, progress.epoch_sums = 0, 0.0, {}
+        progress.finished = progress.finished or progress.epoch >= self.stage.epochs
         self.checkpoint(best=improved)
 
     def _watch(self, logs: dict) -> bool:
         """Early stopping and reduce-on-plateau on `val_loss`; returns whether it improved."""
-        state, stage = self.state, self.stage
+        monitor, progress, stage = self.state.monitor, self.state.progress, self.stage
         val_loss = logs["val_loss"]
-        if state.best_val_loss is None or val_loss < state.best_val_loss:
-            state.best_val_loss, state.best_epoch = val_loss, state.epoch
-            state.best_metrics = {k: v for k, v in logs.items() if k.startswith("val_")}
-            state.wait = state.plateau_wait = 0
+        if monitor.best_val_loss is None or val_loss < monitor.best_val_loss:
+            monitor.best_val_loss, monitor.best_epoch = val_loss, progress.epoch
+            monitor.best_metrics = {k: v for k, v in logs.items() if k.startswith("val_")}
+            monitor.wait = monitor.plateau_wait = 0
             return True
-        state.wait += 1
-        state.plateau_wait += 1
-        if state.plateau_wait >= stage.plateau_patience:
-            new_lr = max(state.learning_rate * stage.plateau_factor, stage.min_learning_rate)
+        monitor.wait += 1
+        monitor.plateau_wait += 1
+        if monitor.plateau_wait >= stage.plateau_patience:
+            new_lr = max(monitor.learning_rate * stage.plateau_factor, stage.min_learning_rate)
             logger.info("stage %d: val_loss plateau, learning rate -> %.3g", stage.stage, new_lr)
-            state.learning_rate = new_lr
+            monitor.learning_rate = new_lr
             self.accumulator.optimizer.learning_rate.assign(new_lr)
-            state.plateau_wait = 0
-        if state.wait >= stage.patience:
-            logger.info("stage %d: early stop after epoch %d", stage.stage, state.epoch + 1)
-            state.finished = True
+            monitor.plateau_wait = 0
+        if monitor.wait >= stage.patience:
+            logger.info("stage %d: early stop after epoch %d", stage.stage, progress.epoch + 1)
+            progress.finished = True
         return False
 
     def _epoch_losses(self) -> dict[str, float]:
-        sums = self.state.epoch_sums
+        sums = self.state.progress.epoch_sums
         count = sums.get("count", 0.0)
         return {name: (sums[name] / count if count else math.nan) for name in LOSS_NAMES}
 
@@ -192,5 +195,5 @@ class StageLoop:
 
     def _bank_seconds(self) -> None:
         now = time.monotonic()
-        self.state.epoch_seconds += now - self._segment_start
+        self.state.progress.epoch_seconds += now - self._segment_start
         self._segment_start = now

@@ -42,7 +42,12 @@ def resume_state(
     latest = latest_checkpoint(loop.directory)
     stage = loop.stage
     if latest is None:
-        loop.state = TrainState(stage.stage, micro_batch, data.seed, stage.learning_rate)
+        loop.state = TrainState.start(
+            stage=stage.stage,
+            micro_batch=micro_batch,
+            seed=data.seed,
+            learning_rate=stage.learning_rate,
+        )
         loop.checkpoint()  # what an out-of-memory before the first update restores
         return loop.state
     state = load_state(latest)
@@ -59,30 +64,30 @@ def resume_state(
             "accumulator": loop.accumulator.state_variables,
         },
     )
-    if change is None and state.micro_batch > micro_batch:
+    if change is None and state.batching.micro_batch > micro_batch:
         change = _change(state, loop.stage.effective_batch, micro_batch, "requested")
     if change:
-        state.micro_batch = change["to"]
-        state.micro_batch_changes.append(change)
+        state.batching.micro_batch = change["to"]
+        state.batching.micro_batch_changes.append(change)
         loop.state = state
         loop.checkpoint()
     logger.info(
         "stage %d: resuming from %s (epoch %d, %d samples into it, update %d, micro-batch %d)",
         stage.stage,
         latest.name,
-        state.epoch + 1,
-        state.samples_in_epoch,
-        state.updates,
-        state.micro_batch,
+        state.progress.epoch + 1,
+        state.progress.samples_in_epoch,
+        state.progress.updates,
+        state.batching.micro_batch,
     )
     return state
 
 
 def _change(state: TrainState, effective_batch: int, micro_batch: int, reason: str) -> dict:
     return {
-        "epoch": state.epoch,
-        "update": state.updates,
-        "from": state.micro_batch,
+        "epoch": state.progress.epoch,
+        "update": state.progress.updates,
+        "from": state.batching.micro_batch,
         "to": micro_batch,
         "accumulation": effective_batch // micro_batch,
         "error": reason,
@@ -97,21 +102,22 @@ def halve_micro_batch(loop: StageLoop, data: StageData, budget_bytes, error) -> 
     """
     state, effective = loop.state, loop.stage.effective_batch
     replicas = loop.distribution.replicas
-    smaller = loop.stage.smaller_micro_batch(state.micro_batch, replicas=replicas)
+    smaller = loop.stage.smaller_micro_batch(state.batching.micro_batch, replicas=replicas)
     if smaller is None:
         budget = f"{budget_bytes / GIB:.2f} GiB" if budget_bytes else "none given"
         raise StageOutOfMemoryError(
             f"stage {loop.stage.stage} of variant {data.variant!r} ran out of memory at "
-            f"micro-batch {state.micro_batch} (memory budget: {budget}; {replicas} replicas); it "
-            f"cannot be halved further. Choose a smaller variant or precision. ({error.message})"
+            f"micro-batch {state.batching.micro_batch} (memory budget: {budget}; {replicas} "
+            "replicas); it cannot be halved further. Choose a smaller variant or precision. "
+            f"({error.message})"
         ) from error
     change = _change(state, effective, smaller, type(error).__name__)
     logger.warning(
         "stage %d: out of memory at update %d (%s); micro-batch %d -> %d, accumulation %d",
         loop.stage.stage,
-        state.updates,
+        state.progress.updates,
         error.message,
-        state.micro_batch,
+        state.batching.micro_batch,
         smaller,
         effective // smaller,
     )

@@ -11,19 +11,17 @@ accumulators are created in the strategy's scope and every micro-batch is spread
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from jetx.config import GIB, Preset, StageConfig
+from jetx.config import GIB, StageConfig
 from jetx.errors import JetxInputError
 from jetx.io import write_json
+from jetx.layout import RunDir
 from jetx.runtime import stage_peak, variable_bytes
 from jetx.training.accumulation import GradientAccumulator
 from jetx.training.callbacks import (
@@ -33,7 +31,7 @@ from jetx.training.callbacks import (
     MetricsWriter,
     TensorBoardLogger,
 )
-from jetx.training.callbacks.metrics_jsonl import METRICS_FILE, read_metrics
+from jetx.training.callbacks.metrics_jsonl import read_metrics
 from jetx.training.checkpoint import (
     TrainState,
     best_checkpoint,
@@ -46,43 +44,13 @@ from jetx.training.inputs import StageData
 from jetx.training.loop import StageLoop
 from jetx.training.losses import StageLoss
 from jetx.training.precision import needs_loss_scaling, set_precision
+from jetx.training.result import StageResult
 from jetx.training.resume import StageOutOfMemoryError, halve_micro_batch, resume_state
 from jetx.training.validator import Validator
 
 __all__ = ["StageData", "StageOutOfMemoryError", "StageResult", "run_schedule", "train_stage"]
 
 logger = logging.getLogger(__name__)
-
-RESULT_FILE = "result.json"
-
-
-@dataclass(frozen=True)
-class StageResult:
-    """What a finished stage leaves: where its weights are and how it went."""
-
-    stage: int
-    best_checkpoint: Path | None
-    last_checkpoint: Path
-    epochs_run: int
-    updates: int
-    best_epoch: int | None
-    best_val_metrics: dict[str, float]
-    micro_batch: int
-    accumulation: int
-    micro_batch_changes: tuple[dict[str, Any], ...]
-    memory_peak_bytes: int | None
-    memory_source: str
-    skipped_windows: int
-    precision: str
-    strategy: str = "none"
-    replicas: int = 1
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["best_checkpoint"] = str(self.best_checkpoint) if self.best_checkpoint else None
-        out["last_checkpoint"] = str(self.last_checkpoint)
-        out["micro_batch_changes"] = list(self.micro_batch_changes)
-        return out
 
 
 def train_stage(
@@ -137,16 +105,27 @@ def train_stage(
     distribution = get_distribution(strategy)
     precision = set_precision(precision)
     run_dir = distribution.worker_dir(Path(run_dir))
+    data.record(run_dir, distribution.name)
+    resumed_from = latest_checkpoint(stage_dir(run_dir, stage.stage))
     loop = _build_loop(
-        stage, data, start, run_dir, precision, oom_at, keep_last, verbose, distribution
+        stage=stage,
+        data=data,
+        start=start,
+        run_dir=run_dir,
+        precision=precision,
+        oom_at=oom_at,
+        keep_last=keep_last,
+        verbose=verbose,
+        distribution=distribution,
     )
     micro_batch = _initial_micro_batch(stage, data, budget_bytes, precision, distribution.replicas)
     distribution.check_micro_batch(micro_batch)
     with distribution.strategy.scope():
-        return _train(loop, data, micro_batch, budget_bytes, run_dir, precision)
+        _train(loop, data, micro_batch, budget_bytes)
+    return _result(loop, run_dir, precision, resumed_from)
 
 
-def _train(loop, data, micro_batch, budget_bytes, run_dir, precision) -> StageResult:
+def _train(loop: StageLoop, data: StageData, micro_batch: int, budget_bytes: int | None) -> None:
     change = None
     for callback in loop.callbacks:
         callback.on_train_begin()
@@ -159,22 +138,19 @@ def _train(loop, data, micro_batch, budget_bytes, run_dir, precision) -> StageRe
             micro_batch, change = halve_micro_batch(loop, data, budget_bytes, error)
     for callback in loop.callbacks:
         callback.on_train_end()
-    return _result(loop, run_dir, precision)
 
 
 def run_schedule(
-    preset: Preset,
     data: StageData,
     run_dir: Path,
     *,
     stages: tuple[int, ...] | None = None,
     **options: Any,
 ) -> list[StageResult]:
-    """Train a preset's stages in order, each from the previous stage's best checkpoint.
+    """Train the preset's stages in order, each from the previous stage's best checkpoint.
 
     Args:
-        preset: supplies the stage schedule.
-        data: as for `train_stage`.
+        data: as for `train_stage`; its preset supplies the stage schedule.
         run_dir: the run's directory; stages already finished there are not trained again.
         stages: stage numbers to run (default: all); a later stage alone needs the earlier
             stage's checkpoints in `run_dir`.
@@ -187,6 +163,7 @@ def run_schedule(
     Raises:
         JetxInputError: an unknown stage number, or a missing previous stage.
     """
+    preset = data.preset
     known = [s.stage for s in preset.stages]
     wanted = tuple(stages) if stages else tuple(known)
     unknown = sorted(set(wanted) - set(known))
@@ -201,7 +178,16 @@ def run_schedule(
 
 
 def _build_loop(
-    stage, data, start, run_dir, precision, oom_at, keep_last, verbose, distribution: Distribution
+    *,
+    stage: StageConfig,
+    data: StageData,
+    start: Path | keras.Model | None,
+    run_dir: Path,
+    precision: str,
+    oom_at: list[tuple[int, int]] | None,
+    keep_last: int,
+    verbose: int,
+    distribution: Distribution,
 ) -> StageLoop:
     """The stage's objects; model, optimizer and accumulators in the strategy's scope."""
     if isinstance(start, keras.Model):
@@ -226,27 +212,31 @@ def _build_loop(
             loss_scaling=needs_loss_scaling(precision),
             strategy=distribution.strategy,
         )
+    run = RunDir(run_dir)
     callbacks = [
         MemoryMonitor(floor_bytes=variable_bytes(model.variables)),
         EpochLogger(stage.epochs),
-        MetricsWriter(run_dir / METRICS_FILE),
-        TensorBoardLogger(run_dir / "tensorboard" / f"stage{stage.stage}"),
+        MetricsWriter(run.metrics),
+        TensorBoardLogger(run.tensorboard / f"stage{stage.stage}"),
         FaultInjection(stage.stage, oom_at),
     ]
-    directory = stage_dir(run_dir, stage.stage)
-    state = TrainState(stage.stage, stage.micro_batch, data.seed, stage.learning_rate)
-    validator = Validator(model, loss)
+    state = TrainState.start(
+        stage=stage.stage,
+        micro_batch=stage.micro_batch,
+        seed=data.seed,
+        learning_rate=stage.learning_rate,
+    )
     return StageLoop(
-        stage,
-        data,
-        accumulator,
-        validator,
-        state,
-        directory,
-        callbacks,
-        keep_last,
-        verbose,
-        distribution,
+        stage=stage,
+        data=data,
+        accumulator=accumulator,
+        validator=Validator(model, loss),
+        state=state,
+        directory=run.stage(stage.stage).path,
+        callbacks=callbacks,
+        keep_last=keep_last,
+        verbose=verbose,
+        distribution=distribution,
     )
 
 
@@ -295,29 +285,42 @@ def _previous_best(previous: StageConfig, run_dir: Path) -> Path:
     return best
 
 
-def _result(loop: StageLoop, run_dir: Path, precision: str) -> StageResult:
-    state = loop.state
-    records = [r for r in read_metrics(run_dir / METRICS_FILE) if r.get("stage") == state.stage]
+def _result(
+    loop: StageLoop, run_dir: Path, precision: str, resumed_from: Path | None
+) -> StageResult:
+    state, run = loop.state, RunDir(run_dir)
+    records = [r for r in read_metrics(run.metrics) if r.get("stage") == state.stage]
     peak, source = stage_peak(records)
-    best = best_checkpoint(loop.directory)
+    last = latest_checkpoint(loop.directory)
+    best = best_checkpoint(loop.directory) or last
     result = StageResult(
         stage=state.stage,
-        best_checkpoint=best,
-        last_checkpoint=latest_checkpoint(loop.directory),
-        epochs_run=state.epoch,
-        updates=state.updates,
-        best_epoch=state.best_epoch,
-        best_val_metrics=dict(state.best_metrics),
-        micro_batch=state.micro_batch,
+        best_checkpoint=str(best.relative_to(run_dir)),
+        last_checkpoint=str(last.relative_to(run_dir)),
+        resumed_from=resumed_from.name if resumed_from else None,
+        epochs_run=state.progress.epoch,
+        updates=state.progress.updates,
+        best_epoch=state.monitor.best_epoch,
+        best_val_metrics=dict(state.monitor.best_metrics),
+        micro_batch=state.batching.micro_batch,
         accumulation=loop.accumulation,
-        micro_batch_changes=tuple(state.micro_batch_changes),
+        micro_batch_changes=tuple(state.batching.micro_batch_changes),
         memory_peak_bytes=peak,
         memory_source=source,
-        skipped_windows=state.skipped_windows,
+        skipped_windows=state.batching.skipped_windows,
         precision=precision,
         strategy=loop.distribution.name,
         replicas=loop.distribution.replicas,
     )
-    write_json(loop.directory / RESULT_FILE, result.to_dict())
-    logger.info("stage %d done: %s", state.stage, json.dumps(result.to_dict(), default=str))
+    write_json(run.stage(state.stage).result, result.to_dict())
+    logger.info(
+        "stage %d done: %d epochs, %d updates, best epoch %s (val_loss %s), micro-batch %d x %d",
+        state.stage,
+        result.epochs_run,
+        result.updates,
+        result.best_epoch,
+        result.best_val_metrics.get("val_loss"),
+        result.micro_batch,
+        result.accumulation,
+    )
     return result

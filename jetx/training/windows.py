@@ -10,7 +10,6 @@ and never slice a series.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,8 @@ import tensorflow as tf
 
 from jetx.config import NUM_CLASSES, ModelConfig
 from jetx.errors import JetxInputError
-from jetx.features.build import FEATURES_FILE, MANIFEST_FILE, SCALER_FILE, SERIES_FILE
 from jetx.features.splits import SPLITS, Scaler
+from jetx.layout import FeaturesDir
 
 logger = logging.getLogger(__name__)
 
@@ -47,21 +46,6 @@ class SplitArrays:
     threshold: np.ndarray
 
 
-def read_manifest(features_dir: Path) -> dict:
-    """The features dir's manifest; its presence marks the dir as complete.
-
-    Raises:
-        JetxInputError: the dir has no manifest.json (missing, or a build that did not finish).
-    """
-    path = Path(features_dir) / MANIFEST_FILE
-    if not path.is_file():
-        raise JetxInputError(
-            f"`features_dir` must be a complete `jetx features` output with {MANIFEST_FILE}. "
-            f"Received: features_dir={str(features_dir)!r}"
-        )
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise JetxInputError(f"`split` must be one of {SPLITS}. Received: split={split!r}")
@@ -70,7 +54,7 @@ def _check_split(split: str) -> None:
 def num_samples(features_dir: Path, split: str, max_samples: int | None = None) -> int:
     """Samples a split yields: its count in the manifest, capped by `max_samples`."""
     _check_split(split)
-    count = int(read_manifest(features_dir)["counts"][split])
+    count = int(FeaturesDir(features_dir).manifest()["counts"][split])
     if max_samples is not None:
         if max_samples < 1:
             raise JetxInputError(
@@ -90,9 +74,10 @@ def load_split(features_dir: Path, split: str, max_samples: int | None = None) -
     Raises:
         JetxInputError: the split's rows are not one contiguous block (not a jetx build).
     """
-    path = Path(features_dir) / FEATURES_FILE
+    layout = FeaturesDir(features_dir)
+    path = layout.features
     keep = num_samples(features_dir, split, max_samples)
-    scaler = Scaler.load(Path(features_dir) / SCALER_FILE)
+    scaler = Scaler.load(layout.scaler)
     small = pq.read_table(path, columns=["index", "regression", "classification", "threshold"])
     labels = pq.read_table(path, columns=["split"])["split"]
     rows = np.flatnonzero(pc.equal(labels, split).to_numpy(zero_copy_only=False))[-keep:]
@@ -132,7 +117,7 @@ def _feature_rows(path: Path, scaler: Scaler, start: int, stop: int) -> np.ndarr
 
 def load_log_series(features_dir: Path) -> np.ndarray:
     """The stored series as float32 [T] log10 values: the one array every window slices."""
-    values = pq.read_table(Path(features_dir) / SERIES_FILE, columns=["value"])["value"]
+    values = pq.read_table(FeaturesDir(features_dir).series, columns=["value"])["value"]
     return np.log10(values.to_numpy().astype(np.float64)).astype(np.float32)
 
 
@@ -224,7 +209,7 @@ def make_dataset(
         JetxInputError: an incomplete features dir, an unknown split, a model whose feature
             width or longest window does not fit the dir, or a bad batch/skip/cap.
     """
-    manifest = read_manifest(features_dir)
+    manifest = FeaturesDir(features_dir).manifest()
     if model.n_features != len(manifest["feature_names"]):
         raise JetxInputError(
             f"`model.n_features` must equal the features dir's {len(manifest['feature_names'])} "

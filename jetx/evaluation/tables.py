@@ -1,0 +1,157 @@
+"""A run's tables as plain rows: one dict per row, column -> printable value.
+
+The orchestration layer publishes the same rows as Prefect table artifacts, `jetx compare`
+prints them, and the report renders them as markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jetx.config import CLASS_NAMES, MIB
+from jetx.evaluation import plots
+from jetx.runtime import stage_peak
+
+logger = logging.getLogger(__name__)
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Records of a metrics.jsonl, oldest first; an absent file has none.
+
+    A line that is not a JSON object is skipped with a warning naming it, never silently.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            logger.warning("%s:%d is not a JSON record; skipped", path, number)
+    return records
+
+
+def percent(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "undefined"
+    return f"{100 * value:+.1f}%" if signed else f"{100 * value:.1f}%"
+
+
+def _ci(interval: Sequence[float] | None, signed: bool = False) -> str:
+    if interval is None:
+        return "undefined"
+    return "[" + ", ".join(percent(v, signed) for v in interval) + "]"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "undefined" if value is None else f"{value:.{digits}f}"
+
+
+def metric_row(name: str, result: Mapping[str, Any], cut: str = "") -> dict[str, str]:
+    """One printable row of a `threshold_metrics`/`evaluate_predictions` result."""
+    return {
+        "rule": name,
+        "cut": cut,
+        "bets": f"{result['bets']} / {result['rounds']}",
+        "win rate [95% CI]": f"{percent(result['win_rate'])} {_ci(result['win_rate_ci'])}"
+        if result["bets"]
+        else "undefined (no bet)",
+        "ROI [95% CI]": f"{percent(result['roi'], True)} {_ci(result['roi_ci'], True)}"
+        if result["bets"]
+        else "0 (no bet)",
+        "below-1.5 acc": percent(result["below_accuracy"]),
+        "above-1.5 acc": percent(result["above_accuracy"]),
+        "money-loss risk": percent(result["money_loss_risk"]),
+        "threshold acc": percent(result["threshold_accuracy"]),
+        "precision": percent(result["precision"]),
+        "MAE": _num(result.get("mae")) if "mae" in result else "",
+        "class acc": percent(result["classification_accuracy"]) if "mae" in result else "",
+    }
+
+
+def result_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The model at each stage (at the given cut and at the validation-chosen cut), then the
+    baselines, all on the same rounds."""
+    rows = []
+    for stage in evaluation["stages"]:
+        name = f"model, stage {stage['stage']}"
+        rows.append(metric_row(name, stage["at_cut"], f"{stage['cut']:.2f} (given)"))
+        rows.append(metric_row(name, stage["at_val_cut"], f"{stage['val_cut']:.2f} (validation)"))
+    for key, baseline in evaluation["baselines"].items():
+        rows.append(metric_row(f"baseline: {key} ({baseline['rule']})", baseline))
+    return rows
+
+
+def target_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The original tool's targets as pass/fail/undefined, per stage at the given cut."""
+    labels = {True: "pass", False: "FAIL", None: "undefined"}
+    rows = []
+    for stage in evaluation["stages"]:
+        row = {"stage": str(stage["stage"]), "cut": f"{stage['cut']:.2f}"}
+        row.update({name: labels[ok] for name, ok in stage["at_cut"]["targets"].items()})
+        rows.append(row)
+    return rows
+
+
+def confusion_rows(matrix: Sequence[Sequence[int]]) -> list[dict[str, str]]:
+    """The 3x3 confusion matrix: one row per true class, one column per predicted class."""
+    return [
+        {
+            "true \\ predicted": name,
+            **{p: str(n) for p, n in zip(CLASS_NAMES, row, strict=True)},
+        }
+        for name, row in zip(CLASS_NAMES, matrix, strict=True)
+    ]
+
+
+def training_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per stage: epochs, best validation loss, micro-batch x accumulation, peak memory, time.
+
+    Values are numbers (None when a record lacks the key) so that `compare` can reuse them.
+    """
+    rows = []
+    for stage, stage_records in plots.records_by_stage(records).items():
+        val = [(r["val_loss"], r["epoch"]) for r in stage_records if r.get("val_loss") is not None]
+        peak, source = stage_peak(stage_records)
+        rss = [r["rss_peak_bytes"] for r in stage_records if r.get("rss_peak_bytes")]
+        last = stage_records[-1]
+        rows.append(
+            {
+                "stage": stage,
+                "epochs": len(stage_records),
+                "best val_loss": min(val)[0] if val else None,
+                "best epoch": min(val)[1] if val else None,
+                "micro-batch": last.get("micro_batch"),
+                "accumulation": last.get("accumulation"),
+                "peak memory (MiB)": None if peak is None else round(peak / MIB, 1),
+                "memory source": source,
+                "peak RSS (MiB)": round(max(rss) / MIB, 1) if rss else None,
+                "seconds": round(sum(r.get("seconds") or 0.0 for r in stage_records), 1),
+            }
+        )
+    return rows
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Rows as a GitHub markdown table (columns from the first row); "" for no rows."""
+    if not rows:
+        return ""
+    columns = list(rows[0])
+
+    def cell(value: Any) -> str:
+        return ("" if value is None else str(value)).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)

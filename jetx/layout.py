@@ -1,0 +1,222 @@
+"""One owner for every directory layout: where each file of a step lives and what "complete" means.
+
+A step's output is a directory, and everything that reads one asks this module for its paths:
+
+- `SeriesDir` (`jetx ingest`): series.parquet, quarantine.parquet, manifest.json.
+- `FeaturesDir` (`jetx features`): features.parquet, scaler.json, series.parquet (the one series
+  the windows slice), manifest.json.
+- `RunDir` (`jetx train`, the flow's stage children, `jetx evaluate`): run.json (what trained
+  it: preset values, variant, seed, features dir), one `StageDir` per stage (checkpoints/,
+  result.json), metrics.jsonl, tensorboard/, memory/ (the audit) and report/ (metrics.json,
+  the evaluation; predictions.npz; report.md and its plots).
+- `Workspace` (the flow's `out`): data/, features/ and train/ holding one directory per
+  version of their inputs.
+
+A directory is complete when its manifest (series, features), run.json (run) or result.json
+(stage) exists: each is written last, atomically, after the files it describes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jetx.errors import JetxInputError
+
+MANIFEST = "manifest.json"
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise JetxInputError(f"{path.parent}: no {path.name}; {what}") from None
+    except json.JSONDecodeError as error:
+        raise JetxInputError(f"{path}: not valid JSON ({error}); {what}") from None
+
+
+@dataclass(frozen=True)
+class SeriesDir:
+    """An ingested history: the clean series, the quarantine and the manifest."""
+
+    path: Path
+
+    SERIES = "series.parquet"
+    QUARANTINE = "quarantine.parquet"
+    FILES = (SERIES, QUARANTINE, MANIFEST)
+
+    @property
+    def series(self) -> Path:
+        return Path(self.path) / self.SERIES
+
+    @property
+    def quarantine(self) -> Path:
+        return Path(self.path) / self.QUARANTINE
+
+    @property
+    def manifest_path(self) -> Path:
+        return Path(self.path) / MANIFEST
+
+    def is_complete(self) -> bool:
+        return self.manifest_path.is_file()
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest `jetx.data.ingest.ingest` wrote (JetxInputError if there is none)."""
+        return _read_json(self.manifest_path, f"run `jetx ingest SOURCE --out {self.path}` first")
+
+
+@dataclass(frozen=True)
+class FeaturesDir:
+    """A features build: everything the windows and the scaler need, self-contained."""
+
+    path: Path
+
+    FEATURES = "features.parquet"
+    SCALER = "scaler.json"
+    SERIES = SeriesDir.SERIES
+    FILES = (FEATURES, SCALER, SERIES, MANIFEST)
+
+    @property
+    def features(self) -> Path:
+        return Path(self.path) / self.FEATURES
+
+    @property
+    def scaler(self) -> Path:
+        return Path(self.path) / self.SCALER
+
+    @property
+    def series(self) -> Path:
+        return Path(self.path) / self.SERIES
+
+    @property
+    def manifest_path(self) -> Path:
+        return Path(self.path) / MANIFEST
+
+    def is_complete(self) -> bool:
+        return self.manifest_path.is_file()
+
+    def manifest(self) -> dict[str, Any]:
+        """The build's manifest; its presence marks the directory complete.
+
+        Raises:
+            JetxInputError: no manifest (missing, or a build that did not finish).
+        """
+        if not self.is_complete():
+            raise JetxInputError(
+                f"`features_dir` must be a complete `jetx features` output with {MANIFEST}. "
+                f"Received: features_dir={str(self.path)!r}"
+            )
+        return _read_json(self.manifest_path, "rebuild it with `jetx features`")
+
+
+@dataclass(frozen=True)
+class StageDir:
+    """One stage of a run: its checkpoints and, once it finished, its result."""
+
+    path: Path
+
+    CHECKPOINTS = "checkpoints"
+    RESULT = "result.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return Path(self.path) / self.CHECKPOINTS
+
+    @property
+    def result(self) -> Path:
+        return Path(self.path) / self.RESULT
+
+    def is_complete(self) -> bool:
+        return self.result.is_file()
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A training run, whoever made it (`jetx train` or the flow): the same kind of directory."""
+
+    path: Path
+
+    RUN = "run.json"
+    METRICS = "metrics.jsonl"
+    TENSORBOARD = "tensorboard"
+    MEMORY = "memory"
+    REPORT = "report"
+    EVALUATION = "metrics.json"
+    PREDICTIONS = "predictions.npz"
+    REPORT_MD = "report.md"
+
+    def stage(self, number: int) -> StageDir:
+        return StageDir(Path(self.path) / f"stage{number}")
+
+    @property
+    def run_file(self) -> Path:
+        return Path(self.path) / self.RUN
+
+    @property
+    def metrics(self) -> Path:
+        return Path(self.path) / self.METRICS
+
+    @property
+    def tensorboard(self) -> Path:
+        return Path(self.path) / self.TENSORBOARD
+
+    @property
+    def memory(self) -> Path:
+        return Path(self.path) / self.MEMORY
+
+    @property
+    def report(self) -> Path:
+        return Path(self.path) / self.REPORT
+
+    @property
+    def evaluation(self) -> Path:
+        """report/metrics.json: the evaluation, written once by `jetx.evaluation.scoring`."""
+        return self.report / self.EVALUATION
+
+    @property
+    def predictions(self) -> Path:
+        return self.report / self.PREDICTIONS
+
+    @property
+    def report_md(self) -> Path:
+        return self.report / self.REPORT_MD
+
+    def is_complete(self) -> bool:
+        return self.run_file.is_file()
+
+    def run_info(self) -> dict[str, Any]:
+        """run.json: preset (values), variant, seed, strategy and features dir of the run."""
+        return _read_json(self.run_file, "it is not a run made by `jetx train` or the jetx flow")
+
+    def is_evaluated(self) -> bool:
+        return self.evaluation.is_file()
+
+    def read_evaluation(self) -> dict[str, Any]:
+        """report/metrics.json (JetxInputError with the command to run when it is missing)."""
+        return _read_json(self.evaluation, f"run `jetx evaluate {self.path}` first")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The flow's `out` directory: one directory per version of each step's inputs.
+
+    The names carry the identity of what made them (content hashes, preset values, code
+    versions), so that a changed input or computation never reuses or resumes a stale output.
+    """
+
+    path: Path
+
+    def data(self, key: str) -> SeriesDir:
+        return SeriesDir(Path(self.path) / "data" / key)
+
+    def features(self, key: str) -> FeaturesDir:
+        return FeaturesDir(Path(self.path) / "features" / key)
+
+    def run(self, key: str) -> RunDir:
+        return RunDir(Path(self.path) / "train" / key)
+
+    @property
+    def runs(self) -> Path:
+        return Path(self.path) / "train"
