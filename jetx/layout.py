@@ -7,8 +7,8 @@ A step's output is a directory, and everything that reads one asks this module f
   the windows slice), manifest.json.
 - `RunDir` (`jetx train`, the flow's stage children, `jetx evaluate`): run.json (what trained
   it: preset values, variant, seed, features dir), one `StageDir` per stage (checkpoints/,
-  result.json), metrics.jsonl, tensorboard/, memory/ (the audit) and report/ (metrics.json,
-  the evaluation; predictions.npz; report.md and its plots).
+  result.json), metrics.jsonl (one record per epoch), tensorboard/, memory/ (the audit) and
+  report/ (evaluation.json, predictions.npz, report.md and its plots).
 - `Workspace` (the flow's `out`): data/, features/ and train/ holding one directory per
   version of their inputs.
 
@@ -143,7 +143,7 @@ class RunDir:
     TENSORBOARD = "tensorboard"
     MEMORY = "memory"
     REPORT = "report"
-    EVALUATION = "metrics.json"
+    EVALUATION = "evaluation.json"
     PREDICTIONS = "predictions.npz"
     REPORT_MD = "report.md"
 
@@ -172,7 +172,7 @@ class RunDir:
 
     @property
     def evaluation(self) -> Path:
-        """report/metrics.json: the evaluation, written once by `jetx.evaluation.scoring`."""
+        """report/evaluation.json: the evaluation, written once by `jetx.evaluation.scoring`."""
         return self.report / self.EVALUATION
 
     @property
@@ -194,7 +194,7 @@ class RunDir:
         return self.evaluation.is_file()
 
     def read_evaluation(self) -> dict[str, Any]:
-        """report/metrics.json (JetxInputError with the command to run when it is missing)."""
+        """report/evaluation.json (JetxInputError with the command to run when it is missing)."""
         return _read_json(self.evaluation, f"run `jetx evaluate {self.path}` first")
 
 

@@ -32,8 +32,9 @@ def module_file(name: str) -> Path | None:
     return None
 
 
-def _imports(name: str, path: Path) -> set[str]:
-    """Project modules named by the imports of one source file (with their parent packages)."""
+def imported_names(path: Path) -> set[str]:
+    """Every module name an `import` or `from ... import` of a source file names, anywhere in it
+    (a `from m import x` names both `m` and `m.x`, which is a module when x is one)."""
     tree = ast.parse(path.read_bytes(), filename=str(path))
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -42,6 +43,12 @@ def _imports(name: str, path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """Project modules the imports of one source file run (with their parent packages)."""
+    found = imported_names(path)
     named = found | {name}
     parents = {".".join(m.split(".")[:i]) for m in named for i in range(1, m.count(".") + 1)}
     return {m for m in found | parents if module_file(m) is not None}

@@ -94,7 +94,7 @@ class StageRecord(FileSet):
 
 
 class EvaluationRecord(FileSet):
-    """A run scored on test: report/metrics.json and report/predictions.npz, written once."""
+    """A run scored on test: report/evaluation.json and report/predictions.npz, written once."""
 
     verdict: str
 
@@ -106,6 +106,6 @@ class AuditRecord(FileSet):
 
 
 class ReportRecord(FileSet):
-    """The written report: RUN_DIR/report/ with report.md, metrics.json and plots."""
+    """The written report: RUN_DIR/report/ with report.md, evaluation.json and plots."""
 
     previous_run: Path | None

@@ -108,10 +108,10 @@ def test_killed_child_is_retried_and_resumes_after_the_injected_oom(killed_run):
 def test_jetx_evaluate_works_on_a_run_the_flow_made(killed_run, capsys):
     work, _, state, _ = killed_run
     run_dir = state.result().directory.parent
-    before = json.loads((run_dir / "report" / "metrics.json").read_text())
+    before = json.loads((run_dir / "report" / "evaluation.json").read_text())
     assert main(["evaluate", str(run_dir)]) == 0
     assert "stage 1 (cut 0.50): The model" in capsys.readouterr().out
-    again = json.loads((run_dir / "report" / "metrics.json").read_text())
+    again = json.loads((run_dir / "report" / "evaluation.json").read_text())
     assert again["stages"] == before["stages"] and again["preset"] == "tiny"
 
 

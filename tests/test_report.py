@@ -11,6 +11,7 @@ from jetx.evaluation import compare, metrics, report, tables
 from jetx.evaluation.scoring import Predictions, build_evaluation, stage_evaluation
 from jetx.io import write_json
 from jetx.layout import RunDir
+from jetx.training.callbacks.epoch_records import read_records
 
 
 def _values(n, seed):
@@ -84,13 +85,13 @@ def test_write_report_writes_markdown_json_and_plots(tmp_path):
     assert names == [
         "bankroll.png",
         "confusion.png",
-        "metrics.json",
+        "evaluation.json",
         "peak_memory.png",
         "predictions.npz",
         "report.md",
         "training_curves.png",
     ]
-    saved = json.loads((out / "metrics.json").read_text())
+    saved = json.loads((out / "evaluation.json").read_text())
     assert saved["stages"][1]["at_cut"]["bets"] == evaluation["stages"][1]["at_cut"]["bets"]
     text = (out / "report.md").read_text()
     assert report.INDEPENDENCE in text
@@ -166,10 +167,10 @@ def test_read_records_skips_a_broken_line_with_a_warning(tmp_path, caplog):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"stage": 1, "epoch": 0}\n{"stage": 1, "ep\n\n[1]\n')
     with caplog.at_level(logging.WARNING):
-        assert tables.read_records(path) == [{"stage": 1, "epoch": 0}]
+        assert read_records(path) == [{"stage": 1, "epoch": 0}]
     assert "metrics.jsonl:2 is not a JSON record" in caplog.text
     assert "metrics.jsonl:4 is not a JSON record" in caplog.text
-    assert tables.read_records(tmp_path / "absent.jsonl") == []
+    assert read_records(tmp_path / "absent.jsonl") == []
 
 
 def _backdate(run_dir, stamp):
@@ -204,7 +205,7 @@ def test_compare_includes_the_run_it_replaces_and_says_whether_the_data_is_the_s
 def test_compare_of_an_unevaluated_run_names_the_fix(tmp_path):
     with pytest.raises(JetxInputError) as error:
         compare.compare_rows([tmp_path])
-    assert f"{tmp_path / 'report'}: no metrics.json; run `jetx evaluate" in str(error.value)
+    assert f"{tmp_path / 'report'}: no evaluation.json; run `jetx evaluate" in str(error.value)
 
 
 def test_compare_command_prints_the_table_and_names_bad_runs(tmp_path, capsys):
@@ -215,4 +216,4 @@ def test_compare_command_prints_the_table_and_names_bad_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("| run | variant | rule |") and "| run-a | full | stage 2 |" in out
     assert main(["compare", str(tmp_path / "missing")]) == 2
-    assert "missing/report: no metrics.json; run `jetx evaluate" in capsys.readouterr().err
+    assert "missing/report: no evaluation.json; run `jetx evaluate" in capsys.readouterr().err

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from train_data import make_features_dir
 
+from jetx.training.callbacks.epoch_records import read_records
 from jetx.training.callbacks.fault_injection import DELAY_ENV
-from jetx.training.callbacks.metrics_jsonl import read_metrics
 from jetx.training.checkpoint import (
     CHECKPOINTS,
     PAUSE_ENV,
@@ -109,7 +109,7 @@ def test_kills_at_random_updates_resume_exactly(features, reference, tmp_path):
     assert resumed_at[1][2] > resumed_at[0][2]  # the second run went on from the first kill
     _assert_same(_finish(features, run_dir, log), reference)
     assert log.read_text().count("resuming from ckpt-") == 2
-    records = read_metrics(run_dir / "metrics.jsonl")
+    records = read_records(run_dir / "metrics.jsonl")
     assert [(r["stage"], r["epoch"]) for r in records] == [(1, 0), (1, 1)]
 
 

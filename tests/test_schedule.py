@@ -9,8 +9,8 @@ from train_data import make_features_dir
 
 from jetx.config import PRESETS
 from jetx.errors import JetxInputError
+from jetx.training.callbacks.epoch_records import read_records
 from jetx.training.callbacks.fault_injection import parse_oom_spec
-from jetx.training.callbacks.metrics_jsonl import read_metrics
 from jetx.training.checkpoint import CHECKPOINTS, stage_dir
 from jetx.training.precision import check_precision
 from jetx.training.result import StageResult
@@ -93,7 +93,7 @@ def test_a_run_of_another_preset_is_refused(schedule, data, tmp_path):
 
 def test_metrics_jsonl_has_one_record_per_epoch_per_stage(schedule):
     run_dir, _ = schedule
-    records = read_metrics(run_dir / "metrics.jsonl")
+    records = read_records(run_dir / "metrics.jsonl")
     assert [(r["stage"], r["epoch"]) for r in records] == [(s, e) for s in (1, 2) for e in (0, 1)]
     for record in records:
         assert set(record) >= EPOCH_KEYS
@@ -132,7 +132,7 @@ def test_out_of_memory_halves_the_micro_batch_and_keeps_the_effective_batch(data
     assert change["update"] == 2 and change["error"] == "ResourceExhaustedError"
     assert result.updates == stage.epochs * (TINY.max_train_samples // stage.effective_batch)
     shapes = [
-        (r["micro_batch"], r["accumulation"]) for r in read_metrics(tmp_path / "metrics.jsonl")
+        (r["micro_batch"], r["accumulation"]) for r in read_records(tmp_path / "metrics.jsonl")
     ]
     assert shapes == [(4, 16), (4, 16)]
 
@@ -194,7 +194,7 @@ def test_memory_budget_plans_the_micro_batch_before_training(data, tmp_path):
     budget = int((peak[2] * 1.1 + peak[4] * 1.1) / 2)  # micro-batch 2 fits, 4 does not
     result = train_stage(stage, data, None, tmp_path, verbose=0, budget_bytes=budget)
     assert (result.micro_batch, result.accumulation) == (2, 32)
-    (record,) = read_metrics(tmp_path / "metrics.jsonl")
+    (record,) = read_records(tmp_path / "metrics.jsonl")
     assert (record["micro_batch"], record["accumulation"]) == (2, 32)
     with pytest.raises(JetxInputError, match="does not fit the budget"):
         train_stage(stage, data, None, tmp_path / "small", verbose=0, budget_bytes=1024)

@@ -35,7 +35,7 @@ def test_evaluate_needs_only_the_run_dir(trained_run):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "stage 1 (cut 0.50): The model" in done.stdout
     assert f"report: {trained_run / 'report' / 'report.md'}" in done.stdout
-    metrics = json.loads((trained_run / "report" / "metrics.json").read_text())
+    metrics = json.loads((trained_run / "report" / "evaluation.json").read_text())
     assert [stage["stage"] for stage in metrics["stages"]] == [1]
     assert metrics["preset"] == "tiny" and metrics["rounds"] > 0
     assert set(metrics["baselines"]) == {"always", "never", "random"}

@@ -16,7 +16,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="score each stage's best checkpoint on the test split against baselines; "
-        "write RUN_DIR/report (report.md, metrics.json, plots)",
+        "write RUN_DIR/report (report.md, evaluation.json, plots)",
     )
     parser.add_argument("run_dir", type=Path, help="training run dir (stage*/checkpoints)")
     parser.add_argument(
@@ -27,7 +27,7 @@ def register(subparsers) -> None:
         "--cut", type=float, default=0.5, help="bet when p(value >= 1.5) >= cut (default 0.5)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
-    parser.add_argument("--json", action="store_true", help="print metrics.json to stdout")
+    parser.add_argument("--json", action="store_true", help="print evaluation.json to stdout")
     parser.set_defaults(run=_run, needs_tensorflow=True)
 
 

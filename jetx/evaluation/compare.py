@@ -87,7 +87,7 @@ def compare_rows(run_dirs: Sequence[Path], include_previous: bool = True) -> lis
         metrics of `jetx.evaluation.report.metric_row`, peak memory, seconds and parameters.
 
     Raises:
-        JetxInputError: a run without an evaluation (report/metrics.json).
+        JetxInputError: a run without an evaluation (report/evaluation.json).
     """
     wanted = [Path(d) for d in run_dirs]
     seen = {d.resolve() for d in wanted}

@@ -1,6 +1,6 @@
 """A run's report: report.md and its PNG plots, from the evaluation written once beside them.
 
-An evaluation (what `scoring.evaluate_run` returns and RUN_DIR/report/metrics.json holds):
+An evaluation (what `scoring.evaluate_run` returns and RUN_DIR/report/evaluation.json holds):
     schema, run_dir, created_at (ISO UTC), split, rounds, data_sha256 (the raw input's sha256 from
     the features manifest: "same data" for `compare`), features_dir, variant, preset, parameters,
     training (`training_rows` of metrics.jsonl), baselines (`metrics.baselines`), and
@@ -25,12 +25,12 @@ from jetx.evaluation.tables import (
     confusion_rows,
     markdown_table,
     percent,
-    read_records,
     result_rows,
     target_rows,
 )
 from jetx.io import atomic_path
 from jetx.layout import RunDir
+from jetx.training.callbacks.epoch_records import read_records
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def write_report(run_dir: Path) -> Path:
 
     Args:
         run_dir: an evaluated run (`jetx.evaluation.scoring.evaluate_run` wrote its
-            report/metrics.json and report/predictions.npz; metrics.jsonl feeds the training
+            report/evaluation.json and report/predictions.npz; metrics.jsonl feeds the training
             plots).
 
     Returns:

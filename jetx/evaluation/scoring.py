@@ -20,9 +20,10 @@ import numpy as np
 from jetx.config import EVAL_BATCH, NUM_CLASSES, ModelConfig
 from jetx.errors import JetxInputError
 from jetx.evaluation import metrics
-from jetx.evaluation.tables import read_records, training_rows
+from jetx.evaluation.tables import training_rows
 from jetx.io import atomic_path, write_json
 from jetx.layout import FeaturesDir, RunDir
+from jetx.training.callbacks.epoch_records import read_records
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def evaluate_run(
 
     The run's run.json says what it was trained on (preset values, variant, features dir), so
     a run made by `jetx train` and one made by the flow are evaluated alike. The evaluation goes
-    to RUN_DIR/report/metrics.json and the last stage's predictions to report/predictions.npz
+    to RUN_DIR/report/evaluation.json and the last stage's predictions to report/predictions.npz
     (`jetx.layout.RunDir`), where the report, the comparison and the flow read them.
 
     Args:

@@ -6,10 +6,8 @@ prints them, and the report renders them as markdown.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from jetx.config import CLASS_NAMES, MIB
@@ -17,29 +15,6 @@ from jetx.evaluation import plots
 from jetx.runtime import stage_peak
 
 logger = logging.getLogger(__name__)
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """Records of a metrics.jsonl, oldest first; an absent file has none.
-
-    A line that is not a JSON object is skipped with a warning naming it, never silently.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return []
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            record = None
-        if isinstance(record, dict):
-            records.append(record)
-        else:
-            logger.warning("%s:%d is not a JSON record; skipped", path, number)
-    return records
 
 
 def percent(value: float | None, signed: bool = False) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from jetx.config import GIB, PRECISIONS, SEQUENCE_INPUTS, ModelConfig, StageConfig
 from jetx.errors import JetxInputError
+from jetx.model import probe
 
 logger = logging.getLogger(__name__)
 
@@ -249,7 +250,7 @@ def describe(config: ModelConfig) -> str:
 
 
 def measure_step(config: ModelConfig, micro_batch: int, precision: str) -> dict:
-    """Measure one real training step in a fresh subprocess (see jetx/memory_probe.py).
+    """Measure one real training step in a fresh subprocess (`jetx.model.probe`).
 
     Args:
         config: the model (variant applied).
@@ -271,7 +272,7 @@ def measure_step(config: ModelConfig, micro_batch: int, precision: str) -> dict:
         {"config": config.to_dict(), "micro_batch": micro_batch, "precision": precision}
     )
     done = subprocess.run(
-        [sys.executable, "-m", "jetx.model.probe", request], capture_output=True, text=True
+        [sys.executable, "-m", probe.__name__, request], capture_output=True, text=True
     )
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-3:]

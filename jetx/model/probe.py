@@ -19,19 +19,17 @@ import sys
 import time
 from typing import Any
 
-from jetx.runtime import configure_tensorflow, import_tensorflow
+import numpy as np
 
-if __name__ == "__main__":  # a fresh probe process: choose the allocator before TF loads
-    configure_tensorflow()
-    import_tensorflow()
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from jetx.config import NUM_CLASSES, ModelConfig  # noqa: E402
-from jetx.model.network import build_model  # noqa: E402
-from jetx.runtime import memory_device, read_memory, reset_memory, variable_bytes  # noqa: E402
+from jetx.config import NUM_CLASSES, ModelConfig
+from jetx.runtime import (
+    configure_tensorflow,
+    import_tensorflow,
+    memory_device,
+    read_memory,
+    reset_memory,
+    variable_bytes,
+)
 
 #: Standard Keras losses for one probe step: the stage losses cost no memory worth measuring.
 PROBE_LOSSES = {
@@ -59,6 +57,11 @@ def synthetic_batch(config: ModelConfig, micro_batch: int, seed: int = 0) -> tup
 
 def measure(config: ModelConfig, micro_batch: int, precision: str) -> dict[str, Any]:
     """Build, warm up, then measure one training step in this process (see the module doc)."""
+    import keras
+    import tensorflow as tf
+
+    from jetx.model.network import build_model
+
     # One op at a time: the peak then depends on the graph, not on how two threads interleave
     # (with two inter-op threads, repeated runs of one config differed by up to 20%).
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -92,7 +95,12 @@ def measure(config: ModelConfig, micro_batch: int, precision: str) -> dict[str, 
 
 
 def main(argv: list[str]) -> int:
-    """Read {"config", "micro_batch", "precision"} JSON from argv[0]; print the result as JSON."""
+    """Read {"config", "micro_batch", "precision"} JSON from argv[0]; print the result as JSON.
+
+    A fresh probe process: it chooses the allocator before TensorFlow loads (`jetx.runtime`).
+    """
+    configure_tensorflow()
+    import_tensorflow()
     request = json.loads(argv[0])
     config = ModelConfig.from_dict(request["config"])
     result = measure(config, int(request["micro_batch"]), request["precision"])

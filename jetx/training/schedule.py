@@ -26,12 +26,12 @@ from jetx.runtime import stage_peak, variable_bytes
 from jetx.training.accumulation import GradientAccumulator
 from jetx.training.callbacks import (
     EpochLogger,
+    EpochRecordWriter,
     FaultInjection,
     MemoryMonitor,
-    MetricsWriter,
     TensorBoardLogger,
 )
-from jetx.training.callbacks.metrics_jsonl import read_metrics
+from jetx.training.callbacks.epoch_records import read_records
 from jetx.training.checkpoint import (
     TrainState,
     best_checkpoint,
@@ -216,7 +216,7 @@ def _build_loop(
     callbacks = [
         MemoryMonitor(floor_bytes=variable_bytes(model.variables)),
         EpochLogger(stage.epochs),
-        MetricsWriter(run.metrics),
+        EpochRecordWriter(run.metrics),
         TensorBoardLogger(run.tensorboard / f"stage{stage.stage}"),
         FaultInjection(stage.stage, oom_at),
     ]
@@ -289,7 +289,7 @@ def _result(
     loop: StageLoop, run_dir: Path, precision: str, resumed_from: Path | None
 ) -> StageResult:
     state, run = loop.state, RunDir(run_dir)
-    records = [r for r in read_metrics(run.metrics) if r.get("stage") == state.stage]
+    records = [r for r in read_records(run.metrics) if r.get("stage") == state.stage]
     peak, source = stage_peak(records)
     last = latest_checkpoint(loop.directory)
     best = best_checkpoint(loop.directory) or last
