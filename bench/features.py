@@ -38,7 +38,7 @@ from jetx.features import (  # noqa: E402
     compute_features,
 )
 
-REAL_HISTORY = Path("/work/shared/data/jetx_history.csv")
+REAL_HISTORY = Path(__file__).resolve().parents[1] / "data" / "real" / "jetx_history.csv"
 
 _CHILD = """
 import json, resource, sys, time
@@ -54,7 +54,7 @@ print(json.dumps({"rows": rows, "seconds": seconds, "cpu": cpu, "peak_rss_mib": 
 
 
 def crash_series(seed: int, rounds: int) -> np.ndarray:
-    """P(X >= x) = 0.97 / x, floored at 1.00, two decimals (DESIGN.md "Data")."""
+    """P(X >= x) = 0.97 / x, floored at 1.00, two decimals (docs/design.md "Data")."""
     uniform = 1.0 - np.random.default_rng(seed).random(rounds)
     return np.maximum(1.0, np.floor(0.97 / uniform * 100) / 100)
 

@@ -54,7 +54,7 @@ def environment() -> str:
 
 
 def features_dir(root: Path, rounds: int, seed: int = 0) -> Path:
-    """A features dir from a synthetic series with P(X >= x) = 0.97 / x (DESIGN.md)."""
+    """A features dir from a synthetic series with P(X >= x) = 0.97 / x (docs/design.md)."""
     values = np.maximum(
         1.0, np.floor(0.97 / np.random.default_rng(seed).random(rounds) * 100) / 100
     )

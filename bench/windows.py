@@ -1,6 +1,6 @@
 """Window pipeline throughput against one training step, and feature prep on the real history.
 
-Run: .venv/bin/python bench/windows.py [--rounds 20000] [--history ../shared/data/jetx_history.csv]
+Run: .venv/bin/python bench/windows.py [--rounds 20000] [--history data/real/jetx_history.csv]
 
 Figures (one function each):
   1. samples/s that jetx.training.windows.make_dataset yields (train split, micro-batch 8, full
@@ -46,7 +46,7 @@ def write_series(directory: Path, values: np.ndarray) -> Path:
 
 
 def synthetic_series(n: int, seed: int = 0) -> np.ndarray:
-    """P(X >= x) = 0.97 / x, floored at 1.00, rounded to 2 decimals (DESIGN.md)."""
+    """P(X >= x) = 0.97 / x, floored at 1.00, rounded to 2 decimals (docs/design.md)."""
     u = np.random.default_rng(seed).random(n)
     return np.maximum(1.0, np.floor(0.97 / u * 100) / 100)
 
@@ -131,7 +131,7 @@ def real_history_prep(history: Path, root: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20_000)
-    parser.add_argument("--history", type=Path, default=Path("../shared/data/jetx_history.csv"))
+    parser.add_argument("--history", type=Path, default=Path("data/real/jetx_history.csv"))
     args = parser.parse_args()
     print(environment())
     with tempfile.TemporaryDirectory() as tmp:

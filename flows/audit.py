@@ -29,7 +29,7 @@ def audit(
     """Measure and predict one training step of each of `variants`.
 
     Args:
-        preset: model sizes (`full` is DESIGN.md's model; measure it on the machine it targets).
+        preset: model sizes (`full` is docs/design.md's model; measure it where it will train).
         variants: variants to audit.
         micro_batch: samples per step; None uses stage 1's micro-batch of the preset.
         precision: dtype policy of the step.

@@ -45,7 +45,7 @@ def progressive(
         source: a CSV (`value` column) or SQLite (`jetx_results`) history of multipliers.
         out: project directory; data, features and one training dir per data version go there.
         variant: model variant; None uses the preset's.
-        preset: `full` (DESIGN.md's model and schedule), `demo` or `tiny`.
+        preset: `full` (docs/design.md's model and schedule), `demo` or `tiny`.
         stages: how many of the three stages to run.
         budget_gib: accelerator memory budget; the micro-batch is planned to fit it.
         seed: seed of weights and shuffling.

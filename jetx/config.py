@@ -35,7 +35,7 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 #: Win rate at which a bet cashed out at CASHOUT neither wins nor loses: win x 0.5 = loss x 1.
 BREAK_EVEN_WIN_RATE = 1.0 / CASHOUT
-#: x P(X >= x) of a crash game with a 3% house edge (DESIGN.md's facts): P(X >= 1.5) = 0.6467.
+#: x P(X >= x) of a crash game with a 3% house edge (docs/design.md's facts): P(X >= 1.5) = 0.6467.
 HOUSE_RETURN = 0.97
 
 GIB = 1024**3
@@ -71,7 +71,7 @@ class _Config:
 
 @dataclass(frozen=True)
 class ModelConfig(_Config):
-    """Shape of the multi-branch model. Defaults are DESIGN.md's full model.
+    """Shape of the multi-branch model. Defaults are docs/design.md's full model.
 
     Args:
         n_features: width of the `features` input (the feature registry's length).
@@ -146,7 +146,7 @@ class ModelConfig(_Config):
 # --- Variants: how each named variant changes a preset's base model. -------------------------
 
 VARIANTS: dict[str, Callable[[ModelConfig], ModelConfig]] = {
-    # DESIGN.md's model as it is.
+    # docs/design.md's model as it is.
     "full": lambda m: m,
     # Plan option 1: no seq1000, no 384x9 branch, no Transformer.
     "no1000": lambda m: dataclasses.replace(m, use_seq1000=False),
@@ -261,7 +261,7 @@ class StageConfig(_Config):
         return dataclasses.replace(self, micro_batch=micro_batch)
 
 
-#: DESIGN.md's schedule: the original batches 64/32/16 as micro-batches 8/4/2 x accumulation 8.
+#: docs/design.md's schedule: the original batches 64/32/16 as micro-batches 8/4/2 x accumulation 8.
 STAGES: tuple[StageConfig, ...] = (
     StageConfig(1, 100, 64, 8, 1e-4, (0.55, 0.10, 0.35), "weighted_bce", class0_weight=1.2),
     StageConfig(2, 80, 32, 4, 1e-4, (0.45, 0.10, 0.45), "weighted_bce", class0_weight=1.5),

@@ -25,7 +25,7 @@ CHUNK = 700  # several row groups per build, so the streaming path is what is te
 
 
 def _crash_series(n, seed):
-    """P(X >= x) = 0.97 / x, floored at 1.00, rounded to 2 decimals (DESIGN.md)."""
+    """P(X >= x) = 0.97 / x, floored at 1.00, rounded to 2 decimals (docs/design.md)."""
     u = np.random.default_rng(seed).random(n)
     return np.maximum(1.0, np.floor(0.97 / u * 100) / 100)
 

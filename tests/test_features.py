@@ -28,7 +28,7 @@ from jetx.features import (
 
 RTOL, ATOL = 1e-6, 1e-9
 
-# DESIGN.md "The feature vector", in its order.
+# docs/design.md "The feature vector", in its order.
 DESIGN_COUNTS = [25, 5, 5, 3, 3, 4, 7, 9, 3, 4, 2, 15, 14, 2, 3, 7, 8, 2]
 
 

@@ -19,7 +19,8 @@ from jetx.data.cells import classify_values
 from jetx.data.ingest import QuarantineError, ingest, read_series
 from jetx.errors import JetxInputError
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: The real history of 10,458 rounds (two cells damaged by a U+2028), kept in the repository.
+REAL = Path(__file__).resolve().parents[1] / "data" / "real"
 REAL_CSV, REAL_DB = REAL / "jetx_history.csv", REAL / "jetx_data.db"
 JETX = [sys.executable, "-m", "jetx"]
 
@@ -49,7 +50,6 @@ def _run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
 # --- the real history ------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not REAL_CSV.exists(), reason="shared real history not present")
 def test_real_history_csv_and_sqlite_give_identical_series(tmp_path):
     from_csv = ingest(REAL_CSV, tmp_path / "csv")
     from_db = ingest(REAL_DB, tmp_path / "db")
@@ -74,7 +74,6 @@ def test_real_history_csv_and_sqlite_give_identical_series(tmp_path):
     assert 1.8 < np.median(values) < 2.05
 
 
-@pytest.mark.skipif(not REAL_CSV.exists(), reason="shared real history not present")
 def test_cli_ingest_real_sqlite_json_and_strict(tmp_path):
     result = _run_cli("ingest", str(REAL_DB), "--out", str(tmp_path / "o"), "--json")
     assert result.returncode == 0, result.stderr
@@ -245,7 +244,7 @@ def test_counts_always_add_up_on_messy_csv(tmp_path_factory, cells):
 
 def _bad_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
     """(name, extra CLI args, expected message fragment); each writes its own file."""
-    real_db_head = REAL_DB.read_bytes()[:1024] if REAL_DB.exists() else b"SQLite format 3\x00"
+    real_db_head = REAL_DB.read_bytes()[:1024]
     late_latin1 = b"value\n" + b"1.5\n" * 40000 + b"caf\xe9\n"
     blob = tmp / "no_table.db"
     _sqlite(blob, "CREATE TABLE other (value)", [(1.5,)], "INSERT INTO other VALUES (?)")

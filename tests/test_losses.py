@@ -1,4 +1,4 @@
-"""DESIGN.md's losses, against hand-computed values."""
+"""docs/design.md's losses, against hand-computed values."""
 
 import math
 

@@ -166,7 +166,7 @@ _SPECS: list[FeatureSpec] = [
 FEATURES: tuple[FeatureSpec, ...] = tuple(_SPECS)
 FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in FEATURES)
 
-# DESIGN.md "The feature vector": category -> count, in column order.
+# docs/design.md "The feature vector": category -> count, in column order.
 CATEGORY_COUNTS: dict[str, int] = {
     "rolling": 25,
     "threshold": 5,

@@ -22,7 +22,7 @@ from jetx.io import write_json
 
 #: Split names, oldest first.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-#: DESIGN.md's default split: oldest 70% train, next 15% validation, newest 15% test.
+#: docs/design.md's default split: oldest 70% train, next 15% validation, newest 15% test.
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.70, 0.15, 0.15)
 #: A train std at or below this (relative to max(1, |mean|)) is a constant feature: std -> 1.
 _CONSTANT_STD = 1e-12

@@ -1,4 +1,4 @@
-"""The multi-branch model of DESIGN.md "Model": four MLP branches, a TCN, a Transformer, fusion.
+"""The multi-branch model of docs/design.md "Model": four MLP branches, a TCN, a Transformer.
 
 Every width comes from a `ModelConfig` (jetx/config.py); a variant is only a different config.
 The model consumes ready batches (named inputs) and never slices a series.

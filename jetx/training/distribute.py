@@ -11,7 +11,7 @@ Strategies (`STRATEGIES`):
 The micro-batch is GLOBAL: a stage's `micro_batch` is the number of samples of one micro-step
 over all replicas together, and each replica gets `micro_batch / replicas` of them (so the
 replica count must divide it). One micro-step thus sees the same samples whatever the strategy,
-the effective batch of DESIGN.md's schedule stays `micro_batch x accumulation`, and the
+the effective batch of docs/design.md's schedule stays `micro_batch x accumulation`, and the
 checkpoint and resume bookkeeping (samples consumed in the epoch) is unchanged; a run can even
 resume under another strategy. Each replica's loss is its mean over its slice divided by the
 replica count (slices are equal: full batches only), so the sum over replicas is the mean over

@@ -1,4 +1,4 @@
-"""Training losses of DESIGN.md, one per head, as Keras-compatible `(y_true, y_pred) -> scalar`.
+"""Training losses of docs/design.md, one per head, as Keras `(y_true, y_pred) -> scalar` functions.
 
 Each loss returns the mean over the batch, so that the mean of the losses of k equal
 micro-batches is the loss of their union: gradient accumulation relies on it. Evaluation

@@ -31,7 +31,7 @@ class Validator:
     Args:
         model: the model being trained.
         loss: the stage's loss.
-        cut: threshold-probability cut for a "bet" (DESIGN.md's default 0.5).
+        cut: threshold-probability cut for a "bet" (docs/design.md's default 0.5).
     """
 
     def __init__(self, model: keras.Model, loss: StageLoss, cut: float = 0.5) -> None:
