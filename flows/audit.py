@@ -9,8 +9,9 @@ from typing import Literal
 
 from prefect import flow
 
+import tasks.logs  # noqa: F401  (the jetx.* loggers reach the run's logs)
 from jetx.config import PRECISIONS, PRESETS, VARIANTS, get_preset
-from tasks.memory import audit_memory, publish_audit
+from tasks.memory import measure_memory, publish_audit
 from tasks.records import AuditRecord
 
 VariantName = Literal[*VARIANTS]
@@ -36,6 +37,6 @@ def audit(
         out: where each variant's audit JSON goes.
     """
     micro_batch = micro_batch or get_preset(preset).stages[0].micro_batch
-    audits = [audit_memory(preset, v, [micro_batch], precision, out) for v in variants]
+    audits = [measure_memory(preset, v, [micro_batch], precision, out) for v in variants]
     publish_audit(audits)
     return audits

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from prefect import flow
 from pydantic import Field
 
+import tasks.logs  # noqa: F401  (the jetx.* loggers reach the run's logs)
 from jetx.config import PRESETS, VARIANTS, get_preset
 from jetx.layout import RunDir
 from jetx.runtime import configure_tensorflow, import_tensorflow
@@ -37,7 +38,6 @@ def progressive(
     stages: Annotated[int, Field(ge=1, le=3)] = 3,
     budget_gib: Annotated[float, Field(gt=0)] | None = None,
     seed: int = 0,
-    inject_oom: str | None = None,
 ) -> ReportRecord:
     """Train `variant` (default: the preset's) on `source` in `stages` stages and report.
 
@@ -49,7 +49,6 @@ def progressive(
         stages: how many of the three stages to run.
         budget_gib: accelerator memory budget; the micro-batch is planned to fit it.
         seed: seed of weights and shuffling.
-        inject_oom: "stage:step" raises an out-of-memory error there once (a test hook).
     """
     variant = variant or get_preset(preset).variant
     data = load_raw(source, out / "data")
@@ -67,7 +66,6 @@ def progressive(
                 variant=variant,
                 budget_gib=budget_gib,
                 seed=seed,
-                inject_oom=inject_oom,
             )
         )
     largest = max(stage.micro_batch for stage in trained)  # the run's peak: one probe

@@ -12,8 +12,8 @@ from tasks.caching import content_policy
 from tasks.records import AuditRecord
 
 
-@task(name="audit_memory", cache_policy=content_policy(), persist_result=True)
-def audit_memory(
+@task(name="measure_memory", cache_policy=content_policy(), persist_result=True)
+def measure_memory(
     preset: str, variant: str, micro_batches: list[int], precision: str, out_dir: Path
 ) -> AuditRecord:
     """Measure one real training step per micro-batch (each in a fresh process) and predict it.
@@ -49,6 +49,20 @@ def audit_row(variant: str, predicted: int, measured: dict) -> dict:
         "step_seconds": round(measured["step_seconds"], 4),
         "device": measured["device"],
     }
+
+
+@task(name="audit_memory")
+def audit_memory(
+    preset: str, variant: str, micro_batches: list[int], precision: str, out_dir: Path
+) -> AuditRecord:
+    """The memory audit of a run's variant, and its table among this step's artifacts.
+
+    Not cached itself, so that the table is published in every flow run; the measurement it
+    calls (`measure_memory`, one fresh process per micro-batch) is.
+    """
+    audit = measure_memory(preset, variant, micro_batches, precision, out_dir)
+    publish_audit([audit])
+    return audit
 
 
 @task(name="publish_audit")

@@ -21,9 +21,6 @@ def write_report(evaluation: EvaluationRecord, audit: AuditRecord) -> ReportReco
     rows = compare_rows([run.path])
     against = f"vs {previous.name}, the run it replaces" if previous else "(no previous run)"
     create_table_artifact(rows, key="metric-comparison", description=f"{run.path.name} {against}")
-    create_table_artifact(
-        audit.rows, key="memory-audit", description="Peak memory of one training step"
-    )
     create_markdown_artifact(
         report.read_text(encoding="utf-8"), key="report", description=str(report)
     )

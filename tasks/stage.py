@@ -31,14 +31,13 @@ from prefect.utilities.hashing import hash_objects
 
 from jetx.config import get_preset
 from jetx.layout import RunDir, Workspace
+from jetx.training.hooks import OOM_ENV
 from jetx.training.result import read_stage_result
 from tasks.caching import content_policy, task_code_digest
 from tasks.child_process import ChildExit, run_child
 from tasks.records import FeaturesRecord, StageRecord
 from tasks.stage_child import EXIT_OUT_OF_MEMORY
 
-#: The training library's out-of-memory injection hook ("stage:update").
-OOM_ENV = "JETX_INJECT_OOM"
 #: Retries after an OOM: micro-batch 8 -> 4 -> 2 -> 1.
 OOM_RETRIES = 3
 #: A line of the child's log (`tasks.stage_child.LOG_FORMAT`): level, logger, message.
@@ -116,16 +115,16 @@ def train_stage(
     variant: str,
     budget_gib: float | None = None,
     seed: int = 0,
-    inject_oom: str | None = None,
 ) -> StageRecord:
     """Train `stage` from `previous`'s best weights (or its own last checkpoint) in a child.
 
     Cached on the features' hash, the previous stage's record, the stage's settings, the
     preset's values and the code the child runs. Attempt k > 1 (after an OOM) resumes at half
     the micro-batch the last one used.
-    `inject_oom` ("stage:update") makes the first attempt's child raise ResourceExhaustedError
-    there (the training library's test hook, which the library recovers from in-process);
-    retries never inject.
+
+    The training library's test hook `JETX_INJECT_OOM` ("stage:update", an environment variable
+    of the flow's process, never a parameter of a deployment) reaches the first attempt's child
+    only: retries never inject.
     """
     attempt = max(task_run.run_count, 1)
     schedule = get_preset(preset).stages[stage - 1]
@@ -138,7 +137,6 @@ def train_stage(
     command += ["--budget-gib", str(budget_gib)] if budget_gib else []
     command += ["--init", str(previous.best_checkpoint)] if previous else []
     env = {k: v for k, v in os.environ.items() if k != OOM_ENV or attempt == 1}
-    env.update({OOM_ENV: inject_oom} if inject_oom and attempt == 1 else {})
     get_run_logger().info(
         "Stage %d, attempt %d%s", stage, attempt, ", halving the micro-batch" if attempt > 1 else ""
     )

@@ -64,6 +64,7 @@ def killed_run(tmp_path_factory):
     source = work / "history.csv"
     write_csv(source, synthesize(ROUNDS, seed=3))
     os.environ["JETX_STEP_DELAY"] = "0.1"
+    os.environ["JETX_INJECT_OOM"] = "1:2"  # a test hook of the flow's process, not a parameter
     box: dict = {}
 
     def run() -> None:
@@ -72,7 +73,6 @@ def killed_run(tmp_path_factory):
             out=work / "out",
             preset="tiny",
             stages=1,
-            inject_oom="1:2",
             return_state=True,
         )
 
@@ -85,6 +85,7 @@ def killed_run(tmp_path_factory):
         os.kill(killed, signal.SIGKILL)
     finally:
         os.environ.pop("JETX_STEP_DELAY")
+        os.environ.pop("JETX_INJECT_OOM")
         thread.join(timeout=600)
     return work, source, box["state"], killed
 

@@ -19,7 +19,6 @@ import pytest
 from train_data import make_features_dir
 
 from jetx.training.callbacks.epoch_records import read_records
-from jetx.training.callbacks.fault_injection import DELAY_ENV
 from jetx.training.checkpoint import (
     CHECKPOINTS,
     PAUSE_ENV,
@@ -27,6 +26,7 @@ from jetx.training.checkpoint import (
     load_state,
     stage_dir,
 )
+from jetx.training.hooks import DELAY_ENV
 
 ARGS = ("--preset", "tiny", "--variant", "full", "--stages", "1", "--seed", "0")
 ARGS += ("--checkpoint-every", "1", "--deterministic", "--quiet")
