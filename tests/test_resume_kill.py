@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from train_data import make_features_dir
 
-from jetx.training.callbacks.epoch_records import read_records
 from jetx.training.checkpoint import (
     CHECKPOINTS,
     PAUSE_ENV,
@@ -26,6 +25,7 @@ from jetx.training.checkpoint import (
     load_state,
     stage_dir,
 )
+from jetx.training.epoch_history import read_records
 from jetx.training.hooks import DELAY_ENV
 
 ARGS = ("--preset", "tiny", "--variant", "full", "--stages", "1", "--seed", "0")

@@ -10,9 +10,9 @@ from train_data import make_features_dir
 
 from jetx.config import PRESETS
 from jetx.errors import JetxInputError
-from jetx.training.callbacks.epoch_records import read_records
 from jetx.training.callbacks.fault_injection import parse_oom_spec
 from jetx.training.checkpoint import CHECKPOINTS, stage_dir
+from jetx.training.epoch_history import read_records
 from jetx.training.precision import check_precision
 from jetx.training.result import StageResult
 from jetx.training.schedule import (

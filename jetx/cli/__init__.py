@@ -1,7 +1,9 @@
 """The `jetx` command line: one module per subcommand, each with `register(subparsers)`.
 
 Bad input (`JetxInputError`, or an OS error on a user's path) is reported as one line on stderr
-with exit code 2, never as a traceback.
+with exit code 2, never as a traceback. `main` takes extra command modules: the orchestration
+layer adds `run` and `serve` (flows/cli.py), which need Prefect, a thing this library never
+imports.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 
 from jetx import __version__
 from jetx.cli import compare, evaluate, features, ingest, memory, synth, train
+from jetx.cli.common import Command, HelpFormatter, exit_codes_text
 from jetx.errors import JetxInputError
 from jetx.runtime import configure_tensorflow, import_tensorflow
 
@@ -20,24 +23,28 @@ from jetx.runtime import configure_tensorflow, import_tensorflow
 COMMANDS = (synth, ingest, features, memory, train, evaluate, compare)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser with every subcommand registered."""
+def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
+    """The parser with every subcommand registered (`extra` modules after the library's)."""
     parser = argparse.ArgumentParser(
         prog="jetx",
         description="Prepare crash-game multiplier histories and train memory-planned staged "
-        "models; each command is one step of the jetx pipeline.",
+        "models; each command is one step of the jetx pipeline. `jetx COMMAND -h` says more.",
+        epilog=exit_codes_text(),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"jetx {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log at DEBUG level (also after COMMAND)"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMANDS:
+    for module in (*COMMANDS, *extra):
         module.register(subparsers)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `jetx` console script; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, extra: Sequence[Command] = ()) -> int:
+    """Entry point of the `jetx` command; returns the process exit code."""
+    args = build_parser(extra).parse_args(argv)
     configure_tensorflow(verbose=args.verbose)
     if getattr(args, "needs_tensorflow", False):
         import_tensorflow()
@@ -48,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"jetx {args.command}: interrupted", file=sys.stderr)
+        return 130
     except JetxInputError as error:
         print(f"jetx {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -31,7 +31,6 @@ from jetx.training.callbacks import (
     MemoryMonitor,
     TensorBoardLogger,
 )
-from jetx.training.callbacks.epoch_records import read_records
 from jetx.training.checkpoint import (
     TrainState,
     best_checkpoint,
@@ -40,6 +39,7 @@ from jetx.training.checkpoint import (
     stage_dir,
 )
 from jetx.training.distribute import Distribution, get_distribution, synchronize_batch_norm
+from jetx.training.epoch_history import read_records
 from jetx.training.inputs import StageData
 from jetx.training.loop import StageLoop
 from jetx.training.losses import StageLoss
