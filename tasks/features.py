@@ -24,5 +24,6 @@ def build_features(data: DataRecord, out_dir: Path) -> FeaturesRecord:
     target = Path(out_dir) / f"{data.files[SeriesDir.SERIES][:12]}-{code[:8]}"
     manifest = build(data.directory, target)
     record = FeaturesRecord.of(target, FeaturesDir.FILES, samples=manifest["counts"])
-    get_run_logger().info("Features %s -> %s", record.samples, target)
+    samples = ", ".join(f"{split} {count}" for split, count in record.samples.items())
+    get_run_logger().info("Features: %s samples -> %s", samples, target)
     return record

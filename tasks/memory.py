@@ -11,6 +11,8 @@ from jetx.model.footprint import measure_step, predict_peak
 from tasks.caching import content_policy
 from tasks.records import AuditRecord
 
+AUDIT_DESCRIPTION = "Peak memory of one training step: predicted, and measured with its source"
+
 
 @task(name="measure_memory", cache_policy=content_policy(), persist_result=True)
 def measure_memory(
@@ -28,7 +30,15 @@ def measure_memory(
         rows.append(audit_row(variant, predicted, measured))
     name = f"audit-{preset}-{variant}-{precision}.json"
     write_json(Path(out_dir) / name, rows)
-    get_run_logger().info("Memory audit of %s: %s", variant, rows)
+    for row in rows:
+        get_run_logger().info(
+            "Memory audit of %s, micro-batch %d: predicted %.1f MiB, measured %s MiB (%s)",
+            variant,
+            row["micro_batch"],
+            row["predicted_mib"],
+            row["measured_mib"],
+            row["memory_source"],
+        )
     return AuditRecord.of(out_dir, [name], rows=rows)
 
 
@@ -61,7 +71,7 @@ def audit_memory(
     calls (`measure_memory`, one fresh process per micro-batch) is.
     """
     audit = measure_memory(preset, variant, micro_batches, precision, out_dir)
-    publish_audit([audit])
+    create_table_artifact(audit.rows, key="memory-audit", description=AUDIT_DESCRIPTION)
     return audit
 
 
@@ -69,5 +79,5 @@ def audit_memory(
 def publish_audit(audits: list[AuditRecord], key: str = "memory-audit") -> str:
     """Publish the rows of `audits` as one table artifact; return its key."""
     rows = [row for audit in audits for row in audit.rows]
-    create_table_artifact(rows, key=key, description="Peak memory of one training step")
+    create_table_artifact(rows, key=key, description=AUDIT_DESCRIPTION)
     return key
