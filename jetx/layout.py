@@ -9,8 +9,11 @@ A step's output is a directory, and everything that reads one asks this module f
   it: preset values, variant, seed, features dir), one `StageDir` per stage (checkpoints/,
   result.json), metrics.jsonl (one record per epoch), tensorboard/, memory/ (the audit) and
   report/ (evaluation.json, predictions.npz, report.md and its plots).
-- `Workspace` (the flow's `out`): data/, features/ and train/ holding one directory per
-  version of their inputs.
+- `BundleDir` (`jetx export`): model.keras, scaler.json, bundle.json: a model people can use.
+- `ModelsDir` (the flow's `out/models`): one bundle per run, `latest` (the newest export),
+  `champion` (the bundle that passed the promotion gate) and promotion.json (the decision).
+- `Workspace` (the flow's `out`): data/, features/, train/ holding one directory per version of
+  their inputs, and models/.
 
 A directory is complete when its manifest (series, features), run.json (run) or result.json
 (stage) exists: each is written last, atomically, after the files it describes.
@@ -199,6 +202,68 @@ class RunDir:
 
 
 @dataclass(frozen=True)
+class BundleDir:
+    """An exported model: everything needed to use it and to judge it, no pickle anywhere."""
+
+    path: Path
+
+    MODEL = "model.keras"
+    SCALER = "scaler.json"
+    INFO = "bundle.json"
+    FILES = (MODEL, SCALER, INFO)
+
+    @property
+    def model(self) -> Path:
+        return Path(self.path) / self.MODEL
+
+    @property
+    def scaler(self) -> Path:
+        return Path(self.path) / self.SCALER
+
+    @property
+    def info_path(self) -> Path:
+        return Path(self.path) / self.INFO
+
+    def is_complete(self) -> bool:
+        return all((Path(self.path) / name).is_file() for name in self.FILES)
+
+    def info(self) -> dict[str, Any]:
+        """bundle.json (JetxInputError when the directory is no complete bundle)."""
+        if not self.is_complete():
+            raise JetxInputError(
+                f"{self.path} is not a jetx bundle (it needs {', '.join(self.FILES)}); "
+                "make one with `jetx export RUN_DIR --out DIR`"
+            )
+        return _read_json(self.info_path, "export the run again")
+
+
+@dataclass(frozen=True)
+class ModelsDir:
+    """The models of a workspace: a bundle per run, `latest`, `champion` and the decision."""
+
+    path: Path
+
+    LATEST = "latest"
+    CHAMPION = "champion"
+    PROMOTION = "promotion.json"
+
+    def bundle(self, run_id: str) -> BundleDir:
+        return BundleDir(Path(self.path) / run_id)
+
+    @property
+    def latest(self) -> Path:
+        return Path(self.path) / self.LATEST
+
+    @property
+    def champion(self) -> Path:
+        return Path(self.path) / self.CHAMPION
+
+    @property
+    def promotion(self) -> Path:
+        return Path(self.path) / self.PROMOTION
+
+
+@dataclass(frozen=True)
 class Workspace:
     """The flow's `out` directory: one directory per version of each step's inputs.
 
@@ -220,3 +285,7 @@ class Workspace:
     @property
     def runs(self) -> Path:
         return Path(self.path) / "train"
+
+    @property
+    def models(self) -> ModelsDir:
+        return ModelsDir(Path(self.path) / "models")

@@ -28,6 +28,8 @@ def test_every_command_is_listed():
         "train",
         "evaluate",
         "compare",
+        "export",
+        "predict",
         "run",
         "serve",
     ]

@@ -14,13 +14,23 @@ import sys
 from collections.abc import Sequence
 
 from jetx import __version__
-from jetx.cli import compare, evaluate, features, ingest, memory, synth, train
+from jetx.cli import (
+    compare,
+    evaluate,
+    export,
+    features,
+    ingest,
+    memory,
+    predict,
+    synth,
+    train,
+)
 from jetx.cli.common import Command, HelpFormatter, exit_codes_text
 from jetx.errors import JetxInputError
 from jetx.runtime import configure_tensorflow, import_tensorflow
 
 #: Subcommand modules, in the order `jetx --help` lists them.
-COMMANDS = (synth, ingest, features, memory, train, evaluate, compare)
+COMMANDS = (synth, ingest, features, memory, train, evaluate, compare, export, predict)
 
 
 def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
