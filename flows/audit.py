@@ -10,6 +10,7 @@ from typing import Literal
 from prefect import flow
 
 from jetx.config import PRECISIONS, PRESETS, VARIANTS, get_preset
+from tasks.caching import RECORDS
 from tasks.memory import audit_memory, publish_audit
 from tasks.records import AuditRecord
 
@@ -18,7 +19,7 @@ PresetName = Literal[*PRESETS]
 PrecisionName = Literal[*PRECISIONS]
 
 
-@flow(name="jetx-audit", flow_run_name="jetx-audit-{preset}")
+@flow(name="jetx-audit", flow_run_name="jetx-audit-{preset}", result_serializer=RECORDS)
 def audit(
     preset: PresetName = "tiny",
     variants: tuple[VariantName, ...] = tuple(VARIANTS),

@@ -16,6 +16,7 @@ from pydantic import Field
 from jetx.config import PRESETS, VARIANTS, get_preset
 from jetx.layout import RunDir
 from jetx.runtime import configure_tensorflow, import_tensorflow
+from tasks.caching import RECORDS
 from tasks.data import load_raw
 from tasks.evaluate import evaluate_run
 from tasks.features import build_features
@@ -28,7 +29,7 @@ VariantName = Literal[*VARIANTS]
 PresetName = Literal[*PRESETS]
 
 
-@flow(name="jetx", flow_run_name="jetx-{preset}")
+@flow(name="jetx", flow_run_name="jetx-{preset}", result_serializer=RECORDS)
 def progressive(
     source: Path = Path("data/sample.csv"),
     out: Path = Path("runs/demo"),
@@ -52,8 +53,8 @@ def progressive(
         inject_oom: "stage:step" raises an out-of-memory error there once (a test hook).
     """
     variant = variant or get_preset(preset).variant
-    data = load_raw(source, out / "data")
-    features = build_features(data, out / "features")
+    data = load_raw(source, out)
+    features = build_features(data, out)
     run_dir = training_dir(out, features=features, preset=preset, variant=variant, seed=seed)
     trained: list[StageRecord] = []
     for number in range(1, stages + 1):

@@ -8,11 +8,16 @@ from prefect.artifacts import create_table_artifact
 from jetx.config import get_preset
 from jetx.io import write_json
 from jetx.model.footprint import measure_step, predict_peak
-from tasks.caching import content_policy
+from tasks.caching import RECORDS, content_policy
 from tasks.records import AuditRecord
 
 
-@task(name="audit_memory", cache_policy=content_policy(), persist_result=True)
+@task(
+    name="audit_memory",
+    cache_policy=content_policy(),
+    persist_result=True,
+    result_serializer=RECORDS,
+)
 def audit_memory(
     preset: str, variant: str, micro_batches: list[int], precision: str, out_dir: Path
 ) -> AuditRecord:

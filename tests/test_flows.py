@@ -35,7 +35,7 @@ ROUNDS = 3000
 
 @pytest.fixture(scope="module", autouse=True)
 def harness():
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=120):
         yield
 
 

@@ -16,8 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jetx.data.cells import classify_values
-from jetx.data.ingest import QuarantineError, ingest, read_series
+from jetx.data.ingest import QuarantineError, ingest
+from jetx.data.series import read_series
 from jetx.errors import JetxInputError
+from jetx.io import sha256_file
 
 #: The real history of 10,458 rounds (two cells damaged by a U+2028), kept in the repository.
 REAL = Path(__file__).resolve().parents[1] / "data" / "real"
@@ -209,12 +211,18 @@ def test_outputs_are_complete_and_no_temporary_files_remain(tmp_path):
     source = _write(tmp_path / "h.csv", "id,value\n1,1.5\n")
     manifest = ingest(source, tmp_path / "o")
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        ".lock",  # the writer's lock file (jetx.io.exclusive), empty of any writer now
         "manifest.json",
         "quarantine.parquet",
         "series.parquet",
     ]
     for key in ("source", "sha256", "created_at", "quarantine_reasons"):
         assert key in manifest
+    assert manifest["sha256"] == sha256_file(source)  # a CSV's digest is of the bytes parsed
+    assert manifest["outputs"] == {
+        name: sha256_file(tmp_path / "o" / name)
+        for name in ("series.parquet", "quarantine.parquet")
+    }
 
 
 messy_cell = st.one_of(
@@ -309,7 +317,7 @@ def _bad_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("header only", [str(tmp / "header_only.csv")], "no data rows"),
         ("repeated column", [str(tmp / "repeated.csv")], "repeated column name(s)"),
         ("duplicate ids", [str(tmp / "dup_ids.csv")], "duplicate id 1"),
-        ("gzip", [str(tmp / "gzip.csv.gz")], "binary content"),
+        ("gzip", [str(tmp / "gzip.csv.gz")], "not a valid gzip file"),
         ("png", [str(tmp / "png.csv")], "binary content"),
         ("fake sqlite", [str(tmp / "fake.db")], "SQLite database"),
         ("truncated sqlite", [str(tmp / "truncated.db")], "SQLite database"),
@@ -358,13 +366,14 @@ def test_unreadable_file_exit_2(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux /proc")
-def test_file_unreadable_even_for_root_exit_2(tmp_path):
-    # /proc/self/mem is a regular file whose first read fails (EIO), for root too.
+def test_file_unreadable_even_for_root_is_a_machine_error_exit_1(tmp_path):
+    # /proc/self/mem is a regular file whose first read fails (EIO), for root too: an I/O
+    # error is the machine's, not the user's.
     result = _run_cli("ingest", "/proc/self/mem", "--out", str(tmp_path / "o"))
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 1, result.stderr
     assert (
         result.stderr.strip()
-        == "jetx ingest: error: /proc/self/mem: cannot read: Input/output error"
+        == "jetx ingest: error: machine: /proc/self/mem: cannot read: Input/output error (EIO)"
     )
 
 

@@ -12,15 +12,16 @@ from prefect.testing.utilities import prefect_test_harness
 from jetx.config import get_preset
 from jetx.data.synth import synthesize, write_csv
 from jetx.errors import JetxInputError
+from jetx.io import sha256_file
 from tasks.data import load_raw
 from tasks.features import build_features
-from tasks.stage import OutOfMemory, is_out_of_memory
+from tasks.stage import ChildKilled, OutOfMemory, is_retryable
 from tasks.stage_child import _halved
 
 
 @pytest.fixture(scope="module", autouse=True)
 def harness():
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=120):
         yield
 
 
@@ -33,8 +34,8 @@ def history(tmp_path: Path) -> Path:
 
 @flow
 def _prepare(source: Path, out: Path):
-    data = load_raw(source, out / "data", return_state=True)
-    features = build_features(data.result(), out / "features", return_state=True)
+    data = load_raw(source, out, return_state=True)
+    features = build_features(data.result(), out, return_state=True)
     return data, features
 
 
@@ -44,10 +45,11 @@ def _names(states) -> list[str]:
 
 def test_load_raw_and_build_features_return_hashed_records(history: Path, tmp_path: Path):
     with disable_run_logger():
-        data = load_raw.fn(history, tmp_path / "data")
-        features = build_features.fn(data, tmp_path / "features")
+        data = load_raw.fn(history, tmp_path)
+        features = build_features.fn(data, tmp_path)
     assert (data.rows_read, data.rows_kept, data.rows_quarantined) == (3000, 3000, 0)
-    assert data.directory.name == data.source_sha256[:12]
+    assert data.content_sha256 == sha256_file(history)  # a CSV's digest: the bytes parsed
+    assert data.directory.parent == tmp_path / "data"
     assert sorted(features.files) == [
         "features.parquet",
         "manifest.json",
@@ -59,8 +61,12 @@ def test_load_raw_and_build_features_return_hashed_records(history: Path, tmp_pa
 
 
 def test_unchanged_rerun_hits_the_cache_and_a_changed_source_recomputes(history, tmp_path):
+    # The data task always reads (its key is what it read); everything after it is cached.
     assert _names(_prepare(history, tmp_path)) == ["Completed", "Completed"]
-    assert _names(_prepare(history, tmp_path)) == ["Cached", "Cached"]
+    written = (tmp_path / "data").iterdir().__next__() / "series.parquet"
+    before = written.stat().st_mtime_ns
+    assert _names(_prepare(history, tmp_path)) == ["Completed", "Cached"]
+    assert written.stat().st_mtime_ns == before  # the same snapshot is not written again
     write_csv(history, synthesize(3000, seed=2))
     data, features = _prepare(history, tmp_path)
     assert _names((data, features)) == ["Completed", "Completed"]
@@ -72,9 +78,9 @@ def test_deleted_output_is_rebuilt_not_served_from_the_cache(history, tmp_path):
     written = features.result().path("features.parquet")
     written.unlink()
     data, features = _prepare(history, tmp_path)
-    assert _names((data, features)) == ["Cached", "Completed"]
+    assert _names((data, features)) == ["Completed", "Completed"]
     assert written.is_file() and features.result().problem() is None
-    assert _names(_prepare(history, tmp_path)) == ["Cached", "Cached"]
+    assert _names(_prepare(history, tmp_path)) == ["Completed", "Cached"]
 
 
 def test_changed_output_is_rebuilt(history, tmp_path):
@@ -87,13 +93,14 @@ def test_changed_output_is_rebuilt(history, tmp_path):
     ("state", "retried"),
     [
         (Failed(data=OutOfMemory("killed by SIGKILL")), True),
+        (Failed(data=ChildKilled("killed by SIGTERM")), True),
         (Failed(data=ValueError("bad micro-batch")), False),
         (Failed(data=RuntimeError("Stage 2 failed (exit 1)")), False),
         (Completed(data=None), False),
     ],
 )
-def test_retry_condition_accepts_only_out_of_memory(state, retried):
-    assert is_out_of_memory(None, None, state) is retried
+def test_retry_condition_accepts_only_out_of_memory_and_a_killed_child(state, retried):
+    assert is_retryable(None, None, state) is retried
 
 
 def test_a_retry_halves_the_schedules_micro_batch_when_nothing_was_checkpointed():

@@ -1,7 +1,9 @@
 """The `jetx` command line: one module per subcommand, each with `register(subparsers)`.
 
-Bad input (`JetxInputError`, or an OS error on a user's path) is reported as one line on stderr
-with exit code 2, never as a traceback.
+Every failure that is not a bug is one line on stderr, never a traceback, with the exit code of
+its class (`jetx.errors.classify`): 2 for bad input (`JetxInputError`, or an OS error on a user's
+path), 1 for the machine's errors (disk full, an I/O error: the path and the system error), 75
+for out of memory.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Sequence
 
 from jetx import __version__
 from jetx.cli import compare, evaluate, features, ingest, memory, synth, train
-from jetx.errors import JetxInputError
+from jetx.errors import classify
 from jetx.runtime import configure_tensorflow, import_tensorflow
 
 #: Subcommand modules, in the order `jetx --help` lists them.
@@ -48,17 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.run(args) or 0)
-    except JetxInputError as error:
-        print(f"jetx {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(
-            f"jetx {args.command}: error: {error.strerror or error}: {error.filename or ''}".rstrip(
-                ": "
-            ),
-            file=sys.stderr,
-        )
-        return 2
+    except Exception as error:
+        failure = classify(error)
+        if failure is None:
+            raise
+        kind = "" if failure.kind == "input" else f"{failure.kind}: "
+        print(f"jetx {args.command}: error: {kind}{failure.message}", file=sys.stderr)
+        return failure.exit_code
 
 
 if __name__ == "__main__":
