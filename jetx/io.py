@@ -159,7 +159,10 @@ def exclusive(directory: Path, *, what: str, wait: float | None = 0.0) -> Iterat
         DirectoryInUseError: another process (or thread) still holds it after `wait`.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise error_at(error, directory) from None
     key = (str(directory.resolve()), threading.get_ident())
     if key in _held:
         _held[key][1] += 1
@@ -183,7 +186,10 @@ def acquire(lock_file: Path, *, what: str, wait: float | None = 0.0) -> int:
     Raises:
         DirectoryInUseError: `what` is still locked after `wait` seconds (None: no limit).
     """
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as error:
+        raise error_at(error, Path(lock_file).parent) from None
     deadline = None if wait is None else time.monotonic() + wait
     waiting = False
     while not _try_lock(fd):

@@ -38,7 +38,11 @@ logger = logging.getLogger(__name__)
 _SNIFF_BYTES = 1 << 16
 #: Bytes per pyarrow block (module-level so that tests can make blocks small).
 CSV_BLOCK_BYTES = 1 << 22
-_OPENERS = {"gzip": gzip.GzipFile, "bz2": bz2.BZ2File, "xz": lzma.LZMAFile}
+_OPENERS = {
+    "gzip": lambda stream: gzip.GzipFile(fileobj=stream),
+    "bz2": bz2.BZ2File,
+    "xz": lzma.LZMAFile,
+}
 _DECOMPRESSION_ERRORS = (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
 
 
@@ -60,8 +64,12 @@ class CsvReader:
         self.compression = compression(os.pread(self.handle.fileno(), 8, 0))
         self.stream: BinaryIO = io.BufferedReader(self.hashed, CSV_BLOCK_BYTES)
         if self.compression:
-            self.stream = _OPENERS[self.compression](fileobj=self.stream)
-        self.header, self._rest, self._header_lines = self._read_header()
+            self.stream = _OPENERS[self.compression](self.stream)
+        try:
+            self.header, self._rest, self._header_lines = self._read_header()
+        except BaseException:
+            self.handle.close()
+            raise
         self._invalid: list[tuple[int | None, str]] = []
         self.sha256 = ""
 
@@ -206,7 +214,7 @@ class CsvReader:
         decoder = codecs.getincrementaldecoder("utf-8")()
         offset, line = 0, 1
         with open(self.path, "rb") as raw:
-            stream = _OPENERS[self.compression](fileobj=raw) if self.compression else raw
+            stream = _OPENERS[self.compression](raw) if self.compression else raw
             while chunk := stream.read(1 << 20):
                 try:
                     decoder.decode(chunk)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,8 +44,10 @@ from jetx.layout import SeriesDir
 
 logger = logging.getLogger(__name__)
 
-#: Passes over a CSV that changed while it was read before giving up.
+#: Passes over a CSV that changed while it was read before giving up, and the pause before the
+#: k-th pass again (k times this).
 READ_ATTEMPTS = 3
+RETRY_SECONDS = 0.2
 
 
 class QuarantineError(Exception):
@@ -139,6 +142,7 @@ def read_snapshot(
                     f"{source}: changed while it was read, {READ_ATTEMPTS} times (last: "
                     f"{change}); ingest it when its writer is idle, or ingest a copy"
                 ) from None
+            time.sleep(RETRY_SECONDS * attempt)  # a writer in mid-line finishes it meanwhile
     quarantine = snapshot.quarantine
     rows_read = snapshot.series.num_rows + quarantine.num_rows
     if rows_read == 0:
