@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bz2
 import codecs
+import csv
 import gzip
 import io
 import logging
@@ -159,6 +160,8 @@ class CsvReader:
             self._invalid = lines.of_invalid(numbers, texts)
             self.sha256, self.size = self.hashed.digest.hexdigest(), self.hashed.count
             self._check_unchanged()
+            if self._rest.quotes % 2:
+                self._check_quotes()
         finally:
             self.handle.close()
 
@@ -208,6 +211,26 @@ class CsvReader:
             return JetxInputError(f"{self.path}: not UTF-8 text ({self._invalid_utf8()}); "
                                   "expected a CSV file")  # fmt: skip
         return JetxInputError(f"{self.path}: cannot parse as CSV: {message}")
+
+    def _check_quotes(self) -> None:
+        """Refuse a quote opened and never closed: pyarrow would take the rest of the file for
+        one cell. Only run when the data holds an odd number of quote characters (a quote
+        inside an unquoted cell, `1.5"`, is a character like any other and is fine)."""
+        with open(self.path, "rb") as raw:
+            stream = _OPENERS[self.compression](raw) if self.compression else raw
+            text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+            reader = csv.reader(text, strict=True)
+            start = 1
+            try:
+                for _ in reader:
+                    start = reader.line_num + 1
+            except csv.Error as error:
+                if "unexpected end of data" not in str(error):
+                    return  # another oddity, which pyarrow read as its dialect says
+                raise JetxInputError(
+                    f"{self.path}: line {start} opens a quote that is never closed; the rest of "
+                    "the file would be one cell"
+                ) from None
 
     def _invalid_utf8(self) -> str:
         """Locate the first invalid UTF-8 byte (line and offset); only run on the error path."""

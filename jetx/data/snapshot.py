@@ -58,6 +58,7 @@ class Remainder(io.RawIOBase):
     def __init__(self, prefix: bytes, stream: BinaryIO, last: bytes) -> None:
         super().__init__()
         self.prefix, self.stream, self.last = prefix, stream, last
+        self.quotes = 0  # quote characters passed on: an odd count may be an unclosed quote
 
     def readable(self) -> bool:
         return True
@@ -77,6 +78,7 @@ class Remainder(io.RawIOBase):
             count = self.stream.readinto(view)
         if count:
             self.last = bytes(view[count - 1 : count])
+            self.quotes += view[:count].tobytes().count(b'"')
         return count
 
 
