@@ -8,7 +8,9 @@ Two writers in one directory destroy each other's files, so a writer holds the d
 advisory exclusive lock (`exclusive`): `fcntl.flock` on POSIX, `msvcrt.locking` on Windows. The
 kernel drops the lock of a process that dies, SIGKILL included, so a lock is never stale. Our own
 rather than the `filelock` package because the holder's pid is kept in the lock file, for the
-"in use by pid N" message, and filelock truncates that file on every attempt to take it.
+"in use by pid N" message, and filelock truncates that file on every attempt to take it. A lock
+guards its directory's tree down to the next directory with a lock of its own; whoever takes it
+first removes the temporary files (`.NAME.*.tmp`) that killed writers left in that tree.
 
 Test hook: `JETX_HOLD_FILE=PATH` names a file holding an output's name (`series.parquet`, or
 `state.json#3` for a process's third write of it). The process about to publish that output (its
@@ -174,10 +176,21 @@ def exclusive(directory: Path, *, what: str, wait: float | None = 0.0) -> Iterat
     fd = acquire(directory / LOCK_FILE, what=f"{what} {directory}", wait=wait)
     _held[key] = [fd, 1]
     try:
+        _remove_leftovers(directory)
         yield
     finally:
         del _held[key]
         release(fd)
+
+
+def _remove_leftovers(directory: Path) -> None:
+    """Remove the temporary files of interrupted atomic writes in a locked directory's tree."""
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = [d for d in dirs if not (Path(root) / d / LOCK_FILE).exists()]
+        for name in files:
+            if name.startswith(".") and name.endswith(".tmp"):
+                Path(root, name).unlink(missing_ok=True)
+                logger.info("removed %s, left by an interrupted write", Path(root, name))
 
 
 def acquire(lock_file: Path, *, what: str, wait: float | None = 0.0) -> int:

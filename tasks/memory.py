@@ -6,7 +6,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from jetx.config import get_preset
-from jetx.io import write_json
+from jetx.io import exclusive, write_json
 from jetx.model.footprint import measure_step, predict_peak
 from tasks.caching import RECORDS, content_policy
 from tasks.records import AuditRecord
@@ -32,7 +32,8 @@ def audit_memory(
         predicted = predict_peak(config, micro_batch, precision).predicted_peak_bytes
         rows.append(audit_row(variant, predicted, measured))
     name = f"audit-{preset}-{variant}-{precision}.json"
-    write_json(Path(out_dir) / name, rows)
+    with exclusive(Path(out_dir), what="MEMORY_DIR", wait=None):  # one writer at a time
+        write_json(Path(out_dir) / name, rows)
     get_run_logger().info("Memory audit of %s: %s", variant, rows)
     return AuditRecord.of(out_dir, [name], rows=rows)
 
