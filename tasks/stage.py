@@ -202,7 +202,9 @@ def _outcome(child: ChildExit, stage: int) -> tuple[str, Exception | None]:
             "the retry resumes from its last checkpoint at the same micro-batch"
         )
     reason = failure_reason(child)
-    return reason.split(":", 1)[0], RuntimeError(f"Stage {stage} failed (exit {code}): {reason}")
+    kind = reason.split(":", 1)[0]
+    outcome = kind if kind in ("input", "machine", "bug") else "failed"
+    return outcome, RuntimeError(f"Stage {stage} failed (exit {code}): {reason}")
 
 
 def _outcome_of(run_dir: Path, stage: int, attempt: int) -> str | None:
