@@ -11,6 +11,7 @@ from prefect import flow
 
 import tasks.logs  # noqa: F401  (the jetx.* loggers reach the run's logs)
 from jetx.config import PRECISIONS, PRESETS, VARIANTS, get_preset
+from tasks.caching import RECORDS
 from tasks.memory import measure_memory, publish_audit
 from tasks.records import AuditRecord
 
@@ -19,7 +20,7 @@ PresetName = Literal[*PRESETS]
 PrecisionName = Literal[*PRECISIONS]
 
 
-@flow(name="jetx-audit", flow_run_name="jetx-audit-{preset}")
+@flow(name="jetx-audit", flow_run_name="jetx-audit-{preset}", result_serializer=RECORDS)
 def audit(
     preset: PresetName = "tiny",
     variants: tuple[VariantName, ...] = tuple(VARIANTS),

@@ -19,6 +19,7 @@ from flows.options import add_flow_arguments, flow_parameters
 from jetx.config import PRESETS, VARIANTS, get_preset
 from jetx.layout import RunDir
 from jetx.runtime import configure_tensorflow, import_tensorflow
+from tasks.caching import RECORDS
 from tasks.data import load_raw
 from tasks.evaluate import evaluate_run
 from tasks.features import build_features
@@ -31,7 +32,7 @@ VariantName = Literal[*VARIANTS]
 PresetName = Literal[*PRESETS]
 
 
-@flow(name="jetx", flow_run_name="jetx-{preset}")
+@flow(name="jetx", flow_run_name="jetx-{preset}", result_serializer=RECORDS)
 def progressive(
     source: Path = Path("data/sample.csv"),
     out: Path = Path("runs/demo"),
@@ -53,8 +54,8 @@ def progressive(
         seed: seed of weights and shuffling.
     """
     variant = variant or get_preset(preset).variant
-    data = load_raw(source, out / "data")
-    features = build_features(data, out / "features")
+    data = load_raw(source, out)
+    features = build_features(data, out)
     run_dir = training_dir(out, features=features, preset=preset, variant=variant, seed=seed)
     trained: list[StageRecord] = []
     for number in range(1, stages + 1):

@@ -16,17 +16,24 @@ A step's output is a directory, and everything that reads one asks this module f
   their inputs, and models/.
 
 A directory is complete when its manifest (series, features), run.json (run) or result.json
-(stage) exists: each is written last, atomically, after the files it describes.
+(stage) exists: each is written last, atomically, after the files it describes. A series
+manifest also holds the sha256 of the files it describes, which readers check.
+
+One writer per directory: whoever writes a series, features or run directory holds its `lock`
+(`jetx.io.exclusive`, a `.lock` file inside it); a second writer waits or fails at once with
+"RUN_DIR ... is in use by pid N". The stage child holds its run directory's lock while it trains.
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jetx.errors import JetxInputError
+from jetx.io import LOCK_FILE, exclusive
 
 MANIFEST = "manifest.json"
 
@@ -68,6 +75,14 @@ class SeriesDir:
     def manifest(self) -> dict[str, Any]:
         """The manifest `jetx.data.ingest.ingest` wrote (JetxInputError if there is none)."""
         return _read_json(self.manifest_path, f"run `jetx ingest SOURCE --out {self.path}` first")
+
+    @property
+    def lock_file(self) -> Path:
+        return Path(self.path) / LOCK_FILE
+
+    def lock(self, wait: float | None = 0.0) -> AbstractContextManager[None]:
+        """The directory's writer lock (`jetx.io.exclusive`; `wait` in seconds, None: no limit)."""
+        return exclusive(self.path, what="SERIES_DIR", wait=wait)
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,10 @@ class FeaturesDir:
             )
         return _read_json(self.manifest_path, "rebuild it with `jetx features`")
 
+    def lock(self, wait: float | None = 0.0) -> AbstractContextManager[None]:
+        """The directory's writer lock (`jetx.io.exclusive`; `wait` in seconds, None: no limit)."""
+        return exclusive(self.path, what="FEATURES_DIR", wait=wait)
+
 
 @dataclass(frozen=True)
 class StageDir:
@@ -121,11 +140,17 @@ class StageDir:
     path: Path
 
     CHECKPOINTS = "checkpoints"
+    SET_ASIDE = "set-aside"
     RESULT = "result.json"
 
     @property
     def checkpoints(self) -> Path:
         return Path(self.path) / self.CHECKPOINTS
+
+    @property
+    def set_aside(self) -> Path:
+        """Where damaged checkpoints are moved, never deleted (a person may want to look)."""
+        return Path(self.path) / self.SET_ASIDE
 
     @property
     def result(self) -> Path:
@@ -149,9 +174,26 @@ class RunDir:
     EVALUATION = "evaluation.json"
     PREDICTIONS = "predictions.npz"
     REPORT_MD = "report.md"
+    ATTEMPTS = "attempts"
 
     def stage(self, number: int) -> StageDir:
         return StageDir(Path(self.path) / f"stage{number}")
+
+    def lock(self, wait: float | None = 0.0) -> AbstractContextManager[None]:
+        """The run's writer lock (`jetx.io.exclusive`; `wait` in seconds, None: no limit)."""
+        return exclusive(self.path, what="RUN_DIR", wait=wait)
+
+    @property
+    def lock_file(self) -> Path:
+        return Path(self.path) / LOCK_FILE
+
+    def attempt(self, stage: int, task_run: str, attempt: int) -> tuple[Path, Path]:
+        """The pid file and the outcome record of one attempt of a flow's stage task.
+
+        One pair per task run and attempt, so that two flow runs (or a retry) never share one.
+        """
+        stem = Path(self.path) / self.ATTEMPTS / f"stage{stage}-{task_run}-{attempt}"
+        return stem.with_suffix(".pid"), stem.with_suffix(".json")
 
     @property
     def run_file(self) -> Path:

@@ -6,15 +6,20 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from jetx.config import get_preset
-from jetx.io import write_json
+from jetx.io import exclusive, write_json
 from jetx.model.footprint import measure_step, predict_peak
-from tasks.caching import content_policy
+from tasks.caching import RECORDS, content_policy
 from tasks.records import AuditRecord
 
 AUDIT_DESCRIPTION = "Peak memory of one training step: predicted, and measured with its source"
 
 
-@task(name="measure_memory", cache_policy=content_policy(), persist_result=True)
+@task(
+    name="measure_memory",
+    cache_policy=content_policy(),
+    persist_result=True,
+    result_serializer=RECORDS,
+)
 def measure_memory(
     preset: str, variant: str, micro_batches: list[int], precision: str, out_dir: Path
 ) -> AuditRecord:
@@ -29,7 +34,8 @@ def measure_memory(
         predicted = predict_peak(config, micro_batch, precision).predicted_peak_bytes
         rows.append(audit_row(variant, predicted, measured))
     name = f"audit-{preset}-{variant}-{precision}.json"
-    write_json(Path(out_dir) / name, rows)
+    with exclusive(Path(out_dir), what="MEMORY_DIR", wait=None):  # one writer at a time
+        write_json(Path(out_dir) / name, rows)
     for row in rows:
         get_run_logger().info(
             "Memory audit of %s, micro-batch %d: predicted %.1f MiB, measured %s MiB (%s)",

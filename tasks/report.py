@@ -37,7 +37,8 @@ def write_report(evaluation: EvaluationRecord, audit: AuditRecord) -> ReportReco
     Not cached: it is cheap, and its artifacts belong to this flow run.
     """
     run = RunDir(evaluation.directory.parent)
-    report = write(run.path)
+    with run.lock(wait=None):  # one writer of the run at a time
+        report = write(run.path)
     previous = previous_run(run.path, run.read_evaluation())
     rows = compare_rows([run.path])
     against = f"vs {previous.name}, the run it replaces" if previous else "(no previous run)"

@@ -1,9 +1,10 @@
 """The `jetx` command line: one module per subcommand, each with `register(subparsers)`.
 
-Bad input (`JetxInputError`, or an OS error on a user's path) is reported as one line on stderr
-with exit code 2, never as a traceback. `main` takes extra command modules: the orchestration
-layer adds `run` and `serve` (flows/cli.py), which need Prefect, a thing this library never
-imports.
+Every failure that is not a bug is one line on stderr, never a traceback, with the exit code of
+its class (`jetx.errors.classify`): 2 for bad input (`JetxInputError`, or an OS error on a user's
+path), 1 for the machine's errors (disk full, an I/O error: the path and the system error), 75
+for out of memory. `main` takes extra command modules: the orchestration layer adds `run` and
+`serve` (flows/cli.py), which need Prefect, a thing this library never imports.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from jetx.cli import (
     train,
 )
 from jetx.cli.common import Command, HelpFormatter, exit_codes_text
-from jetx.errors import JetxInputError
+from jetx.errors import classify
 from jetx.runtime import configure_tensorflow, import_tensorflow
 
 #: Subcommand modules, in the order `jetx --help` lists them.
@@ -68,17 +69,13 @@ def main(argv: Sequence[str] | None = None, extra: Sequence[Command] = ()) -> in
     except KeyboardInterrupt:
         print(f"jetx {args.command}: interrupted", file=sys.stderr)
         return 130
-    except JetxInputError as error:
-        print(f"jetx {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(
-            f"jetx {args.command}: error: {error.strerror or error}: {error.filename or ''}".rstrip(
-                ": "
-            ),
-            file=sys.stderr,
-        )
-        return 2
+    except Exception as error:
+        failure = classify(error)
+        if failure is None:
+            raise
+        kind = "" if failure.kind == "input" else f"{failure.kind}: "
+        print(f"jetx {args.command}: error: {kind}{failure.message}", file=sys.stderr)
+        return failure.exit_code
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ EXIT_CODES = {
     0: "done",
     1: "the machine failed (a system error naming the path), or --strict found bad rows",
     2: "bad input: a file, a parameter or a configuration that cannot be used (one line)",
+    75: "out of memory: a retry with a smaller micro-batch may work",
     130: "interrupted (Ctrl-C)",
 }
 

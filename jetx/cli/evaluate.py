@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from jetx.cli.common import add_command, add_json
+from jetx.layout import RunDir
 
 
 def register(subparsers) -> None:
@@ -46,10 +47,11 @@ def _run(args: argparse.Namespace) -> int:
     from jetx.evaluation.report import write_report
     from jetx.evaluation.scoring import evaluate_run
 
-    evaluation = evaluate_run(
-        args.run_dir, features_dir=args.features, split=args.split, cut=args.cut, seed=args.seed
-    )
-    path = write_report(args.run_dir)
+    with RunDir(args.run_dir).lock():  # a run being trained or evaluated elsewhere: refuse
+        evaluation = evaluate_run(
+            args.run_dir, features_dir=args.features, split=args.split, cut=args.cut, seed=args.seed
+        )
+        path = write_report(args.run_dir)
     if args.json:
         print(json.dumps(evaluation, indent=2))
         return 0
