@@ -9,9 +9,11 @@ A step's output is a directory, and everything that reads one asks this module f
   it: preset values, variant, seed, features dir), one `StageDir` per stage (checkpoints/,
   result.json), metrics.jsonl (one record per epoch), tensorboard/, memory/ (the audit) and
   report/ (evaluation.json, predictions.npz, report.md and its plots).
-- `BundleDir` (`jetx export`): model.keras, scaler.json, bundle.json: a model people can use.
-- `ModelsDir` (the flow's `out/models`): one bundle per run, `latest` (the newest export),
-  `champion` (the bundle that passed the promotion gate) and promotion.json (the decision).
+- `BundleDir` (`jetx export`): model.keras, scaler.json, bundle.json and forecasts.npz (its test
+  forecasts, which a promotion gate compares): a model people can use.
+- `ModelsDir` (the flow's `out/models`): one bundle per run, the pointers `latest` (the newest
+  export) and `champion` (the bundle that passed the promotion gate, or was pinned by hand),
+  promotion.json (the last decision) and promotions.jsonl (every decision, oldest first).
 - `Workspace` (the flow's `out`): data/, features/, train/ holding one directory per version of
   their inputs, and models/.
 
@@ -252,7 +254,8 @@ class BundleDir:
     MODEL = "model.keras"
     SCALER = "scaler.json"
     INFO = "bundle.json"
-    FILES = (MODEL, SCALER, INFO)
+    FORECASTS = "forecasts.npz"
+    FILES = (MODEL, SCALER, INFO, FORECASTS)
 
     @property
     def model(self) -> Path:
@@ -265,6 +268,11 @@ class BundleDir:
     @property
     def info_path(self) -> Path:
         return Path(self.path) / self.INFO
+
+    @property
+    def forecasts(self) -> Path:
+        """The test rounds' positions, outcomes and forecasts (model and base rate)."""
+        return Path(self.path) / self.FORECASTS
 
     def is_complete(self) -> bool:
         return all((Path(self.path) / name).is_file() for name in self.FILES)
@@ -281,16 +289,28 @@ class BundleDir:
 
 @dataclass(frozen=True)
 class ModelsDir:
-    """The models of a workspace: a bundle per run, `latest`, `champion` and the decision."""
+    """The models of a workspace: a bundle per run, `latest`, `champion` and the decisions.
+
+    `latest` and `champion` are pointer files (JSON naming a bundle directory beside them),
+    replaced atomically (`jetx.serving.pointers`).
+    """
 
     path: Path
 
     LATEST = "latest"
     CHAMPION = "champion"
+    POINTERS = (LATEST, CHAMPION)
     PROMOTION = "promotion.json"
+    PROMOTIONS = "promotions.jsonl"
 
     def bundle(self, run_id: str) -> BundleDir:
         return BundleDir(Path(self.path) / run_id)
+
+    def bundles(self) -> list[BundleDir]:
+        """Every bundle directory here (complete or not), by name."""
+        if not Path(self.path).is_dir():
+            return []
+        return [BundleDir(p) for p in sorted(Path(self.path).iterdir()) if p.is_dir()]
 
     @property
     def latest(self) -> Path:
@@ -303,6 +323,14 @@ class ModelsDir:
     @property
     def promotion(self) -> Path:
         return Path(self.path) / self.PROMOTION
+
+    @property
+    def promotions(self) -> Path:
+        return Path(self.path) / self.PROMOTIONS
+
+    def lock(self, wait: float | None = None) -> AbstractContextManager[None]:
+        """One decision at a time (`jetx.io.exclusive`; by default wait for the other one)."""
+        return exclusive(self.path, what="MODELS_DIR", wait=wait)
 
 
 @dataclass(frozen=True)
