@@ -31,7 +31,12 @@ def test_deployment_run_of_jetx_progressive_completes_with_a_report(tmp_path):
         assert k8s_pool.returncode == 0, k8s_pool.stdout + k8s_pool.stderr
         deploy = prefect.cli("--no-prompt", "deploy", "--all", env={"JETX_IMAGE": "jetx:test"})
         assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-        for name in ("jetx/progressive", "jetx-audit/memory", "jetx/progressive-k8s"):
+        for name in (
+            "jetx/progressive",
+            "jetx-audit/memory",
+            "jetx/progressive-k8s",
+            "jetx-walk-forward/walk-forward",
+        ):
             assert name in deploy.stdout, deploy.stdout
         inspect = prefect.cli("deployment", "inspect", "jetx/progressive")
         assert "'cron': '0 3 * * 1'" in inspect.stdout and "'active': False" in inspect.stdout

@@ -12,12 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from jetx import __version__
-from jetx.cli import compare, evaluate, features, ingest, memory, synth, train
+from jetx.cli import compare, evaluate, features, ingest, memory, synth, train, walk_forward
 from jetx.errors import JetxInputError
 from jetx.runtime import configure_tensorflow, import_tensorflow
 
 #: Subcommand modules, in the order `jetx --help` lists them.
-COMMANDS = (synth, ingest, features, memory, train, evaluate, compare)
+COMMANDS = (synth, ingest, features, memory, train, evaluate, compare, walk_forward)
 
 
 def build_parser() -> argparse.ArgumentParser:
