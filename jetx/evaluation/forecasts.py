@@ -20,7 +20,7 @@ import numpy as np
 
 from jetx.config import CASHOUT, HOUSE_RETURN
 from jetx.errors import JetxInputError
-from jetx.evaluation import statistics
+from jetx.evaluation import calibration, statistics
 
 #: The house's forecast of P(X >= 1.5): x P(X >= x) = 0.97 for every x (docs/design.md).
 HOUSE_FORECAST = HOUSE_RETURN / CASHOUT
@@ -174,11 +174,11 @@ def forecast_scores(
         "skill": {ref: _skills(losses, ref, seed) for ref in ("base_rate", "house")},
         "dm": test.to_dict(),
         "calibration": {
-            "spiegelhalter": statistics.spiegelhalter(outcome, model),
+            "spiegelhalter": calibration.spiegelhalter(outcome, model),
             "mean_forecast": float(model.mean()),
             "observed_rate": float(outcome.mean()),
             "forecast_sd": float(model.std()),
             "forecast_range": (float(model.min()), float(model.max())),
         },
-        "reliability": statistics.reliability_bins(outcome, model),
+        "reliability": calibration.reliability_bins(outcome, model),
     }

@@ -197,7 +197,7 @@ def plot_reliability(
     carries its 95% Wilson interval; the last series' points carry their count of rounds.
 
     Args:
-        bins: label (e.g. "stage 3") -> `jetx.evaluation.statistics.reliability_bins` rows.
+        bins: label (e.g. "stage 3") -> `jetx.evaluation.calibration.reliability_bins` rows.
         base_rate: the training base rate, drawn as a reference line.
         path: the PNG to write.
         title: what the forecasts are of (split, rounds).

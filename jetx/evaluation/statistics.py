@@ -14,8 +14,8 @@ without a model. The standards are the forecasting literature's:
   (1995) statistic and the small-sample correction of Harvey, Leybourne and Newbold (1997).
 - Several tests are adjusted with Holm's (1979) step-down method, which controls the chance of
   any false claim among them without assuming they are independent.
-- Power figures use the normal approximations stated in each function, and are checked against
-  simulations in tests.
+- What a test could have detected is in `jetx.evaluation.power`, calibration in
+  `jetx.evaluation.calibration`.
 """
 
 from __future__ import annotations
@@ -26,10 +26,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
 from jetx.errors import JetxInputError
-from jetx.evaluation.metrics import wilson_interval
 
 #: Forecasts are clipped to [EPS, 1 - EPS] before a logarithm: a forecast of exactly 0 or 1
 #: that is wrong would otherwise score an infinite loss.
@@ -44,7 +43,13 @@ Alternative = Literal["less", "greater", "two-sided"]
 ALTERNATIVES: tuple[str, ...] = ("less", "greater", "two-sided")
 
 
-def _outcomes(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def binary_forecasts(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Outcomes and forecasts as float64 [N] each, checked: outcomes 0/1, forecasts in [0, 1].
+
+    Raises:
+        JetxInputError: arrays of different lengths, an outcome not 0 or 1, or a forecast
+            outside [0, 1] or NaN.
+    """
     outcome = np.asarray(y, dtype=np.float64).reshape(-1)
     forecast = np.asarray(p, dtype=np.float64).reshape(-1)
     if outcome.shape != forecast.shape:
@@ -66,14 +71,14 @@ def log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
         y: 0/1 [N] outcomes (1: the round reached 1.5x).
         p: float [N] forecast probabilities of outcome 1, clipped to [EPS, 1 - EPS].
     """
-    outcome, forecast = _outcomes(y, p)
+    outcome, forecast = binary_forecasts(y, p)
     forecast = np.clip(forecast, EPS, 1.0 - EPS)
     return -(outcome * np.log(forecast) + (1.0 - outcome) * np.log1p(-forecast))
 
 
 def brier(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Per-round Brier score (p - y)^2, float64 [N]."""
-    outcome, forecast = _outcomes(y, p)
+    outcome, forecast = binary_forecasts(y, p)
     return (forecast - outcome) ** 2
 
 
@@ -279,112 +284,3 @@ def win_rate_p_value(wins: int, bets: int, null: float) -> float | None:
     if bets == 0:
         return None
     return float(stats.binom.sf(wins - 1, bets, null))
-
-
-def _z(alpha: float, power: float) -> tuple[float, float]:
-    if not (0 < alpha < 1 and 0 < power < 1):
-        raise JetxInputError(
-            f"`alpha` and `power` must be in (0, 1). Received: alpha={alpha}, power={power}"
-        )
-    return float(stats.norm.ppf(1.0 - alpha)), float(stats.norm.ppf(power))
-
-
-def bets_to_detect(win_rate: float, *, null: float, alpha: float = 0.05, power: float = 0.8) -> int:
-    """Bets a one-sided test at `alpha` needs to show a true `win_rate` above `null` with `power`.
-
-    The normal approximation n = ((z_(1-alpha) sqrt(p0 q0) + z_power sqrt(p1 q1)) / (p1 - p0))^2:
-    about 1,214 bets for 0.70 against break-even 2/3 at 5% and 80%.
-    """
-    if not null < win_rate < 1:
-        raise JetxInputError(f"`win_rate` must be in ({null}, 1). Received: win_rate={win_rate}")
-    z_alpha, z_power = _z(alpha, power)
-    spread = z_alpha * math.sqrt(null * (1 - null)) + z_power * math.sqrt(win_rate * (1 - win_rate))
-    return math.ceil((spread / (win_rate - null)) ** 2)
-
-
-def detectable_win_rate(
-    bets: int, *, null: float, alpha: float = 0.05, power: float = 0.8
-) -> float | None:
-    """The smallest true win rate that `bets` bets show above `null` with `power` at `alpha`.
-
-    The inverse of `bets_to_detect` (same approximation), solved for the win rate. None when
-    even a win rate of 1 would not be shown (too few bets) or there is no bet.
-    """
-    if bets < 1:
-        return None
-    z_alpha, z_power = _z(alpha, power)
-
-    def gap(p1: float) -> float:
-        return (
-            math.sqrt(bets) * (p1 - null)
-            - z_alpha * math.sqrt(null * (1 - null))
-            - z_power * math.sqrt(p1 * (1 - p1))
-        )
-
-    if gap(1.0) <= 0:
-        return None
-    return float(optimize.brentq(gap, null, 1.0, xtol=1e-10))
-
-
-def detectable_log_loss_improvement(
-    rounds: int, *, alpha: float = 0.05, power: float = 0.8
-) -> float | None:
-    """The smallest mean log-loss improvement (nats per round) that `rounds` rounds show with
-    `power` in a one-sided test at `alpha`, for a calibrated forecaster close to the base rate.
-
-    For such a forecaster the per-round differential against the base rate has variance twice
-    its mean (both are, to second order, the forecasts' spread s^2 / (p q) over 2 and over 1),
-    so the test's condition delta = (z_(1-alpha) + z_power) sqrt(2 delta / n) gives
-    delta = 2 (z_(1-alpha) + z_power)^2 / n, whatever the base rate: about 0.0097 nats on 1,280
-    rounds at 5% and 80%. Checked against a simulation of the DM/HLN test in tests.
-    """
-    if rounds < 1:
-        return None
-    z_alpha, z_power = _z(alpha, power)
-    return 2.0 * (z_alpha + z_power) ** 2 / rounds
-
-
-def spiegelhalter(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
-    """Spiegelhalter's (1986) calibration test: z and its two-sided p-value.
-
-    z = sum (y - p)(1 - 2p) / sqrt(sum (1 - 2p)^2 p (1 - p)) is standard normal when the
-    forecasts are calibrated (each round's outcome has the forecast's probability), whatever
-    their spread. None for both when every forecast is 0, 1/2 or 1 (nothing to weigh).
-    """
-    outcome, forecast = _outcomes(y, p)
-    weight = 1.0 - 2.0 * forecast
-    variance = float(np.sum(weight**2 * forecast * (1.0 - forecast)))
-    if variance <= 0:
-        return {"z": None, "p_value": None}
-    z = float(np.sum((outcome - forecast) * weight)) / math.sqrt(variance)
-    return {"z": z, "p_value": float(2.0 * stats.norm.sf(abs(z)))}
-
-
-def reliability_bins(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, Any]]:
-    """The reliability diagram's points: forecasts in `bins` equal-count bins, each with its
-    forecast range, count, mean forecast, observed rate and the rate's Wilson interval.
-
-    Equal counts, not equal widths: forecasts near the base rate would fill one width bin.
-    Ties stay together, so there may be fewer bins than asked; empty input gives no bin.
-    """
-    outcome, forecast = _outcomes(y, p)
-    if forecast.size == 0:
-        return []
-    order = np.argsort(forecast, kind="stable")
-    edges = np.unique(np.quantile(forecast, np.linspace(0, 1, bins + 1)[1:-1]))
-    labels = np.searchsorted(edges, forecast[order], side="right")
-    rows = []
-    for label in np.unique(labels):
-        members = order[labels == label]
-        hits = int(outcome[members].sum())
-        rows.append(
-            {
-                "low": float(forecast[members].min()),
-                "high": float(forecast[members].max()),
-                "count": int(members.size),
-                "mean_forecast": float(forecast[members].mean()),
-                "observed_rate": hits / members.size,
-                "observed_ci": wilson_interval(hits, int(members.size)),
-            }
-        )
-    return rows

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jetx.config import BREAK_EVEN_WIN_RATE
-from jetx.evaluation import statistics, verdicts
+from jetx.evaluation import power, statistics, verdicts
 
 #: Level of every test: the adjusted p-value is read against it.
 ALPHA = 0.05
@@ -40,7 +40,7 @@ def _cut_words(stage: Mapping[str, Any], key: str) -> str:
 
 def _skill_test(stage: Mapping[str, Any], adjusted: float, tests: int) -> dict[str, Any]:
     forecast = stage["forecast"]
-    delta = statistics.detectable_log_loss_improvement(
+    delta = power.detectable_log_loss_improvement(
         forecast["rounds"], alpha=ALPHA / tests, power=POWER
     )
     base = forecast["forecasters"]["base_rate"]["log_loss"]
@@ -87,7 +87,7 @@ def adjust_stages(
                 "p_value": raw[(i, key)] if raw[(i, key)] is not None else 1.0,
                 "adjusted_p_value": bank_adjusted[(i, key)],
                 "tests": n_bank,
-                "detectable_win_rate": statistics.detectable_win_rate(
+                "detectable_win_rate": power.detectable_win_rate(
                     bets, null=BREAK_EVEN_WIN_RATE, alpha=ALPHA / n_bank, power=POWER
                 ),
             }
