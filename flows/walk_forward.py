@@ -18,9 +18,11 @@ from typing import Annotated, Literal
 from prefect import flow
 from pydantic import Field
 
+import tasks.logs  # noqa: F401  (the jetx.* loggers reach the run's logs)
 from jetx.config import PRESETS, VARIANTS, get_preset
 from jetx.evaluation.origins import MIN_ORIGINS
 from jetx.runtime import configure_tensorflow, import_tensorflow
+from tasks.caching import RECORDS
 from tasks.data import load_raw
 from tasks.evaluate import evaluate_run
 from tasks.records import EvaluationRecord, ReportRecord, StageRecord
@@ -36,7 +38,11 @@ VariantName = Literal[*VARIANTS]
 PresetName = Literal[*PRESETS]
 
 
-@flow(name="jetx-walk-forward", flow_run_name="jetx-walk-forward-{preset}")
+@flow(
+    name="jetx-walk-forward",
+    flow_run_name="jetx-walk-forward-{preset}",
+    result_serializer=RECORDS,
+)
 def walk_forward(
     source: Path = Path("data/sample.csv"),
     out: Path = Path("runs/walk-forward"),
@@ -60,7 +66,7 @@ def walk_forward(
         seed: seed of weights, shuffling and the bootstrap intervals.
     """
     variant = variant or get_preset(preset).variant
-    data = load_raw(source, out / "data")
+    data = load_raw(source, out)
     plan = plan_walk_forward(data, origins=origins, block=block, preset=preset)
     scored: list[EvaluationRecord] = []
     for origin in plan:

@@ -20,7 +20,7 @@ from jetx.evaluation.tables import origin_table
 from jetx.evaluation.walk_forward import pool_origins
 from jetx.features import FIRST_SAMPLE
 from jetx.layout import RunDir, SeriesDir, WalkForwardDir, Workspace
-from tasks.caching import content_policy, task_code_digest
+from tasks.caching import RECORDS, content_policy, task_code_digest
 from tasks.records import DataRecord, EvaluationRecord, FeaturesRecord, ReportRecord
 
 
@@ -44,6 +44,7 @@ def plan_walk_forward(
     task_run_name="build_origin-{origin.number}",
     cache_policy=content_policy(),
     persist_result=True,
+    result_serializer=RECORDS,
 )
 def build_origin_features(data: DataRecord, origin: Origin, out: Path) -> FeaturesRecord:
     """Cut the history after `origin`'s block and build its features into the workspace.
@@ -59,7 +60,12 @@ def build_origin_features(data: DataRecord, origin: Origin, out: Path) -> Featur
     return FeaturesRecord.of(features.path, features.FILES, samples=record["counts"])
 
 
-@task(name="pool_origins", cache_policy=content_policy(), persist_result=True)
+@task(
+    name="pool_origins",
+    cache_policy=content_policy(),
+    persist_result=True,
+    result_serializer=RECORDS,
+)
 def pool_walk_forward(
     evaluations: list[EvaluationRecord], origins: list[Origin], out: Path, seed: int = 0
 ) -> EvaluationRecord:

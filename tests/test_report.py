@@ -8,11 +8,11 @@ import pytest
 
 from jetx.errors import JetxInputError
 from jetx.evaluation import compare, metrics, report, tables
-from jetx.evaluation.predictions import Predictions, write_predictions
+from jetx.evaluation.inference import Predictions, write_predictions
 from jetx.evaluation.scoring import build_evaluation, stage_evaluation
 from jetx.io import write_json
 from jetx.layout import RunDir
-from jetx.training.callbacks.epoch_records import read_records
+from jetx.training.epoch_history import read_records
 
 
 def _values(n, seed):

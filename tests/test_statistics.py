@@ -1,6 +1,7 @@
 """jetx.evaluation.statistics, calibration and power against hand-computed cases, scipy and
 simulations: every figure a verdict rests on is checked by something that is not itself."""
 
+import itertools
 import math
 
 import numpy as np
@@ -147,7 +148,8 @@ def test_spiegelhalter_by_hand_and_its_level_on_calibrated_forecasts():
     rng = np.random.default_rng(3)
     forecasts = rng.uniform(0.55, 0.75, (2000, 300))
     outcomes = (rng.random(forecasts.shape) < forecasts).astype(float)
-    p_values = [calibration.spiegelhalter(o, f)["p_value"] for o, f in zip(outcomes, forecasts)]
+    pairs = zip(outcomes, forecasts, strict=True)
+    p_values = [calibration.spiegelhalter(o, f)["p_value"] for o, f in pairs]
     assert 0.035 <= np.mean(np.array(p_values) < 0.05) <= 0.065
     # Forecasts 10 points too high are found out.
     assert calibration.spiegelhalter(outcomes[0], forecasts[0] + 0.1)["p_value"] < 0.01
@@ -160,7 +162,7 @@ def test_reliability_bins_hold_every_round_once_in_forecast_order():
     y = (rng.random(1000) < p).astype(float)
     bins = calibration.reliability_bins(y, p)
     assert sum(b["count"] for b in bins) == 1000
-    assert all(b["high"] < c["low"] for b, c in zip(bins, bins[1:]))
+    assert all(b["high"] < c["low"] for b, c in itertools.pairwise(bins))
     assert 8 <= len(bins) <= 10
     first = bins[0]
     members = (p >= first["low"]) & (p <= first["high"])

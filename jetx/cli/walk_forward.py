@@ -13,30 +13,45 @@ import json
 import time
 from pathlib import Path
 
+from jetx.cli.common import add_command, add_json
 from jetx.config import PRESETS, VARIANTS, get_preset
 from jetx.errors import JetxInputError
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    """Add the `walk-forward` subcommand."""
+    parser = add_command(
+        subparsers,
         "walk-forward",
-        help="train at K rolling origins (each on rounds before it only), score the block after "
-        "each, and pool them into one evaluation and report (DIR/report)",
+        summary="train at K rolling origins and pool their out-of-sample blocks (DIR/report)",
+        description="""
+        Evaluate on a rolling forecasting origin: origin k trains on every round before it
+        (nothing later is read), scores the block of rounds after it, and the out-of-sample
+        rounds of all origins are pooled into one proper-score comparison (log loss and Brier
+        against the training base rate and the house's 0.97/1.5), one Diebold-Mariano/HLN test,
+        one bankroll and a verdict adjusted for every trial, with one row per origin beside it.
+        The stage engine, its checkpoints and resume are reused: running the command again on
+        the same DIR keeps built origins and finished stages.""",
+        example="jetx walk-forward data/sample.csv --out runs/wf --preset demo --origins 5",
     )
     parser.add_argument("source", type=Path, help="CSV or SQLite history")
     parser.add_argument("--out", type=Path, required=True, help="walk-forward dir (resumed)")
     parser.add_argument("--origins", type=int, default=5, help="rolling origins, >= 5")
     parser.add_argument(
-        "--block", type=int, help="samples scored per origin (default: the preset's eval cap)"
+        "--block", type=int, help="rounds scored per origin (default: the preset's eval cap)"
     )
-    parser.add_argument("--preset", default="demo", choices=sorted(PRESETS))
-    parser.add_argument("--variant", choices=sorted(VARIANTS), help="default: the preset's")
-    parser.add_argument("--stages", type=int, default=1, choices=(1, 2, 3), help="per origin")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--cut", type=float, default=0.5, help="bet when p(value >= 1.5) >= cut (default 0.5)"
+        "--preset", default="demo", choices=sorted(PRESETS), help="model size and schedule"
     )
-    parser.add_argument("--json", action="store_true", help="print the pooled evaluation.json")
+    parser.add_argument(
+        "--variant", choices=sorted(VARIANTS), help="model variant (default: the preset's)"
+    )
+    parser.add_argument(
+        "--stages", type=int, default=1, choices=(1, 2, 3), help="stages trained per origin"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights and shuffling")
+    parser.add_argument("--cut", type=float, default=0.5, help="bet when p(value >= 1.5) >= cut")
+    add_json(parser, "the pooled evaluation.json")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=_run, needs_tensorflow=True)
 

@@ -22,7 +22,7 @@ from jetx.errors import JetxInputError
 from jetx.features import FIRST_SAMPLE
 from jetx.features.build import build_features
 from jetx.features.splits import split_counts
-from jetx.io import write_json, write_parquet
+from jetx.io import sha256_file, write_json, write_parquet
 from jetx.layout import OriginDir, SeriesDir
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,12 @@ def build_origin(series_dir: Path, origin: Origin, out: Path) -> dict[str, Any]:
     write_parquet(layout.series.series, table.slice(0, origin.rounds))
     write_json(
         layout.series.manifest_path,
-        {"source": str(source.resolve()), "rounds": origin.rounds, "origin": origin.to_dict()},
+        {
+            "source": str(source.resolve()),
+            "rounds": origin.rounds,
+            "origin": origin.to_dict(),
+            "outputs": {SeriesDir.SERIES: sha256_file(layout.series.series)},
+        },
     )
     manifest = build_features(
         layout.series.path, layout.features.path, fractions=origin.fractions()

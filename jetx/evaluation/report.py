@@ -29,8 +29,8 @@ import numpy as np
 
 from jetx.config import BREAK_EVEN_WIN_RATE, CASHOUT
 from jetx.evaluation import plots
+from jetx.evaluation.inference import read_predictions
 from jetx.evaluation.metrics import bet_signal
-from jetx.evaluation.predictions import read_predictions
 from jetx.evaluation.tables import (
     calibration_rows,
     confusion_rows,
@@ -44,7 +44,7 @@ from jetx.evaluation.tables import (
 )
 from jetx.io import atomic_path
 from jetx.layout import RunDir
-from jetx.training.callbacks.epoch_records import read_records
+from jetx.training.epoch_history import read_records
 
 logger = logging.getLogger(__name__)
 

@@ -20,12 +20,12 @@ import numpy as np
 
 from jetx.errors import JetxInputError
 from jetx.evaluation import forecasts, metrics
-from jetx.evaluation.predictions import Predictions, predict, write_predictions
+from jetx.evaluation.inference import Predictions, predict, write_predictions
 from jetx.evaluation.tables import training_rows
 from jetx.evaluation.trials import adjust_stages
 from jetx.io import write_json
 from jetx.layout import FeaturesDir, RunDir
-from jetx.training.callbacks.epoch_records import read_records
+from jetx.training.epoch_history import read_records
 
 logger = logging.getLogger(__name__)
 

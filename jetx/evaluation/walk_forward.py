@@ -24,8 +24,8 @@ import numpy as np
 from jetx.config import Preset
 from jetx.errors import JetxInputError
 from jetx.evaluation import forecasts, metrics, statistics
+from jetx.evaluation.inference import read_predictions, write_predictions
 from jetx.evaluation.origins import Origin, build_origin, plan_for_preset
-from jetx.evaluation.predictions import read_predictions, write_predictions
 from jetx.evaluation.report import render_report
 from jetx.evaluation.scoring import build_evaluation, evaluate_run
 from jetx.features import FIRST_SAMPLE
