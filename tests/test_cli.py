@@ -28,6 +28,7 @@ def test_every_command_is_listed():
         "train",
         "evaluate",
         "compare",
+        "walk-forward",
         "export",
         "predict",
         "run",

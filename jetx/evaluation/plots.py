@@ -185,3 +185,51 @@ def plot_bankroll(y_value: np.ndarray, bets: Mapping[str, np.ndarray], path: Pat
     if bets:
         ax.legend()
     return _save(fig, path)
+
+
+def plot_reliability(
+    bins: Mapping[str, Sequence[Mapping[str, Any]]], base_rate: float, path: Path, title: str
+) -> Path:
+    """The reliability diagram: observed rate against mean forecast per bin, with the diagonal.
+
+    Two panels: the whole unit square, where forecasts near the base rate show as one cluster
+    (what a good model of an i.i.d. game does), and a zoom on the forecasts' range. Each point
+    carries its 95% Wilson interval; the last series' points carry their count of rounds.
+
+    Args:
+        bins: label (e.g. "stage 3") -> `jetx.evaluation.calibration.reliability_bins` rows.
+        base_rate: the training base rate, drawn as a reference line.
+        path: the PNG to write.
+        title: what the forecasts are of (split, rounds).
+
+    Returns:
+        `path`.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
+    forecasts = [row["mean_forecast"] for rows in bins.values() for row in rows]
+    low, high = (min(forecasts), max(forecasts)) if forecasts else (0.0, 1.0)
+    pad = max(0.02, 0.15 * (high - low))
+    zoom = (max(0.0, low - pad), min(1.0, high + pad))
+    last = list(bins)[-1] if bins else None
+    for ax, x_range, label in ((axes[0], (0.0, 1.0), "Whole range"), (axes[1], zoom, "Zoom")):
+        ax.plot([0, 1], [0, 1], color="black", lw=0.8, label="perfect calibration")
+        ax.axhline(base_rate, color="grey", ls=":", lw=0.8, label=f"base rate {base_rate:.3f}")
+        for index, (name, rows) in enumerate(bins.items()):
+            x = np.array([r["mean_forecast"] for r in rows])
+            y = np.array([r["observed_rate"] for r in rows])
+            ci = np.array([r["observed_ci"] for r in rows]).reshape(-1, 2)
+            ax.errorbar(x, y, yerr=np.abs(ci.T - y), fmt="o", ms=4, c=f"C{index}", capsize=2,
+                        label=name)  # fmt: skip
+            if ax is axes[1] and name == last:
+                for r in rows:
+                    ax.annotate(f"n={r['count']}", (r["mean_forecast"], r["observed_rate"]),
+                                textcoords="offset points", xytext=(4, 4), fontsize=7)  # fmt: skip
+        ax.set_xlim(*x_range)
+        ax.set_ylim(*(x_range if ax is axes[0] else (0.0, 1.0)))
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("mean forecast P(value >= 1.5) in the bin")
+        ax.set_ylabel("observed share of rounds reaching 1.5x")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"{title} (equal-count bins, 95% Wilson intervals)")
+    return _save(fig, path)

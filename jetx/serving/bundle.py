@@ -28,6 +28,8 @@ import numpy as np
 from jetx import __version__
 from jetx.config import CASHOUT, HOUSE_RETURN
 from jetx.errors import JetxInputError
+from jetx.evaluation.scoring import train_base_rate
+from jetx.evaluation.trials import run_trials
 from jetx.features import FEATURE_NAMES, FEATURE_VERSION
 from jetx.features.splits import Scaler
 from jetx.io import write_json
@@ -104,7 +106,7 @@ def export_bundle(run_dir: Path, out_dir: Path) -> dict[str, Any]:
         _save_model(data, checkpoint, bundle.model)
         shutil.copyfile(FeaturesDir(data.features_dir).scaler, bundle.scaler)
         info = json.loads(json.dumps(_bundle_info(run, data, evaluation, final, manifest)))
-        _save_forecasts(run, data, info["base_rate"], bundle.forecasts)
+        _save_forecasts(run, data, bundle.forecasts)
         write_json(bundle.info_path, info)
         _publish(staging, out_dir)
     finally:
@@ -130,16 +132,16 @@ def _save_model(data, checkpoint: Path, path: Path) -> None:
         keras.mixed_precision.set_global_policy(policy)
 
 
-def _save_forecasts(run: RunDir, data, base_rate: float, path: Path) -> None:
+def _save_forecasts(run: RunDir, data, path: Path) -> None:
     """The last stage's test forecasts (`jetx evaluate`'s, not recomputed) with their positions
-    in the series, so that two bundles of the same data are compared round by round."""
+    in the series, so that two bundles of the same rounds are compared round by round."""
+    from jetx.evaluation.inference import read_predictions
     from jetx.training.windows import load_split
 
     index = load_split(data.features_dir, "test", data.max_eval_samples).index
-    with np.load(run.predictions) as evaluated:
-        p_model = np.atleast_2d(evaluated["p_threshold"])[-1].astype(np.float64)
-        y_value = evaluated["y_value"].astype(np.float64)
-    if not index.size == p_model.size == y_value.size:
+    evaluated = read_predictions(run.predictions)
+    p_model = np.atleast_2d(evaluated["p_threshold"])[-1]
+    if not index.size == p_model.size == evaluated["y_value"].size:
         raise JetxInputError(
             f"{run.predictions}: {p_model.size} forecasts for {index.size} test rounds; "
             f"evaluate the run again (`jetx evaluate {run.path}`)"
@@ -148,9 +150,9 @@ def _save_forecasts(run: RunDir, data, base_rate: float, path: Path) -> None:
         np.savez(
             handle,
             index=index.astype(np.int64),
-            y_value=y_value,
+            y_value=evaluated["y_value"],
             p_model=p_model,
-            p_base_rate=np.full(index.size, base_rate),
+            p_base_rate=evaluated["p_base_rate"],
         )
 
 
@@ -180,29 +182,22 @@ def _bundle_info(run: RunDir, data, evaluation: dict, final: dict, manifest: dic
         "cut": final["val_cut"],
         "data_sha256": manifest["series_sha256"],
         "rounds": manifest["n_rounds"],
-        "base_rate": training_base_rate(data.features_dir),
+        "base_rate": train_base_rate(data.features_dir),
         "house_base_rate": HOUSE_RETURN / CASHOUT,
         "test": {
             "rounds": evaluation["rounds"],
-            "verdict": final["verdict_at_val_cut"],
+            "verdict": f"{final['skill_verdict']} {final['verdict_at_val_cut']}",
             "bets": at_cut["bets"],
             "win_rate": at_cut["win_rate"],
             "win_rate_ci": at_cut["win_rate_ci"],
             "roi": at_cut["roi"],
             "roi_ci": at_cut["roi_ci"],
             "always_bet_win_rate": evaluation["baselines"]["always"]["win_rate"],
+            "skill_verdict": final["skill_verdict"],
+            "skill_test": final["skill_test"],
+            "skill_tests": run_trials(evaluation),
         },
     }
-
-
-def training_base_rate(features_dir: Path) -> float:
-    """Share of the train split's rounds that reached the cash-out: the honest constant guess."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(FeaturesDir(features_dir).features, columns=["split", "threshold"])
-    train = table.filter(pc.equal(table["split"], "train"))
-    return float(np.mean(train["threshold"].to_numpy()))
 
 
 def _publish(staging: Path, out_dir: Path) -> None:
