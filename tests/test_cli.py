@@ -31,6 +31,7 @@ def test_every_command_is_listed():
         "walk-forward",
         "export",
         "predict",
+        "promote",
         "run",
         "serve",
     ]

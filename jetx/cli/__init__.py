@@ -23,6 +23,7 @@ from jetx.cli import (
     ingest,
     memory,
     predict,
+    promote,
     synth,
     train,
     walk_forward,
@@ -43,6 +44,7 @@ COMMANDS = (
     walk_forward,
     export,
     predict,
+    promote,
 )
 
 
