@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TestForecasts:
+class BundleForecasts:
     """A bundle's forecasts of its test rounds (forecasts.npz), [N] each, in round order.
 
     Args:
@@ -60,13 +60,13 @@ class TestForecasts:
     trials: int = 1
 
     @classmethod
-    def of_bundle(cls, path: Path) -> TestForecasts:
+    def of_bundle(cls, path: Path) -> BundleForecasts:
         info = BundleDir(path).info()
         saved = read_forecasts(path)
         return cls(name=Path(path).name, trials=int(info["test"]["skill_tests"]), **saved)
 
 
-def common_rounds(a: TestForecasts, b: TestForecasts) -> tuple[np.ndarray, np.ndarray] | None:
+def common_rounds(a: BundleForecasts, b: BundleForecasts) -> tuple[np.ndarray, np.ndarray] | None:
     """Rows of `a` and of `b` that are the same rounds: common positions with equal outcomes.
 
     Returns:
@@ -80,7 +80,7 @@ def common_rounds(a: TestForecasts, b: TestForecasts) -> tuple[np.ndarray, np.nd
 
 
 def decide(
-    candidate: TestForecasts, champion: TestForecasts | None, *, seed: int = 0
+    candidate: BundleForecasts, champion: BundleForecasts | None, *, seed: int = 0
 ) -> dict[str, Any]:
     """Whether `candidate` replaces `champion` (None: there is none yet), with reasons.
 
@@ -153,12 +153,12 @@ def promote_run(models: ModelsDir, name: str, *, seed: int = 0) -> dict[str, Any
     with models.lock():
         point(models, ModelsDir.LATEST, name, at=_now())
         before = pointed(models, ModelsDir.CHAMPION)
-        candidate = TestForecasts.of_bundle(models.bundle(name).path)
+        candidate = BundleForecasts.of_bundle(models.bundle(name).path)
         if before == name:  # the same run again (a cached export): nothing to decide
             decision = decide(candidate, None, seed=seed)
             decision.update(blessed=True, reasons=["It is the champion already."])
             return _record(models, name, decision, before, manual=False)
-        champion = TestForecasts.of_bundle(models.bundle(before).path) if before else None
+        champion = BundleForecasts.of_bundle(models.bundle(before).path) if before else None
         return _record(models, name, decide(candidate, champion, seed=seed), before, manual=False)
 
 
@@ -180,7 +180,7 @@ def promote_by_hand(models: ModelsDir, bundle: Path) -> dict[str, Any]:
                 )
             shutil.copytree(source, target.path)
         before = pointed(models, ModelsDir.CHAMPION)
-        gate = decide(TestForecasts.of_bundle(target.path), None)
+        gate = decide(BundleForecasts.of_bundle(target.path), None)
         decision = {
             "blessed": True,
             "reasons": [f"Pinned by hand (`jetx promote {bundle}`); the gate did not decide."],
