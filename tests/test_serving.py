@@ -38,7 +38,6 @@ from jetx.training.windows import load_split, make_dataset, next_round_inputs
 
 pytestmark = pytest.mark.slow
 TINY = PRESETS["tiny"]
-JETX = [sys.executable, "-m", "jetx"]
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +83,18 @@ def test_the_bundle_holds_what_is_needed_to_use_and_judge_the_model(exported):
     assert not [p for p in exported["bundle"].rglob("*") if p.suffix in (".pkl", ".pickle")]
 
 
-def test_the_model_loads_safely_in_a_fresh_process_and_predicts_as_the_evaluation(exported):
+@pytest.fixture(scope="module")
+def fresh_process(exported):
+    """One fresh process (one TensorFlow import): `jetx predict --json` on the history, then the
+    bundle's model loaded with `safe_mode=True` and run over the test split."""
     bundle = BundleDir(exported["bundle"])
+    predict = ["predict", str(bundle.path), "--history", str(exported["history"]), "--json"]
     code = textwrap.dedent(
         f"""
-        import json, numpy as np, keras
+        import json, sys
+        from jetx.cli import main
+        exit_code = main({predict!r})
+        import numpy as np, keras
         import jetx.model.layers
         from jetx.config import ModelConfig
         from jetx.training.windows import make_dataset
@@ -98,12 +104,20 @@ def test_the_model_loads_safely_in_a_fresh_process_and_predicts_as_the_evaluatio
         batches = make_dataset({str(exported["features"])!r}, "test", config, 64,
                                max_samples={TINY.max_eval_samples})
         ps = [np.asarray(model(x, training=False)["threshold"]).reshape(-1) for x, _ in batches]
-        print(json.dumps({{"p": np.concatenate(ps).tolist(), "policy": model.dtype_policy.name}}))
+        print(json.dumps({{"p": np.concatenate(ps).tolist(), "policy": model.dtype_policy.name,
+                          "predict_exit": exit_code}}))
         """
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    return {"predict": json.loads(lines[0]), "loaded": json.loads(lines[-1])}
+
+
+def test_the_model_loads_safely_in_a_fresh_process_and_predicts_as_the_evaluation(
+    exported, fresh_process
+):
+    loaded = fresh_process["loaded"]
     with np.load(RunDir(exported["run"]).predictions) as evaluated:
         np.testing.assert_allclose(loaded["p"], evaluated["p_threshold"][-1], atol=1e-5)
     assert loaded["policy"] == "float32"
@@ -129,14 +143,9 @@ def test_a_prediction_for_a_prefix_uses_the_training_inputs_of_that_sample(expor
         assert prediction["probability"] == pytest.approx(float(p_test[row]), abs=1e-5)
 
 
-def _predict(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*JETX, "predict", *args], capture_output=True, text=True, timeout=300)
-
-
-def test_jetx_predict_prints_the_prediction_and_the_bundles_verdict(exported):
-    done = _predict(str(exported["bundle"]), "--history", str(exported["history"]), "--json")
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout)
+def test_jetx_predict_prints_the_prediction_and_the_bundles_verdict(exported, fresh_process):
+    assert fresh_process["loaded"]["predict_exit"] == 0
+    out = fresh_process["predict"]
     assert {"probability", "bet", "cut", "base_rate", "verdict", "classes", "regression",
             "rounds_used", "bundle"} <= set(out)  # fmt: skip
     assert out["bet"] is (out["probability"] >= out["cut"])
