@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -283,3 +284,23 @@ def test_retention_prunes_old_runs_to_one_slim_checkpoint_and_never_champion_or_
     info = export_bundle(workspace.run("r2").path, tmp_path / "again")  # still exportable
     assert info["stage"] == 1 and BundleDir(tmp_path / "again").is_complete()
     assert retain(workspace, keep_runs=1)["pruned"] == {"r2": 0, "r4": 0}  # nothing more
+    busy = workspace.run("r0")  # the oldest, but in use: left alone
+    shutil.copytree(exported["run"], busy.path)
+    os.utime(busy.run_file, (1e8, 1e8))
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with busy.lock():
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        held.wait(60)
+        again = retain(workspace, keep_runs=1)
+    finally:
+        release.set()
+        holder.join()
+    assert "is in use" in again["skipped"]["r0"] and "r0" not in again["pruned"]
+    assert [c.name for c in checkpoints(busy.stage(1).path)] == before
