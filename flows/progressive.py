@@ -24,7 +24,7 @@ from tasks.data import load_raw
 from tasks.evaluate import evaluate_run
 from tasks.features import build_features
 from tasks.memory import audit_memory
-from tasks.models import export_model, promote_model, retain_runs
+from tasks.publishing import export_model, promote_model, retain_runs
 from tasks.records import ReportRecord, StageRecord
 from tasks.report import write_report
 from tasks.stage import train_stage, training_dir
