@@ -244,6 +244,14 @@ def test_jetx_promote_pins_a_bundle_by_hand_and_says_so(exported, tmp_path, caps
     assert record["scores"]["gate_would_bless"] is False  # 1-stage tiny run: no skill shown
     assert json.loads(models.promotion.read_text()) == record
     assert BundleDir(models.bundle(name).path).is_complete()
+    assert main(["promote", str(exported["bundle"]), "--out", str(out)]) == 0  # the same again
+    other = tmp_path / "other"
+    shutil.copytree(exported["bundle"], other)
+    info = json.loads((other / "bundle.json").read_text())
+    (other / "bundle.json").write_text(json.dumps({**info, "checkpoint": "stage1/other"}))
+    capsys.readouterr()
+    assert main(["promote", str(other), "--out", str(out)]) == 2
+    assert f"{models.bundle(name).path} exists and is another bundle" in capsys.readouterr().err
     assert main(["promote", str(models.bundle("run-a").path), "--out", str(out)]) == 0
     assert "-> run-a (pinned by hand; the gate " in capsys.readouterr().out
 

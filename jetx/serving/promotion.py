@@ -173,7 +173,7 @@ def promote_by_hand(models: ModelsDir, bundle: Path) -> dict[str, Any]:
     name = source.name if source.parent.resolve() == Path(models.path).resolve() else info["run"]
     target = models.bundle(name)
     with models.lock():
-        if source.resolve() != target.path.resolve():
+        if source.resolve() != target.path.resolve() and not _same_model(source, target):
             if target.path.exists():
                 raise JetxInputError(
                     f"{target.path} exists and is another bundle; pin that one or remove it"
@@ -188,6 +188,14 @@ def promote_by_hand(models: ModelsDir, bundle: Path) -> dict[str, Any]:
             "alpha": gate["alpha"],
         }
         return _record(models, name, decision, before, manual=True)
+
+
+def _same_model(source: Path, target: BundleDir) -> bool:
+    """Whether `target` is an export of the same checkpoint of the same run as `source`."""
+    if not target.is_complete():
+        return False
+    mine, theirs = BundleDir(source).info(), target.info()
+    return all(mine[key] == theirs[key] for key in ("run", "checkpoint", "data_sha256"))
 
 
 def _record(
