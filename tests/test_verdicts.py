@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jetx.config import BREAK_EVEN_WIN_RATE
-from jetx.evaluation import forecasts, metrics, statistics, verdicts
+from jetx.evaluation import forecasts, metrics, power, statistics, verdicts
 
 ALPHA, POWER, TRIALS = 0.05, 0.8, 6
 NOT_ABOVE = "not above break-even"
@@ -22,7 +22,7 @@ def _test(model: dict) -> dict:
         "p_value": 1.0 if p is None else p,
         "adjusted_p_value": 1.0 if p is None else min(1.0, TRIALS * p),
         "tests": TRIALS,
-        "detectable_win_rate": statistics.detectable_win_rate(
+        "detectable_win_rate": power.detectable_win_rate(
             model["bets"], null=BREAK_EVEN_WIN_RATE, alpha=ALPHA / TRIALS
         ),
     }
