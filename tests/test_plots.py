@@ -1,4 +1,4 @@
-"""jetx.evaluation.plots writes readable PNGs from real records (pyplot-free Figures, real files)."""
+"""jetx.evaluation.plots writes readable PNGs from real records (pyplot-free, real files)."""
 
 import os
 import subprocess
