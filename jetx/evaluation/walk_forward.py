@@ -251,7 +251,8 @@ def run_walk_forward(
         JetxInputError: a bad plan, a block larger than the preset's evaluation cap, or `out`
             holding a walk-forward of another plan.
     """
-    from jetx.training.schedule import StageData, run_schedule
+    from jetx.training.inputs import StageData
+    from jetx.training.schedule import run_schedule
 
     manifest = SeriesDir(series_dir).manifest()
     samples = manifest["rows_kept"] - FIRST_SAMPLE
