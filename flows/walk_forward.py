@@ -94,14 +94,20 @@ def walk_forward(
 def main(argv: list[str] | None = None) -> int:
     """Run the flow once in Prefect's ephemeral mode; print the pooled verdict and the time."""
     parser = argparse.ArgumentParser(prog="python -m flows.walk_forward", description=__doc__)
-    parser.add_argument("--source", type=Path, default=Path("data/sample.csv"))
-    parser.add_argument("--out", type=Path, default=Path("runs/walk-forward"))
-    parser.add_argument("--origins", type=int, default=MIN_ORIGINS)
-    parser.add_argument("--block", type=int)
-    parser.add_argument("--variant", choices=sorted(VARIANTS))
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="demo")
-    parser.add_argument("--stages", type=int, choices=(1, 2, 3), default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--source", type=Path, default=Path("data/sample.csv"), help="CSV or SQLite history"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/walk-forward"), help="where everything goes"
+    )
+    parser.add_argument("--origins", type=int, default=MIN_ORIGINS, help="rolling origins, >= 5")
+    parser.add_argument("--block", type=int, help="rounds scored per origin (default: eval cap)")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), help="default: the preset's")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="demo", help="model size")
+    parser.add_argument(
+        "--stages", type=int, choices=(1, 2, 3), default=1, help="stages per origin"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights and shuffling")
     parser.add_argument("-v", "--verbose", action="store_true", help="TensorFlow's own log lines")
     args = vars(parser.parse_args(argv))
     configure_tensorflow(verbose=args.pop("verbose"))

@@ -22,6 +22,7 @@ from jetx.features import FIRST_SAMPLE
 from jetx.layout import RunDir, SeriesDir, WalkForwardDir, Workspace
 from tasks.caching import RECORDS, content_policy, task_code_digest
 from tasks.records import DataRecord, EvaluationRecord, FeaturesRecord, ReportRecord
+from tasks.report import inline_images
 
 
 @task(name="plan_origins")
@@ -98,7 +99,9 @@ def write_walk_forward_report(pool: EvaluationRecord) -> ReportRecord:
         origin_table(evaluation["origins"]), key="walk-forward-origins", description=str(report)
     )
     create_markdown_artifact(
-        report.read_text(encoding="utf-8"), key="walk-forward-report", description=str(report)
+        inline_images(report.read_text(encoding="utf-8"), report.parent),
+        key="walk-forward-report",
+        description=str(report),
     )
     get_run_logger().info("Walk-forward report: %s", report)
     return ReportRecord.of(layout.report, [RunDir.REPORT_MD, RunDir.EVALUATION], previous_run=None)

@@ -119,6 +119,11 @@ def test_write_report_writes_markdown_json_and_plots(tmp_path):
     assert [text.index(part) for part in order] == sorted(text.index(part) for part in order)
     assert "This evaluation made **4 trials**: 2 stages x 2 cuts" in text
     assert "could only have shown a log-loss improvement of" in text
+    # Every table fits the Prefect UI's artifact pane (~708 px): at most 7 columns.
+    widths = [line.count("|") - 1 for line in text.splitlines() if line.startswith("|")]
+    assert widths and max(widths) <= 7, max(widths)
+    for column in ("ROI [95% CI]", "money-loss risk", "MAE", "peak RSS (MiB)", "Brier"):
+        assert f"| {column} |" in text or f" {column} |" in text, column  # split, not dropped
 
 
 def test_training_rows_summarise_each_stage():

@@ -120,6 +120,7 @@ def test_the_model_loads_safely_in_a_fresh_process_and_predicts_as_the_evaluatio
 ):
     loaded = fresh_process["loaded"]
     with np.load(RunDir(exported["run"]).predictions) as evaluated:
+        # predictions.npz holds every evaluated stage's forecasts; the bundle is the last stage.
         np.testing.assert_allclose(loaded["p"], evaluated["p_threshold"][-1], atol=1e-5)
     assert loaded["policy"] == "float32"
 

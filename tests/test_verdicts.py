@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jetx.config import BREAK_EVEN_WIN_RATE
-from jetx.evaluation import forecasts, metrics, statistics, verdicts
+from jetx.evaluation import forecasts, metrics, power, statistics, trials, verdicts
 
 ALPHA, POWER, TRIALS = 0.05, 0.8, 6
 NOT_ABOVE = "not above break-even"
@@ -22,7 +22,7 @@ def _test(model: dict) -> dict:
         "p_value": 1.0 if p is None else p,
         "adjusted_p_value": 1.0 if p is None else min(1.0, TRIALS * p),
         "tests": TRIALS,
-        "detectable_win_rate": statistics.detectable_win_rate(
+        "detectable_win_rate": power.detectable_win_rate(
             model["bets"], null=BREAK_EVEN_WIN_RATE, alpha=ALPHA / TRIALS
         ),
     }
@@ -97,3 +97,17 @@ def test_skill_verdict_states_the_test_the_adjustment_and_the_power():
         forecast, {**test, "adjusted_p_value": 0.001}, alpha=ALPHA, power=POWER
     )
     assert "evidence of skill over the base rate" in shown and "leakage suspect" in shown
+
+
+def test_a_comparison_across_runs_adjusts_every_stage_of_every_run_together():
+    def run(*p_values):
+        stages = [{"forecast": {"dm": {"p_value": p}}} for p in p_values]
+        return {"stages": stages, "trials": {"skill_tests": len(p_values)}}
+
+    runs = [run(0.01, 0.04), run(0.03)]
+    # Holm over all three: 0.01 x 3, then max(0.03 x 2, 0.03), then max(0.04 x 1, 0.06).
+    assert trials.adjust_runs(runs) == [
+        [pytest.approx(0.03), pytest.approx(0.06)],
+        [pytest.approx(0.06)],
+    ]
+    assert [trials.run_trials(r) for r in runs] == [2, 1]

@@ -33,12 +33,14 @@ from jetx.evaluation.inference import read_predictions
 from jetx.evaluation.metrics import bet_signal
 from jetx.evaluation.tables import (
     calibration_rows,
+    columns,
     confusion_rows,
-    forecast_rows,
     markdown_table,
     origin_table,
     percent,
     result_rows,
+    score_rows,
+    skill_rows,
     target_rows,
     trial_rows,
 )
@@ -55,6 +57,20 @@ INDEPENDENCE = (
 )
 RELIABILITY = "reliability.png"
 BANKROLL = "bankroll.png"
+#: The wide tables, split into narrow ones that fit the Prefect UI's artifact pane (~7 columns).
+RESULT_TABLES = (
+    ("rule", "cut", "bets", "win rate [95% CI]", "ROI [95% CI]"),
+    ("rule", "cut", "threshold acc", "precision", "below-1.5 acc", "above-1.5 acc",
+     "money-loss risk"),
+)  # fmt: skip
+HEADS_TABLE = ("rule", "cut", "MAE", "class acc")
+TRAINING_TABLES = (
+    ("stage", "epochs", "best val_loss", "best epoch", "seconds"),
+    ("stage", "micro-batch", "accumulation", "peak memory (MiB)", "memory source",
+     "peak RSS (MiB)"),
+)  # fmt: skip
+ORIGIN_DATA = ("origin", "stage", "train rounds", "scored rounds", "base rate",
+               "bets at the given cut", "win rate")  # fmt: skip
 
 SCORE_NOTES = (
     "Log loss (nats per round) and the Brier score are strictly proper: the forecaster that "
@@ -123,35 +139,65 @@ def _header(evaluation: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _origin_tables(origins: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per-origin rows as two tables: the data and bets, then the scores and tests."""
+    rows = origin_table(origins)
+    scores = ["origin", "stage"] + [
+        c for c in rows[0] if c not in ORIGIN_DATA + ("validation cut",)
+    ]
+    return [markdown_table(columns(rows, ORIGIN_DATA)), "", markdown_table(columns(rows, scores))]
+
+
+def _result_tables(evaluation: Mapping[str, Any]) -> list[str]:
+    """The bankroll and the threshold head's accuracies for every rule, then the model's other
+    heads (the baselines have none)."""
+    rows = result_rows(evaluation)
+    tables = [markdown_table(columns(rows, names)) for names in RESULT_TABLES]
+    heads = [row for row in rows if row.get("MAE")]
+    if heads:
+        tables.append(markdown_table(columns(heads, HEADS_TABLE)))
+    return [part for table in tables for part in (table, "")]
+
+
 def render_markdown(evaluation: Mapping[str, Any], figures: Sequence[str] = ()) -> str:
-    """report.md's text: the evidence first (skill, calibration, trials), then the bankroll."""
+    """report.md's text: the evidence first (skill with its power, calibration, trials), then
+    the bankroll. Every table has at most 7 columns."""
     stages = evaluation["stages"]
     final = stages[-1] if stages else None
     lines = _header(evaluation)
     if stages:
         lines += ["## Skill: proper scores against the constant forecasters", ""]
         lines += _stage_lines(stages, "skill_verdict", "")
-        lines += [markdown_table(forecast_rows(evaluation)), "", SCORE_NOTES, ""]
-        lines += ["## Calibration", "", _calibration_text(evaluation), ""]
-        lines += [markdown_table(calibration_rows(evaluation)), ""]
+        lines += [markdown_table(score_rows(evaluation)), ""]
+        lines += [
+            "Skill scores with 95% block-bootstrap intervals; the DM/HLN test is one-sided:",
+            "",
+        ]
+        lines += [markdown_table(skill_rows(evaluation)), ""]
+        lines += ["## Calibration", ""]
         lines += [f"![{RELIABILITY}]({RELIABILITY})", ""] if RELIABILITY in figures else []
+        lines += [_calibration_text(evaluation), ""]
+        lines += [markdown_table(calibration_rows(evaluation)), ""]
+        lines += ["## How the scores and tests are computed", "", SCORE_NOTES, ""]
         lines += ["## What was tried", "", _trials_text(evaluation), ""]
         lines += [markdown_table(trial_rows(evaluation)), ""]
     if evaluation.get("origins"):
         lines += ["## Origins", "", evaluation["walk_forward"]["origins_note"], ""]
-        lines += [markdown_table(origin_table(evaluation["origins"])), ""]
+        lines += [*_origin_tables(evaluation["origins"]), ""]
     lines += ["## The bankroll: the consequence, not the evidence", ""]
     lines += _stage_lines(stages, "bankroll_verdict", "")
     lines += _stage_lines(stages, "bankroll_verdict_at_val_cut", " (validation cut)")
     lines += [f"> {INDEPENDENCE}", ""]
-    lines += [markdown_table(result_rows(evaluation)), "", _bankroll_notes(), ""]
+    lines += [*_result_tables(evaluation), _bankroll_notes(), ""]
     lines += [f"![{BANKROLL}]({BANKROLL})", ""] if BANKROLL in figures else []
     if final and "targets" in final["at_cut"]:
         lines += ["## The original tool's targets", "", markdown_table(target_rows(evaluation))]
         lines += ["", f"## Confusion matrix (stage {final['stage']}, classification head)", ""]
         lines += [markdown_table(confusion_rows(final["at_cut"]["confusion_matrix"])), ""]
     if evaluation.get("training"):
-        lines += ["## Training", "", markdown_table(evaluation["training"]), ""]
+        lines += ["## Training", ""]
+        for names in TRAINING_TABLES:
+            lines += [markdown_table(columns(evaluation["training"], names)), ""]
     lines += [f"![{name}]({name})" for name in figures if name not in (RELIABILITY, BANKROLL)]
     return "\n".join(lines) + "\n"
 

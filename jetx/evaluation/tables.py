@@ -119,6 +119,12 @@ def training_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[dict[str, Any]]:
+    """`rows` cut to the columns `names`, in that order (a wide table split into narrow ones:
+    the report's tables must fit the Prefect UI's artifact pane, about 7 columns)."""
+    return [{name: row.get(name, "") for name in names} for row in rows]
+
+
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Rows as a GitHub markdown table (columns from the first row); "" for no rows."""
     if not rows:
@@ -143,39 +149,45 @@ def _skill(block: Mapping[str, Any]) -> str:
     return f"{percent(block['estimate'], True)} {_ci(block['ci'], True)}"
 
 
-def forecast_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
-    """The proper-score comparison: the model at each stage, then the two constant forecasters,
-    all on the same rounds; skill scores against the base rate and the house with their
-    block-bootstrap intervals, and the skill test with its Holm-adjusted p-value."""
+def score_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The proper scores: the model at each stage, then the two constant forecasters, all on
+    the same rounds."""
     rows = []
     for stage in evaluation["stages"]:
-        forecast, test = stage["forecast"], stage["skill_test"]
-        model, skill = forecast["forecasters"]["model"], forecast["skill"]
-        rows.append(
-            {
-                "forecaster": f"model, stage {stage['stage']}",
-                "mean forecast": percent(model["mean_forecast"]),
-                "log loss": f"{model['log_loss']:.4f}",
-                "Brier": f"{model['brier']:.4f}",
-                "log-loss skill vs base rate [95% CI]": _skill(skill["base_rate"]["log_loss"]),
-                "Brier skill vs base rate [95% CI]": _skill(skill["base_rate"]["brier"]),
-                "log-loss skill vs house [95% CI]": _skill(skill["house"]["log_loss"]),
-                "DM/HLN p (one-sided)": _p(test["p_value"]),
-                f"p adjusted (Holm over {test['tests']})": _p(test["adjusted_p_value"]),
-            }
-        )
+        model = stage["forecast"]["forecasters"]["model"]
+        rows.append(_score_row(f"model, stage {stage['stage']}", model))
     if evaluation["stages"]:
         forecasters = evaluation["stages"][-1]["forecast"]["forecasters"]
         for name, label in (("base_rate", "training base rate"), ("house", "house (0.97 / 1.5)")):
-            scores = forecasters[name]
-            rows.append(
-                {
-                    "forecaster": f"constant: {label}",
-                    "mean forecast": percent(scores["mean_forecast"]),
-                    "log loss": f"{scores['log_loss']:.4f}",
-                    "Brier": f"{scores['brier']:.4f}",
-                }
-            )
+            rows.append(_score_row(f"constant: {label}", forecasters[name]))
+    return rows
+
+
+def _score_row(name: str, scores: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        "forecaster": name,
+        "mean forecast": percent(scores["mean_forecast"]),
+        "log loss": f"{scores['log_loss']:.4f}",
+        "Brier": f"{scores['brier']:.4f}",
+    }
+
+
+def skill_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Per stage: skill scores against the base rate and the house with their block-bootstrap
+    intervals, and the skill test (DM/HLN) with its Holm-adjusted p-value."""
+    rows = []
+    for stage in evaluation["stages"]:
+        skill, test = stage["forecast"]["skill"], stage["skill_test"]
+        rows.append(
+            {
+                "stage": str(stage["stage"]),
+                "log-loss skill vs base rate": _skill(skill["base_rate"]["log_loss"]),
+                "Brier skill vs base rate": _skill(skill["base_rate"]["brier"]),
+                "log-loss skill vs house": _skill(skill["house"]["log_loss"]),
+                "DM/HLN p": _p(test["p_value"]),
+                f"p (Holm over {test['tests']})": _p(test["adjusted_p_value"]),
+            }
+        )
     return rows
 
 

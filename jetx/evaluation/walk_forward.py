@@ -61,13 +61,24 @@ def _pooled_stage(
     }
 
 
+def _train_cap(run_dir: Path) -> int | None:
+    """The cap on train samples the origin's run was trained with (its run.json), if any."""
+    run = RunDir(run_dir)
+    return run.run_info()["preset"].get("max_train_samples") if run.run_file.is_file() else None
+
+
 def origin_rows(
-    origins: Sequence[Origin], evaluations: Sequence[dict[str, Any]]
+    origins: Sequence[Origin],
+    evaluations: Sequence[dict[str, Any]],
+    train_caps: Sequence[int | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per origin and stage: where it trained and scored, and its own scores; the skill
-    p-values are Holm-adjusted over all the rows."""
+    """One row per origin and stage: the rounds it trained on (the newest `train_caps` samples
+    before its validation block, when its preset caps them) and scored, and its own scores; the
+    skill p-values are Holm-adjusted over all the rows."""
     rows = []
-    for origin, evaluation in zip(origins, evaluations, strict=True):
+    caps = train_caps or [None] * len(origins)
+    for origin, evaluation, cap in zip(origins, evaluations, caps, strict=True):
+        first = FIRST_SAMPLE + (0 if cap is None else max(0, origin.train - cap))
         for stage in evaluation["stages"]:
             forecast = stage["forecast"]
             skill = forecast["skill"]["base_rate"]["log_loss"]
@@ -75,7 +86,7 @@ def origin_rows(
                 {
                     "origin": origin.number,
                     "stage": stage["stage"],
-                    "train rounds": f"{FIRST_SAMPLE}-{FIRST_SAMPLE + origin.train - 1}",
+                    "train rounds": f"{first}-{FIRST_SAMPLE + origin.train - 1}",
                     "scored rounds": f"{FIRST_SAMPLE + origin.origin}-"
                     f"{FIRST_SAMPLE + origin.end - 1}",
                     "base rate": evaluation["base_rate"],
@@ -161,7 +172,7 @@ def pool_origins(
         preset=first.get("preset"),
         parameters=first.get("parameters"),
         walk_forward=plan,
-        origins=origin_rows(origins, evaluations),
+        origins=origin_rows(origins, evaluations, [_train_cap(r) for r in run_dirs]),
     )
     Path(layout.report).mkdir(parents=True, exist_ok=True)
     write_json(layout.evaluation, evaluation)
@@ -251,7 +262,8 @@ def run_walk_forward(
         JetxInputError: a bad plan, a block larger than the preset's evaluation cap, or `out`
             holding a walk-forward of another plan.
     """
-    from jetx.training.schedule import StageData, run_schedule
+    from jetx.training.inputs import StageData
+    from jetx.training.schedule import run_schedule
 
     manifest = SeriesDir(series_dir).manifest()
     samples = manifest["rows_kept"] - FIRST_SAMPLE
