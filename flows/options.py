@@ -30,9 +30,15 @@ def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--budget-gib", type=float, help="memory budget: plan the micro-batch")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights and shuffling")
+    parser.add_argument(
+        "--keep-runs",
+        type=int,
+        default=3,
+        help="newest runs kept whole besides champion and latest; older ones are pruned",
+    )
 
 
 def flow_parameters(args: argparse.Namespace) -> dict:
     """The flow's parameters from parsed options (see `add_flow_arguments`)."""
-    names = ("source", "out", "variant", "preset", "stages", "budget_gib", "seed")
+    names = ("source", "out", "variant", "preset", "stages", "budget_gib", "seed", "keep_runs")
     return {name: getattr(args, name) for name in names}

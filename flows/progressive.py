@@ -1,4 +1,4 @@
-"""The `jetx` flow: raw history -> features -> stages 1..3 -> evaluation -> audit -> report.
+"""The `jetx` flow: history -> features -> stages 1..3 -> evaluation, audit -> report -> models.
 
 Run it without a server (Prefect's ephemeral mode) with
 `python -m flows.progressive --source data/sample.csv --out runs/demo`, or deploy it with
@@ -17,13 +17,14 @@ from pydantic import Field
 import tasks.logs  # noqa: F401  (the jetx.* loggers reach the run's logs)
 from flows.options import add_flow_arguments, flow_parameters
 from jetx.config import PRESETS, VARIANTS, get_preset
-from jetx.layout import RunDir
+from jetx.layout import RunDir, Workspace
 from jetx.runtime import configure_tensorflow, import_tensorflow
 from tasks.caching import RECORDS
 from tasks.data import load_raw
 from tasks.evaluate import evaluate_run
 from tasks.features import build_features
 from tasks.memory import audit_memory
+from tasks.publishing import export_model, promote_model, retain_runs
 from tasks.records import ReportRecord, StageRecord
 from tasks.report import write_report
 from tasks.stage import train_stage, training_dir
@@ -41,6 +42,7 @@ def progressive(
     stages: Annotated[int, Field(ge=1, le=3)] = 3,
     budget_gib: Annotated[float, Field(gt=0)] | None = None,
     seed: int = 0,
+    keep_runs: Annotated[int, Field(ge=1)] = 3,
 ) -> ReportRecord:
     """Train `variant` (default: the preset's) on `source` in `stages` stages and report.
 
@@ -52,6 +54,8 @@ def progressive(
         stages: how many of the three stages to run.
         budget_gib: accelerator memory budget; the micro-batch is planned to fit it.
         seed: seed of weights and shuffling.
+        keep_runs: newest runs kept whole besides champion and latest; older runs keep one
+            slim checkpoint per stage (`jetx.serving.retention`).
     """
     variant = variant or get_preset(preset).variant
     data = load_raw(source, out)
@@ -76,7 +80,11 @@ def progressive(
         preset, variant, [largest], trained[-1].precision, RunDir(run_dir).memory
     )
     evaluation = evaluate_run(trained[-1], seed)
-    return write_report(evaluation, audit.result())
+    report = write_report(evaluation, audit.result())
+    bundle = export_model(evaluation, out)
+    promotion = promote_model(bundle, seed)
+    retain_runs(out, keep_runs, promotion)
+    return report
 
 
 def run_once(
@@ -90,14 +98,21 @@ def run_once(
     except Exception as error:  # the flow run's log holds the traceback
         print(f"{prog}: error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
+    models = Workspace(parameters["out"]).models
     if as_json:
         print(
             json.dumps(
-                {"report": str(record.path("report.md")), "run_dir": str(record.directory.parent)}
+                {
+                    "report": str(record.path("report.md")),
+                    "run_dir": str(record.directory.parent),
+                    "model": str(models.latest),
+                    "promotion": str(models.promotion),
+                }
             )
         )
     else:
         print(f"Report: {record.path('report.md')}")
+        print(f"Model: {models.latest} (promotion decision: {models.promotion})")
     return 0
 
 

@@ -9,15 +9,24 @@ A step's output is a directory, and everything that reads one asks this module f
   it: preset values, variant, seed, features dir), one `StageDir` per stage (checkpoints/,
   result.json), metrics.jsonl (one record per epoch), tensorboard/, memory/ (the audit) and
   report/ (evaluation.json, predictions.npz, report.md and its plots).
-- `BundleDir` (`jetx export`): model.keras, scaler.json, bundle.json: a model people can use.
-- `ModelsDir` (the flow's `out/models`): one bundle per run, `latest` (the newest export),
-  `champion` (the bundle that passed the promotion gate) and promotion.json (the decision).
-- `Workspace` (the flow's `out`): data/, features/, train/ holding one directory per version of
-  their inputs, and models/.
+- `OriginDir` (one walk-forward origin): origin.json, series/ (a `SeriesDir` of the history up
+  to the end of the origin's block, nothing later) and features/ (its `FeaturesDir`).
+- `WalkForwardDir` (`jetx walk-forward`, the walk-forward flow): plan.json (the origins and the
+  run each was trained in), series/ and origin{k}/ (the history and an `OriginDir` with its
+  run/, for the command line) and report/ (the pooled evaluation.json, predictions.npz,
+  report.md and its plots).
+- `BundleDir` (`jetx export`): model.keras, scaler.json, bundle.json and forecasts.npz (its test
+  forecasts, which a promotion gate compares): a model people can use.
+- `ModelsDir` (the flow's `out/models`): one bundle per run, the pointers `latest` (the newest
+  export) and `champion` (the bundle that passed the promotion gate, or was pinned by hand),
+  promotion.json (the last decision) and promotions.jsonl (every decision, oldest first).
+- `Workspace` (the flow's `out`): data/, features/, origins/, train/ and walk-forward/ holding
+  one directory per version of their inputs, and models/.
 
-A directory is complete when its manifest (series, features), run.json (run) or result.json
-(stage) exists: each is written last, atomically, after the files it describes. A series
-manifest also holds the sha256 of the files it describes, which readers check.
+A directory is complete when its manifest (series, features), run.json (run), result.json
+(stage), origin.json (origin, after its features) or report/evaluation.json (walk-forward)
+exists: each is written last, atomically, after the files it describes. A series manifest also
+holds the sha256 of the files it describes, which readers check.
 
 One writer per directory: whoever writes a series, features or run directory holds its `lock`
 (`jetx.io.exclusive`, a `.lock` file inside it); a second writer waits or fails at once with
@@ -244,6 +253,86 @@ class RunDir:
 
 
 @dataclass(frozen=True)
+class OriginDir:
+    """One walk-forward origin's data: the history cut at the end of its block, and features."""
+
+    path: Path
+
+    ORIGIN = "origin.json"
+
+    @property
+    def origin_file(self) -> Path:
+        return Path(self.path) / self.ORIGIN
+
+    @property
+    def series(self) -> SeriesDir:
+        return SeriesDir(Path(self.path) / "series")
+
+    @property
+    def features(self) -> FeaturesDir:
+        return FeaturesDir(Path(self.path) / "features")
+
+    @property
+    def run(self) -> RunDir:
+        """The origin's training run when the command line trains it (the flow's runs live in
+        the workspace's train/, named by what made them)."""
+        return RunDir(Path(self.path) / "run")
+
+    def is_complete(self) -> bool:
+        return self.origin_file.is_file() and self.features.is_complete()
+
+    def read_origin(self) -> dict[str, Any]:
+        return _read_json(self.origin_file, "build the origin again")
+
+
+@dataclass(frozen=True)
+class WalkForwardDir:
+    """A walk-forward evaluation: its plan, its origins (command line) and the pooled report."""
+
+    path: Path
+
+    PLAN = "plan.json"
+    REPORT = RunDir.REPORT
+
+    @property
+    def plan_file(self) -> Path:
+        return Path(self.path) / self.PLAN
+
+    @property
+    def series(self) -> SeriesDir:
+        """The whole ingested history, when the command line ingests it."""
+        return SeriesDir(Path(self.path) / "series")
+
+    def origin(self, number: int) -> OriginDir:
+        return OriginDir(Path(self.path) / f"origin{number}")
+
+    @property
+    def report(self) -> Path:
+        return Path(self.path) / self.REPORT
+
+    @property
+    def evaluation(self) -> Path:
+        return self.report / RunDir.EVALUATION
+
+    @property
+    def predictions(self) -> Path:
+        return self.report / RunDir.PREDICTIONS
+
+    @property
+    def report_md(self) -> Path:
+        return self.report / RunDir.REPORT_MD
+
+    def is_complete(self) -> bool:
+        return self.evaluation.is_file()
+
+    def read_plan(self) -> dict[str, Any]:
+        return _read_json(self.plan_file, "it is not a walk-forward made by `jetx walk-forward`")
+
+    def read_evaluation(self) -> dict[str, Any]:
+        return _read_json(self.evaluation, "pool its origins first")
+
+
+@dataclass(frozen=True)
 class BundleDir:
     """An exported model: everything needed to use it and to judge it, no pickle anywhere."""
 
@@ -252,7 +341,8 @@ class BundleDir:
     MODEL = "model.keras"
     SCALER = "scaler.json"
     INFO = "bundle.json"
-    FILES = (MODEL, SCALER, INFO)
+    FORECASTS = "forecasts.npz"
+    FILES = (MODEL, SCALER, INFO, FORECASTS)
 
     @property
     def model(self) -> Path:
@@ -265,6 +355,11 @@ class BundleDir:
     @property
     def info_path(self) -> Path:
         return Path(self.path) / self.INFO
+
+    @property
+    def forecasts(self) -> Path:
+        """The test rounds' positions, outcomes and forecasts (model and base rate)."""
+        return Path(self.path) / self.FORECASTS
 
     def is_complete(self) -> bool:
         return all((Path(self.path) / name).is_file() for name in self.FILES)
@@ -281,16 +376,28 @@ class BundleDir:
 
 @dataclass(frozen=True)
 class ModelsDir:
-    """The models of a workspace: a bundle per run, `latest`, `champion` and the decision."""
+    """The models of a workspace: a bundle per run, `latest`, `champion` and the decisions.
+
+    `latest` and `champion` are pointer files (JSON naming a bundle directory beside them),
+    replaced atomically (`jetx.serving.pointers`).
+    """
 
     path: Path
 
     LATEST = "latest"
     CHAMPION = "champion"
+    POINTERS = (LATEST, CHAMPION)
     PROMOTION = "promotion.json"
+    PROMOTIONS = "promotions.jsonl"
 
     def bundle(self, run_id: str) -> BundleDir:
         return BundleDir(Path(self.path) / run_id)
+
+    def bundles(self) -> list[BundleDir]:
+        """Every bundle directory here (complete or not), by name."""
+        if not Path(self.path).is_dir():
+            return []
+        return [BundleDir(p) for p in sorted(Path(self.path).iterdir()) if p.is_dir()]
 
     @property
     def latest(self) -> Path:
@@ -303,6 +410,14 @@ class ModelsDir:
     @property
     def promotion(self) -> Path:
         return Path(self.path) / self.PROMOTION
+
+    @property
+    def promotions(self) -> Path:
+        return Path(self.path) / self.PROMOTIONS
+
+    def lock(self, wait: float | None = None) -> AbstractContextManager[None]:
+        """One decision at a time (`jetx.io.exclusive`; by default wait for the other one)."""
+        return exclusive(self.path, what="MODELS_DIR", wait=wait)
 
 
 @dataclass(frozen=True)
@@ -323,6 +438,12 @@ class Workspace:
 
     def run(self, key: str) -> RunDir:
         return RunDir(Path(self.path) / "train" / key)
+
+    def origin(self, key: str) -> OriginDir:
+        return OriginDir(Path(self.path) / "origins" / key)
+
+    def walk_forward(self, key: str) -> WalkForwardDir:
+        return WalkForwardDir(Path(self.path) / "walk-forward" / key)
 
     @property
     def runs(self) -> Path:

@@ -112,3 +112,18 @@ class ReportRecord(FileSet):
     """The written report: RUN_DIR/report/ with report.md, evaluation.json and plots."""
 
     previous_run: Path | None
+
+
+class BundleRecord(FileSet):
+    """An exported bundle: out/models/<run id>/ with model.keras, scaler.json, bundle.json and
+    forecasts.npz."""
+
+    name: str
+
+
+class PromotionRecord(FileSet):
+    """The promotion decision: out/models/promotion.json, and who is champion and latest now."""
+
+    blessed: bool
+    champion: str | None
+    latest: str

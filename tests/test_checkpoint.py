@@ -22,6 +22,7 @@ from jetx.training.checkpoint import (
     remove_partial_writes,
     restore_variables,
     save_checkpoint,
+    slim_checkpoint,
 )
 from jetx.training.resume import recover_checkpoints
 from jetx.training.state import TrainState
@@ -253,3 +254,24 @@ def test_a_checkpoint_write_that_fails_leaves_no_temporary_directory(tmp_path):
     code, filename = done.stdout.split()
     assert int(code) == 27 and filename == str(tmp_path / CHECKPOINTS / "ckpt-000002")
     assert [p.name for p in (tmp_path / CHECKPOINTS).iterdir()] == ["ckpt-000001"]
+
+
+def test_a_slim_checkpoint_keeps_the_model_verifiably_and_a_crashed_swap_is_undone(tmp_path):
+    path = save_checkpoint(tmp_path, _state(updates=5), _vars(2.5), best=True)
+    saved = slim_checkpoint(path)
+    assert saved > 0 and checkpoint_problem(path) is None
+    assert load_state(path).best_checkpoint == path.name
+    model = {"model": _vars(0.0)["model"]}
+    restore_variables(path, model)
+    assert all(np.all(v.numpy() == 2.5) for v in model["model"])
+    with pytest.raises(JetxInputError, match="holds 0 optimizer variables"):
+        restore_variables(path, {"optimizer": _vars(0.0)["optimizer"]})
+    # A crash between the swap's two renames: the checkpoint is put back by the next call.
+    fat = path.with_name(f".fat-{path.name}")
+    path.rename(fat)
+    assert slim_checkpoint(path) == 0 and not fat.exists()
+    assert checkpoint_problem(path) is None
+    (path / "variables.npz").write_bytes(b"damaged")
+    with pytest.raises(CheckpointDamagedError, match="does not match its sha256"):
+        slim_checkpoint(path)
+    assert (path / "variables.npz").read_bytes() == b"damaged"  # left as it was

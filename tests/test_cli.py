@@ -28,8 +28,10 @@ def test_every_command_is_listed():
         "train",
         "evaluate",
         "compare",
+        "walk-forward",
         "export",
         "predict",
+        "promote",
         "run",
         "serve",
     ]

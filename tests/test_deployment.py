@@ -92,7 +92,12 @@ def deployed_run(server, tmp_path_factory):
 
 
 def test_deploy_all_creates_every_deployment_with_the_weekly_schedule(server, deployed_run):
-    for name in ("jetx/progressive", "jetx-audit/memory", "jetx/progressive-k8s"):
+    for name in (
+        "jetx/progressive",
+        "jetx-audit/memory",
+        "jetx/progressive-k8s",
+        "jetx-walk-forward/walk-forward",
+    ):
         assert name in deployed_run["deploy"], deployed_run["deploy"]
     inspect = server.cli("deployment", "inspect", "jetx/progressive")
     assert "'cron': '0 3 * * 1'" in inspect.stdout and "'active': False" in inspect.stdout

@@ -26,7 +26,9 @@ from train_data import make_features_dir
 from flows.progressive import progressive
 from jetx.cli import main
 from jetx.data.synth import synthesize, write_csv
+from jetx.layout import Workspace
 from jetx.runtime import OOM_EVENTS_ENV
+from jetx.serving.bundle import load_bundle
 from tasks.records import FeaturesRecord
 from tasks.stage import train_stage
 
@@ -108,6 +110,13 @@ def test_oom_killed_child_is_retried_at_half_the_micro_batch_simulated_oom_count
     result = next((work / "out").glob("train/*/stage1/result.json")).read_text()
     assert re.search(r'"resumed_from": "ckpt-\d+"', result)
     assert state.result().path("report.md").is_file()
+    models = Workspace(work / "out").models  # the flow's last steps: export, gate, retention
+    run_id = state.result().directory.parent.name
+    decision = json.loads(models.promotion.read_text())
+    assert (decision["bundle"], decision["latest"], decision["manual"]) == (run_id, run_id, False)
+    assert decision["blessed"] is False and decision["champion"] is None  # i.i.d. rounds
+    assert decision["reasons"][0].startswith("No evidence that it beats the training base rate")
+    assert load_bundle(models.latest).path == models.bundle(run_id).path
     stage = json.loads(result)
     # In process, the injected OOM halves 8 -> 4; the retry after the SIGKILL halves 4 -> 2.
     changes = [(c["from"], c["to"], c["error"]) for c in stage["micro_batch_changes"]]
@@ -148,7 +157,14 @@ def test_retraining_on_a_longer_history_reuses_nothing_stale_and_compares(killed
     assert report.directory != first.result().directory
     with get_client(sync_client=True) as client:
         keys = {a.key for a in client.read_artifacts()}
-    assert {"metric-comparison", "memory-audit", "report", "stage-1-progress"} <= keys
+    assert {"metric-comparison", "memory-audit", "report", "stage-1-progress", "promotion"} <= keys
+    models = Workspace(work / "out").models
+    decisions = [json.loads(line) for line in models.promotions.read_text().splitlines()]
+    assert [d["latest"] for d in decisions] == [
+        first.result().directory.parent.name,
+        report.directory.parent.name,
+    ]  # latest moved to the new run; nothing blessed on i.i.d. rounds
+    assert not models.champion.exists() and not any(d["blessed"] for d in decisions)
     comparison = report.path("report.md").read_text()
     assert "Verdict" in comparison or "verdict" in comparison
 

@@ -227,40 +227,6 @@ def test_choose_cut_maximises_validation_profit(y, p, expected):
     assert metrics.choose_cut(np.array(y, dtype=float), np.array(p)) == pytest.approx(expected)
 
 
-def _model(wins: int, bets: int, rounds: int = 1000) -> dict:
-    y = np.array([2.0] * wins + [1.1] * (bets - wins) + [1.1] * (rounds - bets))
-    return metrics.threshold_metrics(y, np.arange(rounds) < bets)
-
-
-@pytest.mark.parametrize(
-    "wins, bets, always_wins, expected",
-    [
-        pytest.param(850, 1000, 640, ["a difference", "leakage suspect"], id="beats-house"),
-        pytest.param(64, 100, 645, ["no difference", "not above break-even"], id="like-always"),
-        # 72.3% [58.2%, 83.1%] vs 60.9% [57.8%, 63.9%]: the intervals overlap.
-        pytest.param(34, 47, 609, ["no difference", "not above break-even"], id="overlapping"),
-        pytest.param(300, 1000, 640, ["a difference", "loses money"], id="worse"),
-        pytest.param(0, 0, 640, ["never bets", "undefined", "ROI 0 on 0 bets"], id="never"),
-    ],
-)
-def test_verdict_says_what_the_intervals_say(wins, bets, always_wins, expected):
-    always = _model(always_wins, 1000, 1000)
-    sentence = metrics.verdict(_model(wins, bets), always)
-    assert "\n" not in sentence
-    for phrase in expected:
-        assert phrase in sentence
-
-
-def test_a_lucky_test_window_is_not_credited_to_the_model():
-    # The demo's stage 1: 73.0% [68.2%, 77.2%] vs always-bet 69.3% [65.2%, 73.2%] on 512 rounds
-    # that paid above the house's odds; the model's ROI interval is above 0, always-bet's is not.
-    model, always = _model(267, 366, rounds=512), _model(355, 512, rounds=512)
-    assert model["roi_ci"][0] > 0 > always["roi_ci"][0]
-    sentence = metrics.verdict(model, always)
-    assert "no difference" in sentence and "leakage suspect" not in sentence
-    assert "betting every round returned +4.0% here too: no evidence" in sentence
-
-
 @pytest.mark.parametrize(
     "call, message",
     [

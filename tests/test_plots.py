@@ -1,4 +1,9 @@
-"""jetx.evaluation.plots writes readable PNGs from real records (Agg backend, real files)."""
+"""jetx.evaluation.plots writes readable PNGs from real records (pyplot-free, real files)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -81,3 +86,26 @@ def test_memory_plot_labels_each_stage_with_its_micro_batch(tmp_path, monkeypatc
         "stage 3 (micro-batch 2 x 32)",
     ]
     assert panels == [("Allocator peak (CPU:0)", labels), ("Process peak RSS", labels)]
+
+
+@pytest.mark.slow
+def test_writing_a_report_leaves_the_processs_matplotlib_backend_alone(tmp_path):
+    # A caller's backend (a notebook's, a GUI's; here svg, which is not Agg) survives importing
+    # jetx and writing a whole report, in a fresh process where nothing set it before.
+    script = (
+        "import sys, pathlib, matplotlib\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "import jetx.cli, jetx.evaluation.report\n"
+        "from test_report import _write_run\n"
+        "run_dir, _ = _write_run(pathlib.Path(sys.argv[2]), 'run')\n"
+        "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules,\n"
+        "      len(list((run_dir / 'report').glob('*.png'))))\n"
+    )
+    env = {**os.environ, "MPLBACKEND": "svg"}
+    tests = str(Path(__file__).parent)
+    done = subprocess.run(
+        [sys.executable, "-c", script, tests, str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["svg", "False", "5"]

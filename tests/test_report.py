@@ -8,7 +8,8 @@ import pytest
 
 from jetx.errors import JetxInputError
 from jetx.evaluation import compare, metrics, report, tables
-from jetx.evaluation.scoring import Predictions, build_evaluation, stage_evaluation
+from jetx.evaluation.inference import Predictions, write_predictions
+from jetx.evaluation.scoring import build_evaluation, stage_evaluation
 from jetx.io import write_json
 from jetx.layout import RunDir
 from jetx.training.epoch_history import read_records
@@ -30,7 +31,7 @@ def _evaluation(run_dir, p_test=None, sha="abc123", stages=(1, 2)):
     test = _predictions(y_test, rng.random(300) if p_test is None else p_test(y_test))
     val = _predictions(y_val, rng.random(200))
     baselines = metrics.baselines(y_test, seed=0)
-    evaluated = [stage_evaluation(s, test, val, baselines["always"]) for s in stages]
+    evaluated = [stage_evaluation(s, test, val, base_rate=0.65) for s in stages]
     training = tables.training_rows(_records())
     evaluation = build_evaluation(
         y_test,
@@ -38,6 +39,7 @@ def _evaluation(run_dir, p_test=None, sha="abc123", stages=(1, 2)):
         baselines,
         run_dir=run_dir,
         split="test",
+        base_rate=0.65,
         data_sha256=sha,
         variant="full",
         preset="tiny",
@@ -73,7 +75,13 @@ def _write_run(tmp_path, name, **kwargs):
     evaluation, test = _evaluation(run_dir, **kwargs)
     run = RunDir(run_dir)  # what jetx.evaluation.scoring.evaluate_run writes
     write_json(run.evaluation, evaluation)
-    np.savez(run.predictions, y_value=test.y_value, p_threshold=test.p_threshold)
+    write_predictions(
+        run.predictions,
+        y_value=test.y_value,
+        stages=[s["stage"] for s in evaluation["stages"]],
+        p_threshold=np.stack([test.p_threshold for _ in evaluation["stages"]]),
+        p_base_rate=np.full(test.y_value.size, 0.65),
+    )
     report.write_report(run_dir)
     return run_dir, evaluation
 
@@ -88,6 +96,7 @@ def test_write_report_writes_markdown_json_and_plots(tmp_path):
         "evaluation.json",
         "peak_memory.png",
         "predictions.npz",
+        "reliability.png",
         "report.md",
         "training_curves.png",
     ]
@@ -95,9 +104,26 @@ def test_write_report_writes_markdown_json_and_plots(tmp_path):
     assert saved["stages"][1]["at_cut"]["bets"] == evaluation["stages"][1]["at_cut"]["bets"]
     text = (out / "report.md").read_text()
     assert report.INDEPENDENCE in text
-    assert evaluation["stages"][-1]["verdict"] in text
+    for stage in evaluation["stages"]:
+        for key in ("skill_verdict", "bankroll_verdict", "bankroll_verdict_at_val_cut"):
+            assert stage[key] in text
     assert "baseline: always (bet every round)" in text
-    assert "![bankroll.png](bankroll.png)" in text
+    # The evidence leads: skill and calibration, then what was tried, then the bankroll.
+    order = [
+        "## Skill: proper scores",
+        "![reliability.png](reliability.png)",
+        "## What was tried",
+        "## The bankroll: the consequence",
+        "![bankroll.png](bankroll.png)",
+    ]
+    assert [text.index(part) for part in order] == sorted(text.index(part) for part in order)
+    assert "This evaluation made **4 trials**: 2 stages x 2 cuts" in text
+    assert "could only have shown a log-loss improvement of" in text
+    # Every table fits the Prefect UI's artifact pane (~708 px): at most 7 columns.
+    widths = [line.count("|") - 1 for line in text.splitlines() if line.startswith("|")]
+    assert widths and max(widths) <= 7, max(widths)
+    for column in ("ROI [95% CI]", "money-loss risk", "MAE", "peak RSS (MiB)", "Brier"):
+        assert f"| {column} |" in text or f" {column} |" in text, column  # split, not dropped
 
 
 def test_training_rows_summarise_each_stage():

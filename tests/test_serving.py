@@ -1,33 +1,44 @@
-"""A run as a model people can use: the exported bundle, `jetx predict`, and their errors.
+"""A run as a model people can use: the exported bundle, `jetx predict`, the promotion of
+bundles in a models dir, `jetx promote`, and retention.
 
 One tiny run (stage 1 of the tiny preset, trained and evaluated in this process) is exported
-once; the bundle is then loaded in a fresh process with `safe_mode=True`, and predictions are
-checked against the evaluation's own, position by position.
+once and shared by every test: the bundle is loaded in a fresh process with `safe_mode=True`
+and its predictions checked against the evaluation's own, position by position; `jetx predict`
+runs as a real process once, its other cases in this process. The promotion and retention tests
+copy the real bundle and run (real files), with planted or i.i.d. forecasts written into the
+copies' forecasts.npz.
 """
 
 import dataclasses
 import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
 from train_data import make_features_dir
 
+from jetx.cli import main
 from jetx.config import PRESETS
 from jetx.data.synth import write_csv
 from jetx.evaluation.scoring import evaluate_run
-from jetx.layout import BundleDir, FeaturesDir, RunDir
-from jetx.serving.bundle import export_bundle, load_bundle
+from jetx.layout import BundleDir, FeaturesDir, ModelsDir, RunDir, StageDir, Workspace
+from jetx.serving.bundle import export_bundle, load_bundle, read_forecasts
+from jetx.serving.pointers import point
 from jetx.serving.predict import predict_next
+from jetx.serving.promotion import decision_markdown, promote_run
+from jetx.serving.retention import retain
+from jetx.training.checkpoint import best_checkpoint, checkpoint_problem, checkpoints
 from jetx.training.inputs import StageData
 from jetx.training.schedule import run_schedule
 from jetx.training.windows import load_split, make_dataset, next_round_inputs
 
 pytestmark = pytest.mark.slow
 TINY = PRESETS["tiny"]
-JETX = [sys.executable, "-m", "jetx"]
 
 
 @pytest.fixture(scope="module")
@@ -56,20 +67,35 @@ def test_the_bundle_holds_what_is_needed_to_use_and_judge_the_model(exported):
             "cut", "data_sha256", "rounds", "base_rate", "test"} <= set(info)  # fmt: skip
     evaluation = RunDir(exported["run"]).read_evaluation()
     final = evaluation["stages"][-1]
-    assert (
-        info["cut"] == final["val_cut"] and info["test"]["verdict"] == final["verdict_at_val_cut"]
-    )
+    assert info["cut"] == final["val_cut"]
+    assert info["test"]["verdict"] == f"{final['skill_verdict']} {final['verdict_at_val_cut']}"
+    assert info["test"]["skill_tests"] == 1 and info["test"]["skill_test"] == final["skill_test"]
+    forecasts = read_forecasts(exported["bundle"])
+    with np.load(RunDir(exported["run"]).predictions) as evaluated:
+        np.testing.assert_array_equal(forecasts["p_model"], evaluated["p_threshold"][-1])
+        np.testing.assert_array_equal(forecasts["y_value"], evaluated["y_value"])
+    np.testing.assert_array_equal(
+        exported["series"][forecasts["index"]], forecasts["y_value"]
+    )  # the positions are the rounds'
+    assert np.all(forecasts["p_base_rate"] == info["base_rate"])
     assert info["data_sha256"] == evaluation["data_sha256"]
     assert info["windows"] == TINY.model.sequence_inputs and info["precision"] == "float32"
     assert 0.5 < info["base_rate"] < 0.8
     assert not [p for p in exported["bundle"].rglob("*") if p.suffix in (".pkl", ".pickle")]
 
 
-def test_the_model_loads_safely_in_a_fresh_process_and_predicts_as_the_evaluation(exported):
+@pytest.fixture(scope="module")
+def fresh_process(exported):
+    """One fresh process (one TensorFlow import): `jetx predict --json` on the history, then the
+    bundle's model loaded with `safe_mode=True` and run over the test split."""
     bundle = BundleDir(exported["bundle"])
+    predict = ["predict", str(bundle.path), "--history", str(exported["history"]), "--json"]
     code = textwrap.dedent(
         f"""
-        import json, numpy as np, keras
+        import json, sys
+        from jetx.cli import main
+        exit_code = main({predict!r})
+        import numpy as np, keras
         import jetx.model.layers
         from jetx.config import ModelConfig
         from jetx.training.windows import make_dataset
@@ -79,14 +105,23 @@ def test_the_model_loads_safely_in_a_fresh_process_and_predicts_as_the_evaluatio
         batches = make_dataset({str(exported["features"])!r}, "test", config, 64,
                                max_samples={TINY.max_eval_samples})
         ps = [np.asarray(model(x, training=False)["threshold"]).reshape(-1) for x, _ in batches]
-        print(json.dumps({{"p": np.concatenate(ps).tolist(), "policy": model.dtype_policy.name}}))
+        print(json.dumps({{"p": np.concatenate(ps).tolist(), "policy": model.dtype_policy.name,
+                          "predict_exit": exit_code}}))
         """
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    return {"predict": json.loads(lines[0]), "loaded": json.loads(lines[-1])}
+
+
+def test_the_model_loads_safely_in_a_fresh_process_and_predicts_as_the_evaluation(
+    exported, fresh_process
+):
+    loaded = fresh_process["loaded"]
     with np.load(RunDir(exported["run"]).predictions) as evaluated:
-        np.testing.assert_allclose(loaded["p"], evaluated["p_threshold"], atol=1e-5)
+        # predictions.npz holds every evaluated stage's forecasts; the bundle is the last stage.
+        np.testing.assert_allclose(loaded["p"], evaluated["p_threshold"][-1], atol=1e-5)
     assert loaded["policy"] == "float32"
 
 
@@ -98,7 +133,7 @@ def test_a_prediction_for_a_prefix_uses_the_training_inputs_of_that_sample(expor
         exported["features"], "test", config, 1, max_samples=TINY.max_eval_samples
     )
     with np.load(RunDir(exported["run"]).predictions) as evaluated:
-        p_test = evaluated["p_threshold"]
+        p_test = evaluated["p_threshold"][-1]
     for row, (inputs, _) in enumerate(batches):
         if row not in (0, len(test.index) - 1):
             continue
@@ -110,25 +145,29 @@ def test_a_prediction_for_a_prefix_uses_the_training_inputs_of_that_sample(expor
         assert prediction["probability"] == pytest.approx(float(p_test[row]), abs=1e-5)
 
 
-def _predict(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*JETX, "predict", *args], capture_output=True, text=True, timeout=300)
-
-
-def test_jetx_predict_prints_the_prediction_and_the_bundles_verdict(exported):
-    done = _predict(str(exported["bundle"]), "--history", str(exported["history"]), "--json")
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout)
+def test_jetx_predict_prints_the_prediction_and_the_bundles_verdict(exported, fresh_process):
+    assert fresh_process["loaded"]["predict_exit"] == 0
+    out = fresh_process["predict"]
     assert {"probability", "bet", "cut", "base_rate", "verdict", "classes", "regression",
             "rounds_used", "bundle"} <= set(out)  # fmt: skip
     assert out["bet"] is (out["probability"] >= out["cut"])
     assert out["rounds_used"] == len(exported["series"])
     assert out["verdict"] == exported["info"]["test"]["verdict"]
     assert sum(out["classes"].values()) == pytest.approx(1.0, abs=1e-4)
-    human = _predict(str(exported["bundle"]), "--history", str(exported["history"]))
-    assert human.returncode == 0 and "this model on its test rounds: " in human.stdout
 
 
-def test_jetx_predict_refuses_what_it_cannot_predict_in_one_line(exported, tmp_path):
+def test_jetx_predict_for_people_follows_the_latest_pointer(exported, capsys, tmp_path):
+    models = ModelsDir(tmp_path / "models")
+    shutil.copytree(exported["bundle"], models.bundle("run-a").path)
+    point(models, ModelsDir.LATEST, "run-a")
+    assert main(["predict", str(models.latest), "--history", str(exported["history"])]) == 0
+    out = capsys.readouterr().out
+    assert "next round: P(value >= 1.5) = " in out
+    assert f"this model on its test rounds: {exported['info']['test']['verdict']}" in out
+    assert str(models.bundle("run-a").path.resolve()) in out
+
+
+def test_jetx_predict_refuses_what_it_cannot_predict_in_one_line(exported, tmp_path, capfd):
     short = tmp_path / "short.csv"
     write_csv(short, exported["series"][:999])
     bad = tmp_path / "bad.csv"
@@ -144,8 +183,133 @@ def test_jetx_predict_refuses_what_it_cannot_predict_in_one_line(exported, tmp_p
         (str(exported["bundle"]), bad, "the newest round (id 1601, '1.5x') is not a valid"),
         (str(other), exported["history"], "trained on feature version '0'"),
     ]
+    capfd.readouterr()
     for bundle, history, message in cases:
-        done = _predict(bundle, "--history", str(history))
-        assert done.returncode == 2, (message, done.stderr[-2000:])
-        lines = done.stderr.strip().splitlines()
+        code = main(["predict", bundle, "--history", str(history)])
+        lines = capfd.readouterr().err.strip().splitlines()
+        assert code == 2, (message, lines)
         assert len(lines) == 1 and message in lines[0], lines
+
+
+def _bundle_with_forecasts(exported, models, name, p_model, y_value):
+    """A copy of the real bundle as models/<name>, with these test forecasts."""
+    shutil.copytree(exported["bundle"], models.bundle(name).path)
+    with open(models.bundle(name).forecasts, "wb") as handle:
+        np.savez(
+            handle,
+            index=np.arange(1000, 1000 + len(y_value), dtype=np.int64),
+            y_value=y_value,
+            p_model=p_model,
+            p_base_rate=np.full(len(y_value), 0.66),
+        )
+
+
+def test_latest_always_moves_and_only_a_model_that_earns_it_becomes_champion(exported, tmp_path):
+    rng = np.random.default_rng(0)
+    p_true = np.where(rng.random(1500) < 0.6, 0.9, 0.3)
+    y_value = np.where(rng.random(1500) < p_true, 2.0, 1.2)
+    iid = np.clip(0.66 + rng.normal(0, 0.05, 1500), 0.01, 0.99)
+    worse = np.clip(p_true + rng.normal(0, 0.1, 1500), 0.01, 0.99)
+    models = ModelsDir(tmp_path / "models")
+    steps = [("run-a", iid, False, None), ("run-b", p_true, True, "run-b"),
+             ("run-c", worse, False, "run-b")]  # fmt: skip
+    for number, (name, p_model, blessed, champion) in enumerate(steps, start=1):
+        _bundle_with_forecasts(exported, models, name, p_model, y_value)
+        record = promote_run(models, name)
+        assert (record["blessed"], record["champion"], record["latest"]) == (
+            blessed,
+            champion,
+            name,
+        )
+        assert json.loads(models.promotion.read_text()) == record
+        assert len(models.promotions.read_text().splitlines()) == number
+        assert load_bundle(models.latest).path == models.bundle(name).path
+    first, _, third = (json.loads(line) for line in models.promotions.read_text().splitlines())
+    assert first["reasons"][0].startswith("No evidence that it beats the training base rate")
+    assert "shares with the champion run-b is not lower" in third["reasons"][1]
+    assert third["scores"]["vs_champion"]["rounds"] == 1500
+    assert "**not blessed**" in decision_markdown(third)
+
+
+def test_jetx_promote_pins_a_bundle_by_hand_and_says_so(exported, tmp_path, capsys):
+    out = tmp_path / "out"
+    models = Workspace(out).models
+    _bundle_with_forecasts(exported, models, "run-a", np.full(1500, 0.5), np.full(1500, 2.0))
+    promote_run(models, "run-a")
+    assert main(["promote", str(exported["bundle"]), "--out", str(out), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    name = exported["info"]["run"]  # a bundle from elsewhere is copied in under its run id
+    assert (record["manual"], record["blessed"], record["champion"]) == (True, True, name)
+    assert record["latest"] == "run-a" and record["champion_before"] is None
+    assert record["reasons"][0].startswith("Pinned by hand (`jetx promote ")
+    assert record["scores"]["gate_would_bless"] is False  # 1-stage tiny run: no skill shown
+    assert json.loads(models.promotion.read_text()) == record
+    assert BundleDir(models.bundle(name).path).is_complete()
+    assert main(["promote", str(exported["bundle"]), "--out", str(out)]) == 0  # the same again
+    other = tmp_path / "other"
+    shutil.copytree(exported["bundle"], other)
+    info = json.loads((other / "bundle.json").read_text())
+    (other / "bundle.json").write_text(json.dumps({**info, "checkpoint": "stage1/other"}))
+    capsys.readouterr()
+    assert main(["promote", str(other), "--out", str(out)]) == 2
+    assert f"{models.bundle(name).path} exists and is another bundle" in capsys.readouterr().err
+    assert main(["promote", str(models.bundle("run-a").path), "--out", str(out)]) == 0
+    assert "-> run-a (pinned by hand; the gate " in capsys.readouterr().out
+
+
+def test_retention_prunes_old_runs_to_one_slim_checkpoint_and_never_champion_or_latest(
+    exported, tmp_path
+):
+    workspace = Workspace(tmp_path / "out")
+    names = [f"r{k}" for k in range(1, 6)]
+    for age, name in enumerate(reversed(names)):  # r5 is the newest
+        run = workspace.run(name)
+        shutil.copytree(exported["run"], run.path)
+        os.utime(run.run_file, (1e9 - age * 3600, 1e9 - age * 3600))
+        shutil.copytree(exported["bundle"], workspace.models.bundle(name).path)
+    point(workspace.models, ModelsDir.CHAMPION, "r1")  # the oldest run
+    point(workspace.models, ModelsDir.LATEST, "r3")
+    stage = StageDir(exported["run"] / "stage1")
+    before = [c.name for c in checkpoints(stage.path)]
+    best = best_checkpoint(stage.path).name
+    assert len(before) >= 2, before  # something to prune
+
+    report = retain(workspace, keep_runs=1)
+
+    assert report["kept"] == ["r1", "r3", "r5"] and set(report["pruned"]) == {"r2", "r4"}
+    assert sorted(report["bundles_removed"]) == ["r2", "r4"]
+    assert {b.path.name for b in workspace.models.bundles()} == {"r1", "r3", "r5"}
+    for name in ("r1", "r3", "r5"):
+        assert [c.name for c in checkpoints(workspace.run(name).stage(1).path)] == before
+    full = np.load(stage.checkpoints / best / "variables.npz").files
+    for name in ("r2", "r4"):
+        run = workspace.run(name)
+        assert report["pruned"][name] > 0
+        kept = checkpoints(run.stage(1).path)
+        assert [c.name for c in kept] == [best] and checkpoint_problem(kept[0]) is None
+        slim = np.load(kept[0] / "variables.npz").files
+        assert slim and all(k.startswith("model/") for k in slim) and len(slim) < len(full)
+        assert run.evaluation.is_file() and run.stage(1).result.is_file()
+    info = export_bundle(workspace.run("r2").path, tmp_path / "again")  # still exportable
+    assert info["stage"] == 1 and BundleDir(tmp_path / "again").is_complete()
+    assert retain(workspace, keep_runs=1)["pruned"] == {"r2": 0, "r4": 0}  # nothing more
+    busy = workspace.run("r0")  # the oldest, but in use: left alone
+    shutil.copytree(exported["run"], busy.path)
+    os.utime(busy.run_file, (1e8, 1e8))
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with busy.lock():
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        held.wait(60)
+        again = retain(workspace, keep_runs=1)
+    finally:
+        release.set()
+        holder.join()
+    assert "is in use" in again["skipped"]["r0"] and "r0" not in again["pruned"]
+    assert [c.name for c in checkpoints(busy.stage(1).path)] == before

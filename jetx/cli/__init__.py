@@ -23,15 +23,29 @@ from jetx.cli import (
     ingest,
     memory,
     predict,
+    promote,
     synth,
     train,
+    walk_forward,
 )
 from jetx.cli.common import Command, HelpFormatter, exit_codes_text
 from jetx.errors import classify
 from jetx.runtime import configure_tensorflow, import_tensorflow
 
 #: Subcommand modules, in the order `jetx --help` lists them.
-COMMANDS = (synth, ingest, features, memory, train, evaluate, compare, export, predict)
+COMMANDS = (
+    synth,
+    ingest,
+    features,
+    memory,
+    train,
+    evaluate,
+    compare,
+    walk_forward,
+    export,
+    predict,
+    promote,
+)
 
 
 def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:

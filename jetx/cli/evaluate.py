@@ -20,14 +20,16 @@ def register(subparsers) -> None:
     parser = add_command(
         subparsers,
         "evaluate",
-        summary="score each stage on the test split against baselines; write RUN_DIR/report",
+        summary="score each stage by proper scores and bets against baselines; RUN_DIR/report",
         description="""
-        Score the best checkpoint of every trained stage on the test rounds against always-bet,
-        never-bet and a bet at the base rate, with 95% intervals, at the given cut and at the cut
-        chosen on validation (never on test), and give each stage a verdict in words. Writes
-        RUN_DIR/report/: evaluation.json, predictions.npz, report.md and its plots. A run made by
-        `jetx train` and one made by the flow are evaluated alike (their run.json says what
-        trained them).""",
+        Score the best checkpoint of every trained stage on the test rounds: its forecasts by
+        log loss and Brier score against the training base rate and the house's 0.97/1.5 (skill
+        with block-bootstrap intervals, a Diebold-Mariano/HLN test, calibration), then its bets
+        against always-bet, never-bet and a bet at the base rate, at the given cut and at the cut
+        chosen on validation (never on test). Every verdict is adjusted for the stages x cuts
+        tried and says what its test could have detected. Writes RUN_DIR/report/:
+        evaluation.json, predictions.npz, report.md and its plots. A run made by `jetx train`
+        and one made by the flow are evaluated alike (their run.json says what trained them).""",
         example="jetx evaluate runs/demo/train/<run>",
     )
     parser.add_argument("run_dir", type=Path, help="training run dir (run.json, stage*/)")

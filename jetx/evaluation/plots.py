@@ -1,6 +1,9 @@
 """PNG plots of a run: training curves, peak memory, the confusion matrix and the bankroll.
 
-Matplotlib with the Agg backend (no display on a server or in a worker). Every figure has a
+Matplotlib's object-oriented API: each plot builds its own `matplotlib.figure.Figure` and saves
+it with `Figure.savefig` (the Agg renderer behind it), never through pyplot, so no display is
+needed on a server or in a worker and the process's backend (`matplotlib.use`, MPLBACKEND, a
+notebook's inline backend) is left as the caller set it. Every figure has a
 title, labelled axes with units and a legend, and is written atomically like every other output.
 Training records are the dicts of RUN_DIR/metrics.jsonl; keys beyond the ones read are ignored.
 """
@@ -11,17 +14,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from jetx.config import CLASS_NAMES, MIB  # noqa: E402
-from jetx.evaluation.metrics import bankroll_curve  # noqa: E402
-from jetx.io import atomic_path  # noqa: E402
+from jetx.config import CLASS_NAMES, MIB
+from jetx.evaluation.metrics import bankroll_curve
+from jetx.io import atomic_path
 
 #: Panels of the memory plot -> how a metrics.jsonl record gives its figure in bytes (or None).
 MEMORY_PANELS = {
@@ -32,11 +31,11 @@ MEMORY_PANELS = {
 }
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
+    """Write `fig` as a PNG, atomically. A pyplot-free Figure is freed with its last reference."""
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
@@ -60,7 +59,8 @@ def plot_training_curves(records: Sequence[Mapping[str, Any]], path: Path) -> Pa
         `path`.
     """
     stages = records_by_stage(records) or {0: []}
-    fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.6), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(stages), 3.6))
+    axes = fig.subplots(1, len(stages), squeeze=False)
     for ax, (stage, rows) in zip(axes[0], stages.items(), strict=True):
         epochs = [r["epoch"] for r in rows]
         for key, label, style in (("loss", "train", "-o"), ("val_loss", "validation", "--s")):
@@ -93,7 +93,8 @@ def plot_memory(records: Sequence[Mapping[str, Any]], path: Path) -> Path:
         `path`.
     """
     panels = list(MEMORY_PANELS)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 5.6), sharex=True)
+    fig = Figure(figsize=(8, 5.6))
+    axes = fig.subplots(len(panels), 1, sharex=True)
     device = next((r["memory_device"] for r in records if r.get("memory_device")), None)
     x = 0
     for index, (stage, rows) in enumerate(records_by_stage(records).items()):
@@ -145,7 +146,8 @@ def plot_confusion(matrix: Sequence[Sequence[int]], path: Path, title: str) -> P
     counts = np.asarray(matrix, dtype=np.int64)
     rows = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
-    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    fig = Figure(figsize=(4.8, 4.2))
+    ax = fig.subplots()
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for (i, j), count in np.ndenumerate(counts):
         colour = "white" if shares[i, j] > 0.6 else "black"
@@ -171,7 +173,8 @@ def plot_bankroll(y_value: np.ndarray, bets: Mapping[str, np.ndarray], path: Pat
     Returns:
         `path`.
     """
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig = Figure(figsize=(8, 4))
+    ax = fig.subplots()
     rounds = np.arange(1, len(y_value) + 1)
     for label, bet in bets.items():
         curve = bankroll_curve(y_value, bet)
@@ -184,4 +187,53 @@ def plot_bankroll(y_value: np.ndarray, bets: Mapping[str, np.ndarray], path: Pat
     ax.grid(alpha=0.3)
     if bets:
         ax.legend()
+    return _save(fig, path)
+
+
+def plot_reliability(
+    bins: Mapping[str, Sequence[Mapping[str, Any]]], base_rate: float, path: Path, title: str
+) -> Path:
+    """The reliability diagram: observed rate against mean forecast per bin, with the diagonal.
+
+    Two panels: the whole unit square, where forecasts near the base rate show as one cluster
+    (what a good model of an i.i.d. game does), and a zoom on the forecasts' range. Each point
+    carries its 95% Wilson interval; the last series' points carry their count of rounds.
+
+    Args:
+        bins: label (e.g. "stage 3") -> `jetx.evaluation.calibration.reliability_bins` rows.
+        base_rate: the training base rate, drawn as a reference line.
+        path: the PNG to write.
+        title: what the forecasts are of (split, rounds).
+
+    Returns:
+        `path`.
+    """
+    fig = Figure(figsize=(10, 4.8))
+    axes = fig.subplots(1, 2)
+    forecasts = [row["mean_forecast"] for rows in bins.values() for row in rows]
+    low, high = (min(forecasts), max(forecasts)) if forecasts else (0.0, 1.0)
+    pad = max(0.02, 0.15 * (high - low))
+    zoom = (max(0.0, low - pad), min(1.0, high + pad))
+    last = list(bins)[-1] if bins else None
+    for ax, x_range, label in ((axes[0], (0.0, 1.0), "Whole range"), (axes[1], zoom, "Zoom")):
+        ax.plot([0, 1], [0, 1], color="black", lw=0.8, label="perfect calibration")
+        ax.axhline(base_rate, color="grey", ls=":", lw=0.8, label=f"base rate {base_rate:.3f}")
+        for index, (name, rows) in enumerate(bins.items()):
+            x = np.array([r["mean_forecast"] for r in rows])
+            y = np.array([r["observed_rate"] for r in rows])
+            ci = np.array([r["observed_ci"] for r in rows]).reshape(-1, 2)
+            ax.errorbar(x, y, yerr=np.abs(ci.T - y), fmt="o", ms=4, c=f"C{index}", capsize=2,
+                        label=name)  # fmt: skip
+            if ax is axes[1] and name == last:
+                for r in rows:
+                    ax.annotate(f"n={r['count']}", (r["mean_forecast"], r["observed_rate"]),
+                                textcoords="offset points", xytext=(4, 4), fontsize=7)  # fmt: skip
+        ax.set_xlim(*x_range)
+        ax.set_ylim(*(x_range if ax is axes[0] else (0.0, 1.0)))
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("mean forecast P(value >= 1.5) in the bin")
+        ax.set_ylabel("observed share of rounds reaching 1.5x")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"{title} (equal-count bins, 95% Wilson intervals)")
     return _save(fig, path)

@@ -1,12 +1,21 @@
 """A run's report: report.md and its PNG plots, from the evaluation written once beside them.
 
+The report leads with the evidence (the forecasts' proper scores against the constant
+forecasters, the skill test adjusted for every trial and what it could have detected, the
+reliability diagram), lists what was tried, and then shows the bankroll as the consequence.
+A walk-forward pool (`jetx.evaluation.walk_forward`) is rendered by the same code, with its
+origins.
+
 An evaluation (what `scoring.evaluate_run` returns and RUN_DIR/report/evaluation.json holds):
-    schema, run_dir, created_at (ISO UTC), split, rounds, data_sha256 (the raw input's sha256 from
-    the features manifest: "same data" for `compare`), features_dir, variant, preset, parameters,
-    training (`training_rows` of metrics.jsonl), baselines (`metrics.baselines`), and
-    stages: one dict per evaluated stage with stage, checkpoint, cut, val_cut, at_cut and
-    at_val_cut (`jetx.evaluation.metrics.evaluate_predictions`), verdict and verdict_at_val_cut
-    (`jetx.evaluation.metrics.verdict` against the always-bet baseline).
+    schema, run_dir, created_at (ISO UTC), split, rounds, base_rate (the train split's share of
+    rounds >= 1.5), data_sha256 (the raw input's sha256 from the features manifest: "same data"
+    for `compare`), features_dir, variant, preset, parameters, training (`training_rows` of
+    metrics.jsonl), baselines (`metrics.baselines`), trials (`trials.adjust_stages`: count,
+    skill_tests, bankroll_tests, alpha, power, tried), and stages: one dict per evaluated stage
+    with stage, checkpoint, cut, val_cut, forecast (`forecasts.forecast_scores`), at_cut and
+    at_val_cut (`metrics.evaluate_predictions`), skill_test, bankroll_tests, skill_verdict,
+    bankroll_verdict, bankroll_verdict_at_val_cut, verdict (skill, then the bankroll at the
+    given cut) and verdict_at_val_cut. A walk-forward pool adds walk_forward and origins.
 """
 
 from __future__ import annotations
@@ -20,13 +29,20 @@ import numpy as np
 
 from jetx.config import BREAK_EVEN_WIN_RATE, CASHOUT
 from jetx.evaluation import plots
+from jetx.evaluation.inference import read_predictions
 from jetx.evaluation.metrics import bet_signal
 from jetx.evaluation.tables import (
+    calibration_rows,
+    columns,
     confusion_rows,
     markdown_table,
+    origin_table,
     percent,
     result_rows,
+    score_rows,
+    skill_rows,
     target_rows,
+    trial_rows,
 )
 from jetx.io import atomic_path
 from jetx.layout import RunDir
@@ -39,13 +55,78 @@ INDEPENDENCE = (
     "model that appears to beat the house by more than noise is first a suspect for leakage, "
     "not a success."
 )
+RELIABILITY = "reliability.png"
+BANKROLL = "bankroll.png"
+#: The wide tables, split into narrow ones that fit the Prefect UI's artifact pane (~7 columns).
+RESULT_TABLES = (
+    ("rule", "cut", "bets", "win rate [95% CI]", "ROI [95% CI]"),
+    ("rule", "cut", "threshold acc", "precision", "below-1.5 acc", "above-1.5 acc",
+     "money-loss risk"),
+)  # fmt: skip
+HEADS_TABLE = ("rule", "cut", "MAE", "class acc")
+TRAINING_TABLES = (
+    ("stage", "epochs", "best val_loss", "best epoch", "seconds"),
+    ("stage", "micro-batch", "accumulation", "peak memory (MiB)", "memory source",
+     "peak RSS (MiB)"),
+)  # fmt: skip
+ORIGIN_DATA = ("origin", "stage", "train rounds", "scored rounds", "base rate",
+               "bets at the given cut", "win rate")  # fmt: skip
+
+SCORE_NOTES = (
+    "Log loss (nats per round) and the Brier score are strictly proper: the forecaster that "
+    "states its true belief scores best in expectation. Skill = 1 - score / reference score "
+    "(above 0: better than the reference). Intervals are 95% percentile intervals of a circular "
+    "block bootstrap over rounds (blocks of ceil(n^(1/3)) consecutive rounds, 2,000 resamples, "
+    "seeded), so serial dependence cannot narrow them. The skill test is the Diebold-Mariano "
+    "test of the per-round log-loss differential against the training base rate, with the "
+    "Harvey-Leybourne-Newbold correction (Student t, n - 1 degrees of freedom), one-sided. The "
+    "detectable improvement is the smallest mean log-loss gain that this many rounds show with "
+    "80% power at the adjusted level, for a calibrated forecaster near the base rate "
+    "(2 (z_(1-a) + z_0.8)^2 / n)."
+)
 
 
-def render_markdown(evaluation: Mapping[str, Any], figures: Sequence[str] = ()) -> str:
-    """report.md's text: the verdict first, then the tables, then the plots."""
-    final = evaluation["stages"][-1] if evaluation["stages"] else None
-    head = [
-        f"# jetx report: {Path(evaluation['run_dir']).name}",
+def _stage_lines(stages: Sequence[Mapping[str, Any]], key: str, label: str) -> list[str]:
+    lines = []
+    for stage in stages:
+        lines += [f"**Stage {stage['stage']}{label}:** {stage[key]}", ""]
+    return lines
+
+
+def _trials_text(evaluation: Mapping[str, Any]) -> str:
+    trials = evaluation["trials"]
+    stages = len(trials["stages"])
+    return (
+        f"This evaluation made **{trials['count']} trials**: {stages} stage"
+        f"{'s' if stages != 1 else ''} x {len(trials['cuts'])} cuts ({' and '.join(trials['cuts'])}"
+        f"). A cut does not change a forecast, so the skill test has one test per stage "
+        f"({trials['skill_tests']}, Holm-adjusted over {trials['skill_tests']}); the win-rate "
+        f"test against break-even has one per trial ({trials['bankroll_tests']}, adjusted over "
+        f"{trials['bankroll_tests']}). Every verdict reads the adjusted p-values at "
+        f"{trials['alpha']:g}, and each detectable effect is at Holm's first-step level "
+        f"{trials['alpha']:g} / tests."
+    )
+
+
+def _calibration_text(evaluation: Mapping[str, Any]) -> str:
+    final = evaluation["stages"][-1]
+    calibration = final["forecast"]["calibration"]
+    low, high = calibration["forecast_range"]
+    return (
+        "On i.i.d. rounds nothing of the past helps, so a good model's forecasts sit near the "
+        f"base rate ({percent(evaluation.get('base_rate'))} here): stage {final['stage']}'s "
+        f"forecasts range from {percent(low)} to {percent(high)} (sd "
+        f"{100 * calibration['forecast_sd']:.2f} points). Spiegelhalter's z tests whether each "
+        "round's outcome has its forecast's probability (standard normal when calibrated); the "
+        "diagram bins the forecasts into equal-count bins with each bin's count and 95% Wilson "
+        "interval."
+    )
+
+
+def _header(evaluation: Mapping[str, Any]) -> list[str]:
+    walk, name = evaluation.get("walk_forward"), Path(evaluation["run_dir"]).name
+    lines = [
+        f"# jetx walk-forward report: {name}" if walk else f"# jetx report: {name}",
         "",
         f"Split `{evaluation['split']}`, {evaluation['rounds']} rounds; variant "
         f"`{evaluation.get('variant')}`, preset `{evaluation.get('preset')}`, "
@@ -53,48 +134,144 @@ def render_markdown(evaluation: Mapping[str, Any], figures: Sequence[str] = ()) 
         f"`{(evaluation.get('data_sha256') or 'unknown')[:12]}`; {evaluation['created_at']}.",
         "",
     ]
-    for stage in evaluation["stages"]:
-        head += [
-            f"**Verdict (stage {stage['stage']}, cut {stage['cut']:.2f}):** {stage['verdict']}",
-            "",
-            f"**Stage {stage['stage']} at the cut chosen on validation ({stage['val_cut']:.2f}):** "
-            f"{stage['verdict_at_val_cut']}",
+    if walk:
+        lines += [walk["description"], ""]
+    return lines
+
+
+def _origin_tables(origins: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per-origin rows as two tables: the data and bets, then the scores and tests."""
+    rows = origin_table(origins)
+    scores = ["origin", "stage"] + [
+        c for c in rows[0] if c not in ORIGIN_DATA + ("validation cut",)
+    ]
+    return [markdown_table(columns(rows, ORIGIN_DATA)), "", markdown_table(columns(rows, scores))]
+
+
+def _result_tables(evaluation: Mapping[str, Any]) -> list[str]:
+    """The bankroll and the threshold head's accuracies for every rule, then the model's other
+    heads (the baselines have none)."""
+    rows = result_rows(evaluation)
+    tables = [markdown_table(columns(rows, names)) for names in RESULT_TABLES]
+    heads = [row for row in rows if row.get("MAE")]
+    if heads:
+        tables.append(markdown_table(columns(heads, HEADS_TABLE)))
+    return [part for table in tables for part in (table, "")]
+
+
+def render_markdown(evaluation: Mapping[str, Any], figures: Sequence[str] = ()) -> str:
+    """report.md's text: the evidence first (skill with its power, calibration, trials), then
+    the bankroll. Every table has at most 7 columns."""
+    stages = evaluation["stages"]
+    final = stages[-1] if stages else None
+    lines = _header(evaluation)
+    if stages:
+        lines += ["## Skill: proper scores against the constant forecasters", ""]
+        lines += _stage_lines(stages, "skill_verdict", "")
+        lines += [markdown_table(score_rows(evaluation)), ""]
+        lines += [
+            "Skill scores with 95% block-bootstrap intervals; the DM/HLN test is one-sided:",
             "",
         ]
-    head += [f"> {INDEPENDENCE}", ""]
-    notes = (
+        lines += [markdown_table(skill_rows(evaluation)), ""]
+        lines += ["## Calibration", ""]
+        lines += [f"![{RELIABILITY}]({RELIABILITY})", ""] if RELIABILITY in figures else []
+        lines += [_calibration_text(evaluation), ""]
+        lines += [markdown_table(calibration_rows(evaluation)), ""]
+        lines += ["## How the scores and tests are computed", "", SCORE_NOTES, ""]
+        lines += ["## What was tried", "", _trials_text(evaluation), ""]
+        lines += [markdown_table(trial_rows(evaluation)), ""]
+    if evaluation.get("origins"):
+        lines += ["## Origins", "", evaluation["walk_forward"]["origins_note"], ""]
+        lines += [*_origin_tables(evaluation["origins"]), ""]
+    lines += ["## The bankroll: the consequence, not the evidence", ""]
+    lines += _stage_lines(stages, "bankroll_verdict", "")
+    lines += _stage_lines(stages, "bankroll_verdict_at_val_cut", " (validation cut)")
+    lines += [f"> {INDEPENDENCE}", ""]
+    lines += [*_result_tables(evaluation), _bankroll_notes(), ""]
+    lines += [f"![{BANKROLL}]({BANKROLL})", ""] if BANKROLL in figures else []
+    if final and "targets" in final["at_cut"]:
+        lines += ["## The original tool's targets", "", markdown_table(target_rows(evaluation))]
+        lines += ["", f"## Confusion matrix (stage {final['stage']}, classification head)", ""]
+        lines += [markdown_table(confusion_rows(final["at_cut"]["confusion_matrix"])), ""]
+    if evaluation.get("training"):
+        lines += ["## Training", ""]
+        for names in TRAINING_TABLES:
+            lines += [markdown_table(columns(evaluation["training"], names)), ""]
+    lines += [f"![{name}]({name})" for name in figures if name not in (RELIABILITY, BANKROLL)]
+    return "\n".join(lines) + "\n"
+
+
+def _bankroll_notes() -> str:
+    return (
         f"Win rate = wins / bets; a bet is p(value >= {CASHOUT:g}) >= cut, cashed out at "
         f"{CASHOUT:g}x (+{CASHOUT - 1:g} or -1 unit). Intervals are 95% Wilson; ROI = {CASHOUT:g} "
         "x win rate - 1, so its interval is the win rate's mapped through that line. Break-even "
-        f"win rate is {percent(BREAK_EVEN_WIN_RATE)}. The validation cut "
-        "maximises the validation bankroll's profit over cuts 0.01..0.99; it is never chosen "
-        "on test. The random baseline bets with probability equal to the base rate of these "
-        "rounds (seeded draw; its expected win rate is the base rate). 'undefined' marks a rate "
-        "with nothing to divide by (no bet, or no round under 1.5)."
+        f"win rate is {percent(BREAK_EVEN_WIN_RATE)}; the win-rate test is the one-sided exact "
+        "binomial test against it, and its detectable win rate uses the normal approximation "
+        "(80% power). The validation cut maximises the validation bankroll's profit over cuts "
+        "0.01..0.99; it is never chosen on test. The random baseline bets with probability equal "
+        "to the base rate of these rounds (seeded draw; its expected win rate is the base rate). "
+        "'undefined' marks a rate with nothing to divide by (no bet, or no round under 1.5)."
     )
-    body = [
-        "## Metrics on the same rounds",
-        "",
-        markdown_table(result_rows(evaluation)),
-        "",
-        notes,
-        "",
-        "## The original tool's targets",
-        "",
-        markdown_table(target_rows(evaluation)),
-        "",
-    ]
-    if final:
-        body += [
-            f"## Confusion matrix (stage {final['stage']}, classification head)",
-            "",
-            markdown_table(confusion_rows(final["at_cut"]["confusion_matrix"])),
-            "",
-        ]
-    if evaluation.get("training"):
-        body += ["## Training", "", markdown_table(evaluation["training"]), ""]
-    body += [f"![{name}]({name})" for name in figures]
-    return "\n".join(head + body) + "\n"
+
+
+def render_report(
+    out: Path, evaluation: Mapping[str, Any], records: Sequence[Mapping[str, Any]] = ()
+) -> Path:
+    """Write report.md and its plots into `out`, beside evaluation.json and predictions.npz.
+
+    Args:
+        out: the report directory (RUN_DIR/report, or a walk-forward pool's).
+        evaluation: the evaluation written there.
+        records: metrics.jsonl records for the training plots (none for a pool).
+
+    Returns:
+        The path of report.md.
+    """
+    out = Path(out)
+    figures = []
+    if records:
+        figures.append(plots.plot_training_curves(records, out / "training_curves.png").name)
+        figures.append(plots.plot_memory(records, out / "peak_memory.png").name)
+    stages = evaluation["stages"]
+    if stages:
+        final = stages[-1]
+        bins = {f"stage {s['stage']}": s["forecast"]["reliability"] for s in stages}
+        title = f"Reliability, {evaluation['split']} split, {evaluation['rounds']} rounds"
+        base = float(
+            evaluation.get("base_rate") or final["forecast"]["calibration"]["mean_forecast"]
+        )
+        figures.append(plots.plot_reliability(bins, base, out / RELIABILITY, title).name)
+        if "confusion_matrix" in final["at_cut"]:
+            title = f"Classification head, stage {final['stage']}, {evaluation['split']} split"
+            matrix = final["at_cut"]["confusion_matrix"]
+            figures.append(plots.plot_confusion(matrix, out / "confusion.png", title).name)
+        predictions = out / RunDir.PREDICTIONS
+        if predictions.is_file():
+            figures.append(_bankroll_plot(read_predictions(predictions), final, out).name)
+    path = out / RunDir.REPORT_MD
+    with atomic_path(path) as tmp:
+        tmp.write_text(render_markdown(evaluation, figures), encoding="utf-8")
+    return path
+
+
+def _bankroll_plot(saved: Mapping[str, np.ndarray], final: Mapping[str, Any], out: Path) -> Path:
+    """The final stage's bets at both cuts against always-bet, over the evaluated rounds."""
+    y_value = saved["y_value"]
+    p_threshold = saved["p_threshold"][-1]
+    val_cut = saved["val_cut"][-1] if "val_cut" in saved else final["val_cut"]
+    label = (
+        "each origin's validation cut" if "val_cut" in saved else f"validation cut {val_cut:.2f}"
+    )
+    bets = {
+        f"model stage {final['stage']}, cut {final['cut']:.2f}": bet_signal(
+            p_threshold, final["cut"]
+        ),
+        f"model stage {final['stage']}, {label}": p_threshold >= val_cut,
+        "always bet": np.ones(len(y_value), dtype=bool),
+    }
+    return plots.plot_bankroll(y_value, bets, out / BANKROLL)
 
 
 def write_report(run_dir: Path) -> Path:
@@ -112,34 +289,4 @@ def write_report(run_dir: Path) -> Path:
         JetxInputError: the run has not been evaluated.
     """
     run = RunDir(run_dir)
-    evaluation = run.read_evaluation()
-    out = run.report
-    records = read_records(run.metrics)
-    figures = [
-        plots.plot_training_curves(records, out / "training_curves.png").name,
-        plots.plot_memory(records, out / "peak_memory.png").name,
-    ]
-    if evaluation["stages"]:
-        final = evaluation["stages"][-1]
-        title = f"Classification head, stage {final['stage']}, {evaluation['split']} split"
-        figures.append(
-            plots.plot_confusion(
-                final["at_cut"]["confusion_matrix"], out / "confusion.png", title
-            ).name
-        )
-        if run.predictions.is_file():
-            with np.load(run.predictions) as predictions:
-                y_value, p_threshold = predictions["y_value"], predictions["p_threshold"]
-            bets = {
-                f"model stage {final['stage']}, cut {final['cut']:.2f}": bet_signal(
-                    p_threshold, final["cut"]
-                ),
-                f"model stage {final['stage']}, validation cut {final['val_cut']:.2f}": bet_signal(
-                    p_threshold, final["val_cut"]
-                ),
-                "always bet": np.ones(len(y_value), dtype=bool),
-            }
-            figures.append(plots.plot_bankroll(y_value, bets, out / "bankroll.png").name)
-    with atomic_path(run.report_md) as tmp:
-        tmp.write_text(render_markdown(evaluation, figures), encoding="utf-8")
-    return run.report_md
+    return render_report(run.report, run.read_evaluation(), read_records(run.metrics))

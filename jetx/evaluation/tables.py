@@ -62,7 +62,8 @@ def result_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
     for stage in evaluation["stages"]:
         name = f"model, stage {stage['stage']}"
         rows.append(metric_row(name, stage["at_cut"], f"{stage['cut']:.2f} (given)"))
-        rows.append(metric_row(name, stage["at_val_cut"], f"{stage['val_cut']:.2f} (validation)"))
+        chosen = "each origin's" if stage["val_cut"] is None else f"{stage['val_cut']:.2f}"
+        rows.append(metric_row(name, stage["at_val_cut"], f"{chosen} (validation)"))
     for key, baseline in evaluation["baselines"].items():
         rows.append(metric_row(f"baseline: {key} ({baseline['rule']})", baseline))
     return rows
@@ -118,6 +119,12 @@ def training_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[dict[str, Any]]:
+    """`rows` cut to the columns `names`, in that order (a wide table split into narrow ones:
+    the report's tables must fit the Prefect UI's artifact pane, about 7 columns)."""
+    return [{name: row.get(name, "") for name in names} for row in rows]
+
+
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Rows as a GitHub markdown table (columns from the first row); "" for no rows."""
     if not rows:
@@ -130,3 +137,118 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "undefined"
+    return f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
+
+
+def _skill(block: Mapping[str, Any]) -> str:
+    return f"{percent(block['estimate'], True)} {_ci(block['ci'], True)}"
+
+
+def score_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The proper scores: the model at each stage, then the two constant forecasters, all on
+    the same rounds."""
+    rows = []
+    for stage in evaluation["stages"]:
+        model = stage["forecast"]["forecasters"]["model"]
+        rows.append(_score_row(f"model, stage {stage['stage']}", model))
+    if evaluation["stages"]:
+        forecasters = evaluation["stages"][-1]["forecast"]["forecasters"]
+        for name, label in (("base_rate", "training base rate"), ("house", "house (0.97 / 1.5)")):
+            rows.append(_score_row(f"constant: {label}", forecasters[name]))
+    return rows
+
+
+def _score_row(name: str, scores: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        "forecaster": name,
+        "mean forecast": percent(scores["mean_forecast"]),
+        "log loss": f"{scores['log_loss']:.4f}",
+        "Brier": f"{scores['brier']:.4f}",
+    }
+
+
+def skill_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Per stage: skill scores against the base rate and the house with their block-bootstrap
+    intervals, and the skill test (DM/HLN) with its Holm-adjusted p-value."""
+    rows = []
+    for stage in evaluation["stages"]:
+        skill, test = stage["forecast"]["skill"], stage["skill_test"]
+        rows.append(
+            {
+                "stage": str(stage["stage"]),
+                "log-loss skill vs base rate": _skill(skill["base_rate"]["log_loss"]),
+                "Brier skill vs base rate": _skill(skill["base_rate"]["brier"]),
+                "log-loss skill vs house": _skill(skill["house"]["log_loss"]),
+                "DM/HLN p": _p(test["p_value"]),
+                f"p (Holm over {test['tests']})": _p(test["adjusted_p_value"]),
+            }
+        )
+    return rows
+
+
+def calibration_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Per stage: the forecasts' mean against the observed rate, their spread, and
+    Spiegelhalter's calibration test."""
+    rows = []
+    for stage in evaluation["stages"]:
+        calibration = stage["forecast"]["calibration"]
+        test = calibration["spiegelhalter"]
+        low, high = calibration["forecast_range"]
+        rows.append(
+            {
+                "stage": str(stage["stage"]),
+                "mean forecast": percent(calibration["mean_forecast"]),
+                "observed rate": percent(calibration["observed_rate"]),
+                "forecast sd": f"{100 * calibration['forecast_sd']:.2f} points",
+                "forecast range": f"{percent(low)} to {percent(high)}",
+                "Spiegelhalter z": _num(test["z"], 2),
+                "p (two-sided)": _p(test["p_value"]),
+            }
+        )
+    return rows
+
+
+def trial_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
+    """What was tried: one row per trial (stage x cut) with its raw and adjusted p-values."""
+    trials = evaluation["trials"]
+    return [
+        {
+            "stage": str(row["stage"]),
+            "cut": row["cut"] + ("" if row["cut_value"] is None else f" ({row['cut_value']:.2f})"),
+            "bets": str(row["bets"]),
+            "skill p": _p(row["skill_p_value"]),
+            f"skill p (Holm over {trials['skill_tests']})": _p(row["skill_adjusted_p_value"]),
+            "win-rate p": _p(row["bankroll_p_value"]) if row["bets"] else "no bet",
+            f"win-rate p (Holm over {trials['bankroll_tests']})": _p(
+                row["bankroll_adjusted_p_value"]
+            ),
+        }
+        for row in trials["tried"]
+    ]
+
+
+def origin_table(origins: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """A walk-forward's per-origin rows (`jetx.evaluation.walk_forward.origin_rows`), printable."""
+    return [
+        {
+            "origin": str(row["origin"]),
+            "stage": str(row["stage"]),
+            "train rounds": row["train rounds"],
+            "scored rounds": row["scored rounds"],
+            "base rate": percent(row["base rate"]),
+            "log loss": f"{row['log loss']:.4f}",
+            "base-rate log loss": f"{row['base-rate log loss']:.4f}",
+            "log-loss skill [95% CI]": _skill({"estimate": row["skill"], "ci": row["skill_ci"]}),
+            "DM/HLN p": _p(row["p_value"]),
+            f"p (Holm over {len(origins)})": _p(row["adjusted_p_value"]),
+            "validation cut": _num(row["val_cut"], 2),
+            "bets at the given cut": str(row["bets"]),
+            "win rate": percent(row["win_rate"]),
+        }
+        for row in origins
+    ]

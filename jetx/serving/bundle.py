@@ -6,8 +6,10 @@ under mixed precision, so the weights are the trained ones), the training scaler
 bundle.json with everything needed to use the model and to judge it: the feature version and
 names, the window lengths, the preset, variant and precision it was trained with, the cut chosen
 on validation, the sha256 of the series it was trained on, the number of rounds, the training
-base rate, and the test verdict with its figures and intervals. Nothing is pickled: the `.keras`
-format is JSON config plus weights, and `load_bundle` loads it with `safe_mode=True`.
+base rate, and the test verdict with its figures and intervals; forecasts.npz keeps the test
+rounds' positions, outcomes and forecasts, which the promotion gate compares with the champion's
+on the same rounds. Nothing is pickled: the `.keras` format is JSON config plus weights,
+`load_bundle` loads it with `safe_mode=True`, and forecasts.npz is read with allow_pickle off.
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ import numpy as np
 from jetx import __version__
 from jetx.config import CASHOUT, HOUSE_RETURN
 from jetx.errors import JetxInputError
+from jetx.evaluation.scoring import train_base_rate
+from jetx.evaluation.trials import run_trials
 from jetx.features import FEATURE_NAMES, FEATURE_VERSION
 from jetx.features.splits import Scaler
 from jetx.io import write_json
 from jetx.layout import BundleDir, FeaturesDir, RunDir
+from jetx.serving.pointers import follow
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +106,7 @@ def export_bundle(run_dir: Path, out_dir: Path) -> dict[str, Any]:
         _save_model(data, checkpoint, bundle.model)
         shutil.copyfile(FeaturesDir(data.features_dir).scaler, bundle.scaler)
         info = json.loads(json.dumps(_bundle_info(run, data, evaluation, final, manifest)))
+        _save_forecasts(run, data, bundle.forecasts)
         write_json(bundle.info_path, info)
         _publish(staging, out_dir)
     finally:
@@ -126,6 +132,36 @@ def _save_model(data, checkpoint: Path, path: Path) -> None:
         keras.mixed_precision.set_global_policy(policy)
 
 
+def _save_forecasts(run: RunDir, data, path: Path) -> None:
+    """The last stage's test forecasts (`jetx evaluate`'s, not recomputed) with their positions
+    in the series, so that two bundles of the same rounds are compared round by round."""
+    from jetx.evaluation.inference import read_predictions
+    from jetx.training.windows import load_split
+
+    index = load_split(data.features_dir, "test", data.max_eval_samples).index
+    evaluated = read_predictions(run.predictions)
+    p_model = np.atleast_2d(evaluated["p_threshold"])[-1]
+    if not index.size == p_model.size == evaluated["y_value"].size:
+        raise JetxInputError(
+            f"{run.predictions}: {p_model.size} forecasts for {index.size} test rounds; "
+            f"evaluate the run again (`jetx evaluate {run.path}`)"
+        )
+    with open(path, "wb") as handle:
+        np.savez(
+            handle,
+            index=index.astype(np.int64),
+            y_value=evaluated["y_value"],
+            p_model=p_model,
+            p_base_rate=evaluated["p_base_rate"],
+        )
+
+
+def read_forecasts(path: Path) -> dict[str, np.ndarray]:
+    """A bundle's forecasts.npz: index, y_value, p_model and p_base_rate, [N] each."""
+    with np.load(BundleDir(path).forecasts, allow_pickle=False) as saved:
+        return {name: saved[name] for name in saved.files}
+
+
 def _bundle_info(run: RunDir, data, evaluation: dict, final: dict, manifest: dict) -> dict:
     result = json.loads(run.stage(final["stage"]).result.read_text(encoding="utf-8"))
     at_cut = final["at_val_cut"]
@@ -146,29 +182,22 @@ def _bundle_info(run: RunDir, data, evaluation: dict, final: dict, manifest: dic
         "cut": final["val_cut"],
         "data_sha256": manifest["series_sha256"],
         "rounds": manifest["n_rounds"],
-        "base_rate": training_base_rate(data.features_dir),
+        "base_rate": train_base_rate(data.features_dir),
         "house_base_rate": HOUSE_RETURN / CASHOUT,
         "test": {
             "rounds": evaluation["rounds"],
-            "verdict": final["verdict_at_val_cut"],
+            "verdict": f"{final['skill_verdict']} {final['verdict_at_val_cut']}",
             "bets": at_cut["bets"],
             "win_rate": at_cut["win_rate"],
             "win_rate_ci": at_cut["win_rate_ci"],
             "roi": at_cut["roi"],
             "roi_ci": at_cut["roi_ci"],
             "always_bet_win_rate": evaluation["baselines"]["always"]["win_rate"],
+            "skill_verdict": final["skill_verdict"],
+            "skill_test": final["skill_test"],
+            "skill_tests": run_trials(evaluation),
         },
     }
-
-
-def training_base_rate(features_dir: Path) -> float:
-    """Share of the train split's rounds that reached the cash-out: the honest constant guess."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(FeaturesDir(features_dir).features, columns=["split", "threshold"])
-    train = table.filter(pc.equal(table["split"], "train"))
-    return float(np.mean(train["threshold"].to_numpy()))
 
 
 def _publish(staging: Path, out_dir: Path) -> None:
@@ -184,12 +213,14 @@ def _publish(staging: Path, out_dir: Path) -> None:
 
 
 def load_bundle(path: Path) -> Bundle:
-    """Read a bundle and check that this jetx computes the features it was trained on.
+    """Read a bundle (or the one a pointer such as models/latest names) and check that this
+    jetx computes the features it was trained on.
 
     Raises:
         JetxInputError: not a bundle, another bundle format, or another feature version or
             feature list than this jetx computes.
     """
+    path = follow(path)
     bundle = BundleDir(path)
     info = bundle.info()
     if info.get("format") != BUNDLE_FORMAT:

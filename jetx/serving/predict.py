@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from jetx.config import CLASS_NAMES
+from jetx.data.series import read_series
 from jetx.errors import JetxInputError
 from jetx.features import FIRST_SAMPLE
 from jetx.layout import SeriesDir
@@ -43,7 +44,7 @@ def read_history(source: Path, *, table: str = "jetx_results", column: str = "va
             quiet.setLevel(level)
         layout = SeriesDir(Path(tmp))
         _check_newest(source, layout)
-        return ingest_module.read_series(Path(tmp))
+        return read_series(Path(tmp))
 
 
 def _check_newest(source: Path, layout: SeriesDir) -> None:

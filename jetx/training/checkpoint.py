@@ -14,6 +14,10 @@ A checkpoint is intact when `checkpoint_problem` finds nothing: its state parses
 variables match their hash, so a truncated, zeroed or bit-flipped file is known before any value
 is restored. `restore_variables` checks this first; what a resume does with a damaged checkpoint
 is `jetx.training.resume.recover_checkpoints`'s job.
+
+A finished stage's best checkpoint is all that evaluation, export and the next stage read, and
+they read its model variables only: `slim_checkpoint` rewrites it without the optimizer slots
+and accumulators (a new payload hash, so it stays verifiable), for runs that retention prunes.
 """
 
 from __future__ import annotations
@@ -257,6 +261,48 @@ def _restore(checkpoint: Path, variables: dict[str, list]) -> None:
                         f"{value.shape}; expected {tuple(variable.shape)}."
                     )
                 variable.assign(value)
+
+
+def slim_checkpoint(checkpoint: Path, groups: tuple[str, ...] = ("model",)) -> int:
+    """Rewrite an intact checkpoint with only `groups`' variables, under the same name.
+
+    The slim copy is written beside it, then swapped in by two renames; a crash between them
+    leaves `.fat-<name>` and `.slim-<name>`, which the next call puts back. It can be
+    evaluated, exported and started from, not resumed (no optimizer state).
+
+    Returns:
+        Bytes saved.
+
+    Raises:
+        CheckpointDamagedError: the checkpoint is damaged (it is left as it is).
+    """
+    checkpoint = Path(checkpoint)
+    fat, slim = (checkpoint.with_name(f"{mark}{checkpoint.name}") for mark in (".fat-", ".slim-"))
+    if fat.is_dir() and not checkpoint.exists():
+        os.rename(fat if not (slim / STATE_FILE).is_file() else slim, checkpoint)
+    shutil.rmtree(fat, ignore_errors=True)
+    shutil.rmtree(slim, ignore_errors=True)
+    problem = checkpoint_problem(checkpoint)
+    if problem is not None:
+        raise CheckpointDamagedError(f"checkpoint {checkpoint} is damaged: {problem}")
+    before = (checkpoint / VARIABLES_FILE).stat().st_size
+    record = _read_record(checkpoint)
+    record.pop("train_state")
+    slim.mkdir()
+    with np.load(checkpoint / VARIABLES_FILE) as stored:
+        kept = {k: stored[k] for k in stored.files if k.split("/", 1)[0] in groups}
+    with open(slim / VARIABLES_FILE, "wb") as handle:
+        np.savez(handle, **kept)
+        handle.flush()
+        os.fsync(handle.fileno())
+    record["payload"] = {VARIABLES_FILE: sha256_file(slim / VARIABLES_FILE)}
+    record["groups"] = list(groups)
+    write_json(slim / STATE_FILE, record)
+    os.rename(checkpoint, fat)
+    os.rename(slim, checkpoint)
+    shutil.rmtree(fat)
+    _fsync_dir(checkpoint.parent)
+    return before - (checkpoint / VARIABLES_FILE).stat().st_size
 
 
 def _checkpoints(root: Path) -> list[Path]:

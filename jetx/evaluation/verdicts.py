@@ -1,0 +1,145 @@
+"""The verdicts in words: skill from the proper-score test, the bankroll as its consequence.
+
+Each sentence states the test's figures, the adjusted p-value and how many tests the
+adjustment counted, and what the test could have detected with 80% power, so that "no
+evidence of skill" never stands alone. Crash games are designed so that a round does not depend
+on the previous ones: evidence of skill is a leakage suspect first, not a success.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jetx.config import BREAK_EVEN_WIN_RATE
+
+
+def _pct(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "undefined"
+    return f"{100 * value:+.1f}%" if signed else f"{100 * value:.1f}%"
+
+
+def _interval(ci: tuple[float, float] | None, signed: bool = False) -> str:
+    return "undefined" if ci is None else f"[{_pct(ci[0], signed)}, {_pct(ci[1], signed)}]"
+
+
+def _p(value: float) -> str:
+    return f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
+
+
+def _level(alpha: float, tests: int) -> str:
+    """The level Holm's first step applies: alpha / tests."""
+    return f"{alpha:g}" if tests == 1 else f"{alpha:g}/{tests}"
+
+
+def skill_verdict(
+    forecast: Mapping[str, Any], test: Mapping[str, Any], *, alpha: float, power: float
+) -> str:
+    """One sentence on whether the forecasts beat the training base rate's.
+
+    Args:
+        forecast: `jetx.evaluation.forecasts.forecast_scores` of the rounds.
+        test: the skill test after adjustment: p_value, adjusted_p_value, tests (how many the
+            adjustment counted), detectable_log_loss_improvement and detectable_skill.
+        alpha, power: the level the adjusted p-value is read at, and the power of the
+            detectable effect.
+    """
+    scores = forecast["forecasters"]
+    skill = forecast["skill"]["base_rate"]["log_loss"]
+    shown = test["adjusted_p_value"] < alpha
+    text = (
+        f"The model's log loss on these {forecast['rounds']} rounds is "
+        f"{scores['model']['log_loss']:.4f} nats per round against "
+        f"{scores['base_rate']['log_loss']:.4f} for the training base rate "
+        f"({_pct(scores['base_rate']['mean_forecast'])}) and "
+        f"{scores['house']['log_loss']:.4f} for the house's "
+        f"{_pct(scores['house']['mean_forecast'])}: skill {_pct(skill['estimate'], True)} "
+        f"{_interval(skill['ci'], True)} over the base rate; Diebold-Mariano/HLN one-sided "
+        f"p = {_p(test['p_value'])}, "
+        f"{_p(test['adjusted_p_value'])} after Holm over {test['tests']} "
+        f"test{'s' if test['tests'] != 1 else ''}: "
+    )
+    if shown:
+        text += (
+            "evidence of skill over the base rate; on a game built to be unpredictable that "
+            "makes it a leakage suspect first, not a success."
+        )
+    else:
+        text += "no evidence of skill."
+    delta = test["detectable_log_loss_improvement"]
+    return text + (
+        f" With {100 * power:.0f}% power at level {_level(alpha, test['tests'])} these rounds "
+        "could only have shown a "
+        f"log-loss improvement of {delta:.4f} nats per round (skill "
+        f"{_pct(test['detectable_skill'])}) or more."
+    )
+
+
+def bankroll_verdict(
+    model: Mapping[str, Any],
+    always: Mapping[str, Any],
+    test: Mapping[str, Any],
+    *,
+    cut: str,
+    skill_shown: bool,
+    alpha: float,
+    power: float,
+) -> str:
+    """One sentence on what betting on the forecasts did: the consequence, not the evidence.
+
+    The win rate "differs" from always-bet's when the two 95% Wilson intervals do not overlap
+    (descriptive); "above break-even" is the one-sided binomial test against 2/3, adjusted.
+    A window can pay every bettor above the house's odds, so an adjusted win above break-even
+    without skill in the forecasts is credited to the rounds, not the model; with skill it is a
+    leakage suspect.
+
+    Args:
+        model: `jetx.evaluation.metrics.threshold_metrics` of the model's bets.
+        always: the always-bet baseline on the same rounds.
+        test: p_value, adjusted_p_value (None without a bet), tests, detectable_win_rate.
+        cut: how the cut reads ("cut 0.50", "the validation cut 0.37").
+        skill_shown: whether the skill test (adjusted) found skill.
+        alpha, power: as for `skill_verdict`.
+    """
+    ref = always["win_rate"]
+    if model["bets"] == 0:
+        return (
+            f"At {cut} the model never bets on {model['rounds']} rounds: win rate undefined, "
+            f"ROI 0 on 0 bets; always-bet wins {_pct(ref)} at ROI {_pct(always['roi'], True)}."
+        )
+    low, high = model["win_rate_ci"]
+    ref_ci = always["win_rate_ci"]
+    differs = ref_ci is not None and (high < ref_ci[0] or low > ref_ci[1])
+    text = (
+        f"At {cut} the model bets {model['bets']} of {model['rounds']} rounds and wins "
+        f"{_pct(model['win_rate'])} {_interval(model['win_rate_ci'])} vs always-bet "
+        f"{_pct(ref)} {_interval(ref_ci)}: {'a' if differs else 'no'} difference beyond the 95% "
+        f"intervals; ROI {_pct(model['roi'], True)} {_interval(model['roi_ci'], True)}; "
+        f"one-sided binomial p = {_p(test['p_value'])} that it wins above break-even "
+        f"({_pct(BREAK_EVEN_WIN_RATE)}), {_p(test['adjusted_p_value'])} after Holm over "
+        f"{test['tests']} trials: "
+    )
+    if test["adjusted_p_value"] < alpha and skill_shown:
+        text += "it beats the house, so it is a leakage suspect first, not a success."
+    elif test["adjusted_p_value"] < alpha:
+        text += (
+            "above break-even beyond chance, but its forecasts show no skill and betting every "
+            f"round returned {_pct(always['roi'], True)} here: no evidence that the model's "
+            "choices, rather than these rounds, beat the house."
+        )
+    elif model["roi_ci"][1] < 0:
+        text += "it loses money."
+    else:
+        text += "not above break-even."
+    detectable = test["detectable_win_rate"]
+    if detectable is None:
+        return text + (
+            f" {model['bets']} bets are too few to show any win rate at level "
+            f"{_level(alpha, test['tests'])}."
+        )
+    return text + (
+        f" With {model['bets']} bets this test could only have detected a true win rate of "
+        f"{_pct(detectable)} or more ({100 * power:.0f}% power at level "
+        f"{_level(alpha, test['tests'])})."
+    )
