@@ -16,10 +16,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/jetx run --source data/sample.csv --out runs/demo
 
+# Two workers, one per core; a module stays on one worker, so its shared fixtures (a trained run,
+# a Prefect server) are built once.
 test: $(STAMP)
 	$(BIN)/ruff check jetx tasks flows tests bench
 	$(BIN)/ruff format --check jetx tasks flows tests bench
-	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 # The key paths again on the two kinds of CPU: oneDNN off (most laptops, AMD and older Intel
 # machines: TensorFlow's CPU allocator keeps no statistics there) and oneDNN on.

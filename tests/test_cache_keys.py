@@ -27,7 +27,7 @@ from jetx.data.synth import synthesize, write_csv
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-CACHED = ("build_features", "train_stage-1", "evaluate_run", "audit_memory")
+CACHED = ("build_features", "train_stage-1", "evaluate_run", "measure_memory")
 
 
 def _states(output: str) -> dict[str, str]:

@@ -55,7 +55,7 @@ MOMENTS = [
     ("report.md", "flow"),  # the report itself
 ]
 #: The cached tasks of a run (the data task always runs, the report is never cached).
-CACHED = ("build_features", "train_stage-1", "evaluate_run", "audit_memory")
+CACHED = ("build_features", "train_stage-1", "evaluate_run", "measure_memory")
 
 #: The app that keeps the history: it committed its last rounds, which are still in the WAL.
 WRITER = textwrap.dedent(

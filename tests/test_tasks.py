@@ -191,8 +191,7 @@ def test_records_in_the_result_storage_are_json_and_never_pickles(history, tmp_p
 KEY_HOLDER = textwrap.dedent(
     """
     import sys, time
-    import prefect_env
-    from tasks.caching import KEY_LOCKS
+    from tasks.caching import KEY_LOCKS  # the parent's PREFECT_* settings, so its lock files
     assert KEY_LOCKS.acquire_lock(sys.argv[1], holder="other-process")
     print("held", flush=True)
     time.sleep(600)
