@@ -156,13 +156,21 @@ def test_the_run_in_the_prefect_ui_as_a_user_sees_it(server, deployed_run, tmp_p
         }
         report = _open(page, base, artifacts, "report", tmp_path / "report.png")
         assert page.get_by_role("heading", name=re.compile("^jetx report:")).count() == 1
-        assert "Verdict (stage 1, cut 0.50):" in report
+        assert "Skill: proper scores against the constant forecasters" in report
+        assert re.search(r"Stage 1:.*(no evidence of skill|skill)", report)
         images = page.evaluate(
             "() => Array.from(document.images).filter(i => i.alt.endsWith('.png'))"
             ".map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight])"
         )
         names = [alt for alt, *_ in images]
-        assert {"training_curves.png", "peak_memory.png", "bankroll.png"} <= set(names)
+        widths = page.evaluate(
+            "() => [document.querySelector('h1').parentElement.getBoundingClientRect().width,"
+            " ...Array.from(document.querySelectorAll('table'), t => t.scrollWidth)]"
+        )
+        assert len(widths) > 4 and max(widths[1:]) <= widths[0], widths  # no table overflows
+        assert {"reliability.png", "training_curves.png", "peak_memory.png", "bankroll.png"} <= set(
+            names
+        )
         assert all(done and width > 0 and height > 0 for _, done, width, height in images), images
         comparison = _open(page, base, artifacts, "metric-comparison", tmp_path / "cmp.png")
         assert "stage 1" in comparison and "always bet" in comparison and "win rate" in comparison

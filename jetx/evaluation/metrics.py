@@ -257,7 +257,7 @@ def baselines(y_value: np.ndarray, seed: int = 0) -> dict[str, dict[str, Any]]:
     rules = {
         "always": (np.ones(y.size, dtype=bool), "bet every round"),
         "never": (np.zeros(y.size, dtype=bool), "bet no round"),
-        "random": (draw, f"bet with probability {base_rate:.3f} (base rate), seed {seed}"),
+        "random": (draw, f"p = base rate {base_rate:.3f}, seed {seed}"),
     }
     return {
         name: {"rule": rule, **threshold_metrics(y, bet)} for name, (bet, rule) in rules.items()

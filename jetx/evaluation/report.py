@@ -35,7 +35,7 @@ from jetx.evaluation.tables import (
     calibration_rows,
     columns,
     confusion_rows,
-    markdown_table,
+    fitted_tables,
     origin_table,
     percent,
     result_rows,
@@ -145,17 +145,21 @@ def _origin_tables(origins: Sequence[Mapping[str, Any]]) -> list[str]:
     scores = ["origin", "stage"] + [
         c for c in rows[0] if c not in ORIGIN_DATA + ("validation cut",)
     ]
-    return [markdown_table(columns(rows, ORIGIN_DATA)), "", markdown_table(columns(rows, scores))]
+    return [
+        fitted_tables(columns(rows, ORIGIN_DATA), keys=2),
+        "",
+        fitted_tables(columns(rows, scores), keys=2),
+    ]
 
 
 def _result_tables(evaluation: Mapping[str, Any]) -> list[str]:
     """The bankroll and the threshold head's accuracies for every rule, then the model's other
     heads (the baselines have none)."""
     rows = result_rows(evaluation)
-    tables = [markdown_table(columns(rows, names)) for names in RESULT_TABLES]
+    tables = [fitted_tables(columns(rows, names), keys=2) for names in RESULT_TABLES]
     heads = [row for row in rows if row.get("MAE")]
     if heads:
-        tables.append(markdown_table(columns(heads, HEADS_TABLE)))
+        tables.append(fitted_tables(columns(heads, HEADS_TABLE), keys=2))
     return [part for table in tables for part in (table, "")]
 
 
@@ -168,19 +172,19 @@ def render_markdown(evaluation: Mapping[str, Any], figures: Sequence[str] = ()) 
     if stages:
         lines += ["## Skill: proper scores against the constant forecasters", ""]
         lines += _stage_lines(stages, "skill_verdict", "")
-        lines += [markdown_table(score_rows(evaluation)), ""]
+        lines += [fitted_tables(score_rows(evaluation)), ""]
         lines += [
             "Skill scores with 95% block-bootstrap intervals; the DM/HLN test is one-sided:",
             "",
         ]
-        lines += [markdown_table(skill_rows(evaluation)), ""]
+        lines += [fitted_tables(skill_rows(evaluation)), ""]
         lines += ["## Calibration", ""]
         lines += [f"![{RELIABILITY}]({RELIABILITY})", ""] if RELIABILITY in figures else []
         lines += [_calibration_text(evaluation), ""]
-        lines += [markdown_table(calibration_rows(evaluation)), ""]
+        lines += [fitted_tables(calibration_rows(evaluation)), ""]
         lines += ["## How the scores and tests are computed", "", SCORE_NOTES, ""]
         lines += ["## What was tried", "", _trials_text(evaluation), ""]
-        lines += [markdown_table(trial_rows(evaluation)), ""]
+        lines += [fitted_tables(trial_rows(evaluation), keys=2), ""]
     if evaluation.get("origins"):
         lines += ["## Origins", "", evaluation["walk_forward"]["origins_note"], ""]
         lines += [*_origin_tables(evaluation["origins"]), ""]
@@ -191,13 +195,13 @@ def render_markdown(evaluation: Mapping[str, Any], figures: Sequence[str] = ()) 
     lines += [*_result_tables(evaluation), _bankroll_notes(), ""]
     lines += [f"![{BANKROLL}]({BANKROLL})", ""] if BANKROLL in figures else []
     if final and "targets" in final["at_cut"]:
-        lines += ["## The original tool's targets", "", markdown_table(target_rows(evaluation))]
+        lines += ["## The original tool's targets", "", fitted_tables(target_rows(evaluation))]
         lines += ["", f"## Confusion matrix (stage {final['stage']}, classification head)", ""]
-        lines += [markdown_table(confusion_rows(final["at_cut"]["confusion_matrix"])), ""]
+        lines += [fitted_tables(confusion_rows(final["at_cut"]["confusion_matrix"])), ""]
     if evaluation.get("training"):
         lines += ["## Training", ""]
         for names in TRAINING_TABLES:
-            lines += [markdown_table(columns(evaluation["training"], names)), ""]
+            lines += [fitted_tables(columns(evaluation["training"], names)), ""]
     lines += [f"![{name}]({name})" for name in figures if name not in (RELIABILITY, BANKROLL)]
     return "\n".join(lines) + "\n"
 

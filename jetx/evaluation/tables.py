@@ -125,18 +125,46 @@ def columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[dic
     return [{name: row.get(name, "") for name in names} for row in rows]
 
 
+#: The width a report table may take: the Prefect UI's artifact pane is about 726 px wide in a
+#: 1280 px window (measured in tests/test_deployment.py, which checks that no table overflows).
+PANE_PX = 700
+#: A cell's width in that pane, estimated on the safe side: px per character, and padding.
+CHAR_PX, CELL_PX = 9, 16
+
+
+def fitted_tables(rows: Sequence[Mapping[str, Any]], keys: int = 1) -> str:
+    """`rows` as markdown tables that fit the UI's pane: the first `keys` columns in each, the
+    others split among as many tables as their estimated widths need (at least one each)."""
+    if not rows:
+        return ""
+    names = list(rows[0])
+
+    def width(name: str) -> int:
+        cells = [len(_cell(row.get(name))) for row in rows]
+        return CHAR_PX * max(len(name), *cells) + CELL_PX
+
+    key_names, groups = names[:keys], [[]]
+    base = sum(width(name) for name in key_names)
+    for name in names[keys:]:
+        if groups[-1] and base + sum(map(width, groups[-1])) + width(name) > PANE_PX:
+            groups.append([])
+        groups[-1].append(name)
+    return "\n\n".join(markdown_table(columns(rows, key_names + group)) for group in groups)
+
+
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Rows as a GitHub markdown table (columns from the first row); "" for no rows."""
     if not rows:
         return ""
     columns = list(rows[0])
 
-    def cell(value: Any) -> str:
-        return ("" if value is None else str(value)).replace("|", "\\|")
-
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return ("" if value is None else str(value)).replace("|", "\\|")
 
 
 def _p(value: float | None) -> str:
