@@ -120,7 +120,7 @@ def test_cli_prints_one_json_object_with_the_prediction(capsys):
     )
     row = json.loads(capsys.readouterr().out)
     assert code == 0
-    assert row["variant"] == "chunked" and row["params"] == count_params(FULL.model_for("full"))
+    assert row["variant"] == "chunked" and row["params"] == count_params(FULL.model_for("chunked"))
     expected = predict_peak(FULL.model_for("chunked"), 8, "mixed_float16").predicted_peak_bytes
     assert row["predicted_peak_bytes"] == expected
 

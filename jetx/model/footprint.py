@@ -94,7 +94,7 @@ def count_params(config: ModelConfig) -> int:
     for name, length in config.sequence_inputs.items():
         i = SEQUENCE_INPUTS.index(name)
         units, blocks = config.mlp_units[i], config.mlp_blocks[i]
-        total += _dense_blocks_params(length, [units] * blocks)
+        total += _dense_blocks_params(length, [units] * blocks, config.normalization)
         widths.append(units)
     channels = 1
     for filters in config.tcn_filters:
@@ -110,15 +110,16 @@ def count_params(config: ModelConfig) -> int:
         total += config.num_layers * (4 * (d * d + d) + 2 * d * dff + dff + d + 4 * d)
         total += d * config.transformer_dense + config.transformer_dense
         widths.append(config.transformer_dense)
-    total += _dense_blocks_params(sum(widths), list(config.fusion_units))
+    total += _dense_blocks_params(sum(widths), list(config.fusion_units), config.normalization)
     last = config.fusion_units[-1]
     return total + (last + 1) * (1 + 3 + 1)
 
 
-def _dense_blocks_params(width: int, units: list[int]) -> int:
+def _dense_blocks_params(width: int, units: list[int], normalization: str) -> int:
+    norm = 4 if normalization == "batch" else 2  # BatchNorm: 2 trainable + 2 moving statistics
     total = 0
     for u in units:
-        total += width * u + u + 4 * u
+        total += width * u + u + norm * u
         width = u
     return total
 
