@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m flows.progressive --source data/sample.csv --out runs/demo
+	$(BIN)/jetx run --source data/sample.csv --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/ruff check jetx tasks flows tests bench

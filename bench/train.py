@@ -35,8 +35,8 @@ import tensorflow as tf  # noqa: E402
 from jetx.config import PRESETS  # noqa: E402
 from jetx.features.build import build_features  # noqa: E402
 from jetx.training.accumulation import GradientAccumulator  # noqa: E402
-from jetx.training.callbacks.fault_injection import DELAY_ENV  # noqa: E402
 from jetx.training.checkpoint import latest_checkpoint, load_state, stage_dir  # noqa: E402
+from jetx.training.hooks import DELAY_ENV  # noqa: E402
 from jetx.training.inputs import StageData  # noqa: E402
 from jetx.training.losses import StageLoss  # noqa: E402
 

@@ -9,8 +9,10 @@ from typing import Literal
 
 from prefect import flow
 
+import tasks.logs  # noqa: F401  (the jetx.* loggers reach the run's logs)
 from jetx.config import PRECISIONS, PRESETS, VARIANTS, get_preset
-from tasks.memory import audit_memory, publish_audit
+from tasks.caching import RECORDS
+from tasks.memory import measure_memory, publish_audit
 from tasks.records import AuditRecord
 
 VariantName = Literal[*VARIANTS]
@@ -18,7 +20,7 @@ PresetName = Literal[*PRESETS]
 PrecisionName = Literal[*PRECISIONS]
 
 
-@flow(name="jetx-audit", flow_run_name="jetx-audit-{preset}")
+@flow(name="jetx-audit", flow_run_name="jetx-audit-{preset}", result_serializer=RECORDS)
 def audit(
     preset: PresetName = "tiny",
     variants: tuple[VariantName, ...] = tuple(VARIANTS),
@@ -36,6 +38,6 @@ def audit(
         out: where each variant's audit JSON goes.
     """
     micro_batch = micro_batch or get_preset(preset).stages[0].micro_batch
-    audits = [audit_memory(preset, v, [micro_batch], precision, out) for v in variants]
+    audits = [measure_memory(preset, v, [micro_batch], precision, out) for v in variants]
     publish_audit(audits)
     return audits

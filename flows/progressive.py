@@ -6,6 +6,7 @@ Run it without a server (Prefect's ephemeral mode) with
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
@@ -13,9 +14,12 @@ from typing import Annotated, Literal
 from prefect import flow
 from pydantic import Field
 
+import tasks.logs  # noqa: F401  (the jetx.* loggers reach the run's logs)
+from flows.options import add_flow_arguments, flow_parameters
 from jetx.config import PRESETS, VARIANTS, get_preset
 from jetx.layout import RunDir
 from jetx.runtime import configure_tensorflow, import_tensorflow
+from tasks.caching import RECORDS
 from tasks.data import load_raw
 from tasks.evaluate import evaluate_run
 from tasks.features import build_features
@@ -28,7 +32,7 @@ VariantName = Literal[*VARIANTS]
 PresetName = Literal[*PRESETS]
 
 
-@flow(name="jetx", flow_run_name="jetx-{preset}")
+@flow(name="jetx", flow_run_name="jetx-{preset}", result_serializer=RECORDS)
 def progressive(
     source: Path = Path("data/sample.csv"),
     out: Path = Path("runs/demo"),
@@ -37,7 +41,6 @@ def progressive(
     stages: Annotated[int, Field(ge=1, le=3)] = 3,
     budget_gib: Annotated[float, Field(gt=0)] | None = None,
     seed: int = 0,
-    inject_oom: str | None = None,
 ) -> ReportRecord:
     """Train `variant` (default: the preset's) on `source` in `stages` stages and report.
 
@@ -49,11 +52,10 @@ def progressive(
         stages: how many of the three stages to run.
         budget_gib: accelerator memory budget; the micro-batch is planned to fit it.
         seed: seed of weights and shuffling.
-        inject_oom: "stage:step" raises an out-of-memory error there once (a test hook).
     """
     variant = variant or get_preset(preset).variant
-    data = load_raw(source, out / "data")
-    features = build_features(data, out / "features")
+    data = load_raw(source, out)
+    features = build_features(data, out)
     run_dir = training_dir(out, features=features, preset=preset, variant=variant, seed=seed)
     trained: list[StageRecord] = []
     for number in range(1, stages + 1):
@@ -67,7 +69,6 @@ def progressive(
                 variant=variant,
                 budget_gib=budget_gib,
                 seed=seed,
-                inject_oom=inject_oom,
             )
         )
     largest = max(stage.micro_batch for stage in trained)  # the run's peak: one probe
@@ -78,27 +79,35 @@ def progressive(
     return write_report(evaluation, audit.result())
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_once(
+    parameters: dict, *, verbose: bool = False, as_json: bool = False, prog: str = "jetx run"
+) -> int:
     """Run the flow once in Prefect's ephemeral mode and print where the report is."""
-    parser = argparse.ArgumentParser(prog="python -m flows.progressive", description=__doc__)
-    parser.add_argument("--source", type=Path, default=Path("data/sample.csv"))
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"))
-    parser.add_argument("--variant", choices=sorted(VARIANTS))
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="demo")
-    parser.add_argument("--stages", type=int, choices=(1, 2, 3), default=3)
-    parser.add_argument("--budget-gib", type=float)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("-v", "--verbose", action="store_true", help="TensorFlow's own log lines")
-    args = vars(parser.parse_args(argv))
-    configure_tensorflow(verbose=args.pop("verbose"))
+    configure_tensorflow(verbose=verbose)
     import_tensorflow()  # evaluation runs in this process; keep TF's load lines off the screen
     try:
-        record = progressive(**args)
+        record = progressive(**parameters)
     except Exception as error:  # the flow run's log holds the traceback
-        print(f"{parser.prog}: error: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"{prog}: error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
-    print(f"Report: {record.path('report.md')}")
+    if as_json:
+        print(
+            json.dumps(
+                {"report": str(record.path("report.md")), "run_dir": str(record.directory.parent)}
+            )
+        )
+    else:
+        print(f"Report: {record.path('report.md')}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m flows.progressive`: the same as `jetx run`."""
+    parser = argparse.ArgumentParser(prog="python -m flows.progressive", description=__doc__)
+    add_flow_arguments(parser)
+    parser.add_argument("-v", "--verbose", action="store_true", help="TensorFlow's own log lines")
+    args = parser.parse_args(argv)
+    return run_once(flow_parameters(args), verbose=args.verbose, prog=parser.prog)
 
 
 if __name__ == "__main__":

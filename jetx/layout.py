@@ -9,21 +9,31 @@ A step's output is a directory, and everything that reads one asks this module f
   it: preset values, variant, seed, features dir), one `StageDir` per stage (checkpoints/,
   result.json), metrics.jsonl (one record per epoch), tensorboard/, memory/ (the audit) and
   report/ (evaluation.json, predictions.npz, report.md and its plots).
-- `Workspace` (the flow's `out`): data/, features/ and train/ holding one directory per
-  version of their inputs.
+- `BundleDir` (`jetx export`): model.keras, scaler.json, bundle.json: a model people can use.
+- `ModelsDir` (the flow's `out/models`): one bundle per run, `latest` (the newest export),
+  `champion` (the bundle that passed the promotion gate) and promotion.json (the decision).
+- `Workspace` (the flow's `out`): data/, features/, train/ holding one directory per version of
+  their inputs, and models/.
 
 A directory is complete when its manifest (series, features), run.json (run) or result.json
-(stage) exists: each is written last, atomically, after the files it describes.
+(stage) exists: each is written last, atomically, after the files it describes. A series
+manifest also holds the sha256 of the files it describes, which readers check.
+
+One writer per directory: whoever writes a series, features or run directory holds its `lock`
+(`jetx.io.exclusive`, a `.lock` file inside it); a second writer waits or fails at once with
+"RUN_DIR ... is in use by pid N". The stage child holds its run directory's lock while it trains.
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jetx.errors import JetxInputError
+from jetx.io import LOCK_FILE, exclusive
 
 MANIFEST = "manifest.json"
 
@@ -65,6 +75,14 @@ class SeriesDir:
     def manifest(self) -> dict[str, Any]:
         """The manifest `jetx.data.ingest.ingest` wrote (JetxInputError if there is none)."""
         return _read_json(self.manifest_path, f"run `jetx ingest SOURCE --out {self.path}` first")
+
+    @property
+    def lock_file(self) -> Path:
+        return Path(self.path) / LOCK_FILE
+
+    def lock(self, wait: float | None = 0.0) -> AbstractContextManager[None]:
+        """The directory's writer lock (`jetx.io.exclusive`; `wait` in seconds, None: no limit)."""
+        return exclusive(self.path, what="SERIES_DIR", wait=wait)
 
 
 @dataclass(frozen=True)
@@ -110,6 +128,10 @@ class FeaturesDir:
             )
         return _read_json(self.manifest_path, "rebuild it with `jetx features`")
 
+    def lock(self, wait: float | None = 0.0) -> AbstractContextManager[None]:
+        """The directory's writer lock (`jetx.io.exclusive`; `wait` in seconds, None: no limit)."""
+        return exclusive(self.path, what="FEATURES_DIR", wait=wait)
+
 
 @dataclass(frozen=True)
 class StageDir:
@@ -118,11 +140,17 @@ class StageDir:
     path: Path
 
     CHECKPOINTS = "checkpoints"
+    SET_ASIDE = "set-aside"
     RESULT = "result.json"
 
     @property
     def checkpoints(self) -> Path:
         return Path(self.path) / self.CHECKPOINTS
+
+    @property
+    def set_aside(self) -> Path:
+        """Where damaged checkpoints are moved, never deleted (a person may want to look)."""
+        return Path(self.path) / self.SET_ASIDE
 
     @property
     def result(self) -> Path:
@@ -146,9 +174,26 @@ class RunDir:
     EVALUATION = "evaluation.json"
     PREDICTIONS = "predictions.npz"
     REPORT_MD = "report.md"
+    ATTEMPTS = "attempts"
 
     def stage(self, number: int) -> StageDir:
         return StageDir(Path(self.path) / f"stage{number}")
+
+    def lock(self, wait: float | None = 0.0) -> AbstractContextManager[None]:
+        """The run's writer lock (`jetx.io.exclusive`; `wait` in seconds, None: no limit)."""
+        return exclusive(self.path, what="RUN_DIR", wait=wait)
+
+    @property
+    def lock_file(self) -> Path:
+        return Path(self.path) / LOCK_FILE
+
+    def attempt(self, stage: int, task_run: str, attempt: int) -> tuple[Path, Path]:
+        """The pid file and the outcome record of one attempt of a flow's stage task.
+
+        One pair per task run and attempt, so that two flow runs (or a retry) never share one.
+        """
+        stem = Path(self.path) / self.ATTEMPTS / f"stage{stage}-{task_run}-{attempt}"
+        return stem.with_suffix(".pid"), stem.with_suffix(".json")
 
     @property
     def run_file(self) -> Path:
@@ -199,6 +244,68 @@ class RunDir:
 
 
 @dataclass(frozen=True)
+class BundleDir:
+    """An exported model: everything needed to use it and to judge it, no pickle anywhere."""
+
+    path: Path
+
+    MODEL = "model.keras"
+    SCALER = "scaler.json"
+    INFO = "bundle.json"
+    FILES = (MODEL, SCALER, INFO)
+
+    @property
+    def model(self) -> Path:
+        return Path(self.path) / self.MODEL
+
+    @property
+    def scaler(self) -> Path:
+        return Path(self.path) / self.SCALER
+
+    @property
+    def info_path(self) -> Path:
+        return Path(self.path) / self.INFO
+
+    def is_complete(self) -> bool:
+        return all((Path(self.path) / name).is_file() for name in self.FILES)
+
+    def info(self) -> dict[str, Any]:
+        """bundle.json (JetxInputError when the directory is no complete bundle)."""
+        if not self.is_complete():
+            raise JetxInputError(
+                f"{self.path} is not a jetx bundle (it needs {', '.join(self.FILES)}); "
+                "make one with `jetx export RUN_DIR --out DIR`"
+            )
+        return _read_json(self.info_path, "export the run again")
+
+
+@dataclass(frozen=True)
+class ModelsDir:
+    """The models of a workspace: a bundle per run, `latest`, `champion` and the decision."""
+
+    path: Path
+
+    LATEST = "latest"
+    CHAMPION = "champion"
+    PROMOTION = "promotion.json"
+
+    def bundle(self, run_id: str) -> BundleDir:
+        return BundleDir(Path(self.path) / run_id)
+
+    @property
+    def latest(self) -> Path:
+        return Path(self.path) / self.LATEST
+
+    @property
+    def champion(self) -> Path:
+        return Path(self.path) / self.CHAMPION
+
+    @property
+    def promotion(self) -> Path:
+        return Path(self.path) / self.PROMOTION
+
+
+@dataclass(frozen=True)
 class Workspace:
     """The flow's `out` directory: one directory per version of each step's inputs.
 
@@ -220,3 +327,7 @@ class Workspace:
     @property
     def runs(self) -> Path:
         return Path(self.path) / "train"
+
+    @property
+    def models(self) -> ModelsDir:
+        return ModelsDir(Path(self.path) / "models")

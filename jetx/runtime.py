@@ -20,6 +20,7 @@ import re
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
@@ -160,6 +161,51 @@ def peak_rss_bytes() -> int | None:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+#: Test hook: a file to read the OOM-kill counter from instead of the cgroup's (a stand-in for
+#: the kernel's counter where no real OOM kill can be made).
+OOM_EVENTS_ENV = "JETX_OOM_EVENTS"
+_CGROUP = Path("/sys/fs/cgroup")
+
+
+def oom_kill_count() -> int | None:
+    """How many processes of this process's memory cgroup the kernel OOM-killed so far.
+
+    A child killed by SIGKILL was killed for memory exactly when this count rose meanwhile;
+    without a cgroup to read (not Linux, no memory controller) it is None, and a SIGKILL must
+    be taken for an OOM kill, the common cause. Reads `oom_kill` of cgroup v2's memory.events
+    or of cgroup v1's memory.oom_control, for the cgroup in /proc/self/cgroup or the mount's own.
+    """
+    for path in _oom_files():
+        try:
+            text = path.read_text(encoding="ascii")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name == "oom_kill" and value.strip().isdigit():
+                return int(value)
+    return None
+
+
+def _oom_files() -> list[Path]:
+    if os.environ.get(OOM_EVENTS_ENV):
+        return [Path(os.environ[OOM_EVENTS_ENV])]
+    try:
+        lines = Path("/proc/self/cgroup").read_text(encoding="ascii").splitlines()
+    except OSError:
+        return []
+    files = []
+    for line in lines:
+        _, controllers, group = line.split(":", 2)
+        if controllers == "":
+            files.append(_CGROUP / group.lstrip("/") / "memory.events")
+            files.append(_CGROUP / "memory.events")
+        elif "memory" in controllers.split(","):
+            files.append(_CGROUP / "memory" / group.lstrip("/") / "memory.oom_control")
+            files.append(_CGROUP / "memory" / "memory.oom_control")
+    return files
 
 
 @dataclass(frozen=True)

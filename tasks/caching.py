@@ -5,19 +5,28 @@ Prefect's `INPUTS + TASK_SOURCE` keys a task on its arguments and its own lines 
 - `LibraryCode`: the digest of every project module the task's module can run
   (`jetx.provenance.code_digest`): a changed feature kernel, loss or stage loop recomputes.
 - `ResolvedPreset`: the values of the preset a task is given by name, not the name.
-- `FileContent`: the sha256 of named `Path` arguments, so that a changed source file
-  recomputes even when its path is the same.
 - `IntactOutputs` wraps a policy and checks the record a key would serve: when the files it
   names are missing or changed, that key is skipped and the next generation of the key is used,
   so the task runs again instead of returning a record that points at nothing; the JSON schema
   of the returned record class is part of the key too.
 
 Results persist in Prefect's result storage (`PREFECT_LOCAL_STORAGE_PATH`, by default
-`$PREFECT_HOME/storage`).
+`$PREFECT_HOME/storage`) as JSON (`RECORDS`): the records are pydantic models, and nothing of
+ours is ever unpickled from a shared volume.
+
+Two runs never compute one key at once: the policies run at Prefect's SERIALIZABLE isolation
+level, whose transaction holds a lock on the key while the task computes, so a second run waits
+and then reads the first one's record. The lock is `KeyLocks`: an advisory lock file per key
+(`jetx.io`), which the kernel drops when its holder dies; Prefect's own FileSystemLockManager
+leaves a lock file behind a SIGKILLed holder, and every later run would wait for it forever.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import threading
+import time
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,16 +36,107 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 from prefect.results import get_result_store
+from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
+from prefect.transactions import IsolationLevel
 from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel
 
 from jetx.config import get_preset
-from jetx.io import sha256_file
+from jetx.errors import DirectoryInUseError
+from jetx.io import acquire, is_locked, release
 from jetx.provenance import code_digest
 from tasks.records import FileSet
 
 #: Generations of one key tried before giving up on caching (a file deleted that many times).
 MAX_GENERATIONS = 64
+#: The result serializer of every task that persists a record, and of the flows.
+RECORDS = "json"
+_POLL_SECONDS = 0.2
+
+
+class KeyLocks:
+    """Prefect's `LockManager` protocol over advisory lock files, one per cache key.
+
+    The files live in `<result storage>/locks/` (shared by every process that shares the
+    results); they are never removed, since removing one would race with a waiting run.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[str, int]] = {}
+        self._guard = threading.Lock()
+
+    def __deepcopy__(self, memo: dict) -> KeyLocks:
+        return self  # one per process: copies of a cache policy share it
+
+    def _file(self, key: str) -> Path:
+        root = Path(PREFECT_LOCAL_STORAGE_PATH.value()).expanduser() / "locks"
+        root.mkdir(parents=True, exist_ok=True)
+        return root / f"{hashlib.sha256(key.encode()).hexdigest()}.lock"
+
+    def acquire_lock(
+        self,
+        key: str,
+        holder: str,
+        acquire_timeout: float | None = None,
+        hold_timeout: float | None = None,
+    ) -> bool:
+        """Take `key`'s lock for `holder`, waiting up to `acquire_timeout` (None: no limit).
+
+        `hold_timeout` is not supported: the lock lasts until released or its holder dies.
+        """
+        with self._guard:
+            if self._held.get(key, ("", 0))[0] == holder:
+                return True
+        try:
+            fd = acquire(self._file(key), what=f"cache key {key}", wait=acquire_timeout)
+        except DirectoryInUseError:
+            return False
+        with self._guard:
+            self._held[key] = (holder, fd)
+        return True
+
+    async def aacquire_lock(
+        self,
+        key: str,
+        holder: str,
+        acquire_timeout: float | None = None,
+        hold_timeout: float | None = None,
+    ) -> bool:
+        return await asyncio.to_thread(
+            self.acquire_lock, key, holder, acquire_timeout, hold_timeout
+        )
+
+    def release_lock(self, key: str, holder: str) -> None:
+        with self._guard:
+            if self._held.get(key, ("", 0))[0] != holder:
+                raise ValueError(f"{holder} does not hold the lock of key {key}")
+            _, fd = self._held.pop(key)
+        release(fd)
+
+    def is_locked(self, key: str) -> bool:
+        with self._guard:
+            if key in self._held:
+                return True
+        return is_locked(self._file(key))
+
+    def is_lock_holder(self, key: str, holder: str) -> bool:
+        with self._guard:
+            return self._held.get(key, ("", 0))[0] == holder
+
+    def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.is_locked(key):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL_SECONDS)
+        return True
+
+    async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
+        return await asyncio.to_thread(self.wait_for_lock, key, timeout)
+
+
+#: One lock manager per process, shared by every cached task.
+KEY_LOCKS = KeyLocks()
 
 
 @dataclass
@@ -67,23 +167,6 @@ class ResolvedPreset(CachePolicy):
         if "preset" not in inputs:
             return None
         return hash_objects(get_preset(inputs["preset"]).to_dict(), raise_on_failure=True)
-
-
-@dataclass
-class FileContent(CachePolicy):
-    """Key on the sha256 of the files given as the named `Path` arguments."""
-
-    names: tuple[str, ...] = ()
-
-    def compute_key(
-        self,
-        task_ctx: TaskRunContext,
-        inputs: dict[str, Any],
-        flow_parameters: dict[str, Any],
-        **kwargs: Any,
-    ) -> str | None:
-        hashes = {name: sha256_file(Path(inputs[name])) for name in self.names}
-        return hash_objects(hashes, raise_on_failure=True)
 
 
 @dataclass
@@ -131,10 +214,10 @@ def task_code_digest(fn: Any) -> str:
     return code_digest(fn.__module__)
 
 
-def content_policy(*file_inputs: str) -> CachePolicy:
-    """Inputs, task source, library code, resolved preset (+ the content of `file_inputs`),
-    never serving stale outputs."""
+def content_policy() -> CachePolicy:
+    """Inputs, task source, library code and resolved preset, never serving stale outputs, one
+    run computing a key at a time."""
     base = INPUTS + TASK_SOURCE + LibraryCode() + ResolvedPreset()
-    if file_inputs:
-        base = base + FileContent(names=tuple(file_inputs))
-    return IntactOutputs(policy=base)
+    return IntactOutputs(policy=base).configure(
+        isolation_level=IsolationLevel.SERIALIZABLE, lock_manager=KEY_LOCKS
+    )

@@ -32,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from jetx.runtime import oom_kill_count
+
 logger = logging.getLogger(__name__)
 
 #: The parent's pid as the child should see it; the child dies once its parent is another.
@@ -46,10 +48,20 @@ _WATCH_SECONDS = 0.5
 
 @dataclass(frozen=True)
 class ChildExit:
-    """How a child ended: its exit code (-N for signal N) and its last lines of output."""
+    """How a child ended: its exit code (-N for signal N) and its last lines of output.
+
+    `oom_kills` is how many processes the kernel OOM-killed in this cgroup while the child ran
+    (`jetx.runtime.oom_kill_count`), None where the kernel does not say.
+    """
 
     returncode: int
     tail: tuple[str, ...]
+    oom_kills: int | None = None
+
+    @property
+    def out_of_memory_kill(self) -> bool:
+        """Killed by SIGKILL, and for memory (or, where the kernel does not say, presumably)."""
+        return self.returncode == -signal.SIGKILL and self.oom_kills != 0
 
 
 def run_child(
@@ -76,6 +88,7 @@ def run_child(
     """
     env = {**env, PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
     tail: deque[str] = deque(maxlen=TAIL_LINES)
+    kills_before = oom_kill_count()
     child = subprocess.Popen(
         command,
         env=env,
@@ -96,7 +109,11 @@ def run_child(
             time.sleep(poll_seconds)
         reader.join(timeout=5.0)
         on_poll()
-        return ChildExit(child.returncode, tuple(tail))
+        kills_after = oom_kill_count()
+        known = kills_before is not None and kills_after is not None
+        return ChildExit(
+            child.returncode, tuple(tail), kills_after - kills_before if known else None
+        )
     finally:
         stop_child(child)
 

@@ -1,32 +1,35 @@
-"""Task: load a raw history (CSV or SQLite) into a versioned series directory."""
+"""Task: load a raw history (CSV or SQLite) into the series directory named by its content."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
-from jetx.data.ingest import ingest
-from jetx.io import sha256_file
-from jetx.layout import SeriesDir
-from tasks.caching import content_policy
+from jetx.data.ingest import publish, read_snapshot
+from jetx.layout import SeriesDir, Workspace
 from tasks.records import DataRecord
 
 
-@task(name="load_raw", cache_policy=content_policy("source"), persist_result=True)
-def load_raw(source: Path, out_dir: Path, strict: bool = False) -> DataRecord:
-    """Ingest `source` into `out_dir/<sha256 prefix>/`, so that each history has its own dir.
+@task(name="load_raw", cache_policy=NO_CACHE)
+def load_raw(source: Path, out: Path, strict: bool = False) -> DataRecord:
+    """Read `source` once and publish it to `out/data/<key>/`, the key naming what was read.
 
-    Cached on the source's bytes, the arguments and this code; a rerun whose series was deleted
-    ingests again.
+    Never cached: a key computed before the task runs could not see rows that a live source
+    (a WAL database, a CSV being appended to) gained since, so the task always reads, which is
+    cheap, and its directory is named by the digest of what it read in that same pass
+    (`jetx.data.ingest.Snapshot.key`). Everything downstream keys on the record, which names
+    that digest and the hashes of the files written, so an unchanged source is a cache hit
+    from here on. A directory already holding this snapshot, intact, is not written again.
     """
-    source_sha = sha256_file(source)
-    target = Path(out_dir) / source_sha[:12]
-    manifest = ingest(Path(source), target, strict=strict)
+    snapshot = read_snapshot(Path(source), strict=strict)
+    target = Workspace(Path(out).resolve()).data(snapshot.key)
+    manifest = publish(snapshot, target.path, wait=None)
     record = DataRecord.of(
-        target,
+        target.path,
         SeriesDir.FILES,
-        source_sha256=source_sha,
+        content_sha256=snapshot.sha256,
         rows_read=manifest["rows_read"],
         rows_kept=manifest["rows_kept"],
         rows_quarantined=manifest["rows_quarantined"],
@@ -37,6 +40,6 @@ def load_raw(source: Path, out_dir: Path, strict: bool = False) -> DataRecord:
         record.rows_read,
         record.rows_kept,
         record.rows_quarantined,
-        target,
+        target.path,
     )
     return record

@@ -4,11 +4,16 @@ from prefect import get_run_logger, task
 
 from jetx.evaluation.scoring import evaluate_run as evaluate
 from jetx.layout import RunDir
-from tasks.caching import content_policy
+from tasks.caching import RECORDS, content_policy
 from tasks.records import EvaluationRecord, StageRecord
 
 
-@task(name="evaluate_run", cache_policy=content_policy(), persist_result=True)
+@task(
+    name="evaluate_run",
+    cache_policy=content_policy(),
+    persist_result=True,
+    result_serializer=RECORDS,
+)
 def evaluate_run(final: StageRecord, seed: int = 0) -> EvaluationRecord:
     """Evaluate the run that `final` (the last stage) ends; the library writes it once.
 
@@ -16,7 +21,8 @@ def evaluate_run(final: StageRecord, seed: int = 0) -> EvaluationRecord:
     run's run.json says which features, preset and variant it was trained on.
     """
     run = RunDir(final.directory)
-    evaluation = evaluate(run.path, seed=seed)
+    with run.lock(wait=None):  # one writer of the run at a time
+        evaluation = evaluate(run.path, seed=seed)
     verdict = evaluation["stages"][-1]["verdict"]
     get_run_logger().info("Evaluation of %s: %s", run.path.name, verdict)
     names = [run.EVALUATION, run.PREDICTIONS]

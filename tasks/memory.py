@@ -6,14 +6,21 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from jetx.config import get_preset
-from jetx.io import write_json
+from jetx.io import exclusive, write_json
 from jetx.model.footprint import measure_step, predict_peak
-from tasks.caching import content_policy
+from tasks.caching import RECORDS, content_policy
 from tasks.records import AuditRecord
 
+AUDIT_DESCRIPTION = "Peak memory of one training step: predicted, and measured with its source"
 
-@task(name="audit_memory", cache_policy=content_policy(), persist_result=True)
-def audit_memory(
+
+@task(
+    name="measure_memory",
+    cache_policy=content_policy(),
+    persist_result=True,
+    result_serializer=RECORDS,
+)
+def measure_memory(
     preset: str, variant: str, micro_batches: list[int], precision: str, out_dir: Path
 ) -> AuditRecord:
     """Measure one real training step per micro-batch (each in a fresh process) and predict it.
@@ -27,8 +34,17 @@ def audit_memory(
         predicted = predict_peak(config, micro_batch, precision).predicted_peak_bytes
         rows.append(audit_row(variant, predicted, measured))
     name = f"audit-{preset}-{variant}-{precision}.json"
-    write_json(Path(out_dir) / name, rows)
-    get_run_logger().info("Memory audit of %s: %s", variant, rows)
+    with exclusive(Path(out_dir), what="MEMORY_DIR", wait=None):  # one writer at a time
+        write_json(Path(out_dir) / name, rows)
+    for row in rows:
+        get_run_logger().info(
+            "Memory audit of %s, micro-batch %d: predicted %.1f MiB, measured %s MiB (%s)",
+            variant,
+            row["micro_batch"],
+            row["predicted_mib"],
+            row["measured_mib"],
+            row["memory_source"],
+        )
     return AuditRecord.of(out_dir, [name], rows=rows)
 
 
@@ -51,9 +67,23 @@ def audit_row(variant: str, predicted: int, measured: dict) -> dict:
     }
 
 
+@task(name="audit_memory")
+def audit_memory(
+    preset: str, variant: str, micro_batches: list[int], precision: str, out_dir: Path
+) -> AuditRecord:
+    """The memory audit of a run's variant, and its table among this step's artifacts.
+
+    Not cached itself, so that the table is published in every flow run; the measurement it
+    calls (`measure_memory`, one fresh process per micro-batch) is.
+    """
+    audit = measure_memory(preset, variant, micro_batches, precision, out_dir)
+    create_table_artifact(audit.rows, key="memory-audit", description=AUDIT_DESCRIPTION)
+    return audit
+
+
 @task(name="publish_audit")
 def publish_audit(audits: list[AuditRecord], key: str = "memory-audit") -> str:
     """Publish the rows of `audits` as one table artifact; return its key."""
     rows = [row for audit in audits for row in audit.rows]
-    create_table_artifact(rows, key=key, description="Peak memory of one training step")
+    create_table_artifact(rows, key=key, description=AUDIT_DESCRIPTION)
     return key

@@ -54,9 +54,12 @@ class FileSet(BaseModel):
 
 
 class DataRecord(FileSet):
-    """Output of loading a raw history: series.parquet, quarantine.parquet, manifest.json."""
+    """Output of loading a raw history: series.parquet, quarantine.parquet, manifest.json.
 
-    source_sha256: str
+    `content_sha256` is the digest of what was read (`jetx.data.ingest.Snapshot.sha256`).
+    """
+
+    content_sha256: str
     rows_read: int
     rows_kept: int
     rows_quarantined: int

@@ -1,5 +1,9 @@
 """Task: write RUN_DIR/report/ and publish the report and the comparison as artifacts."""
 
+import base64
+import re
+from pathlib import Path
+
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -7,6 +11,23 @@ from jetx.evaluation.compare import compare_rows, previous_run
 from jetx.evaluation.report import write_report as write
 from jetx.layout import RunDir
 from tasks.records import AuditRecord, EvaluationRecord, ReportRecord
+
+#: A markdown image whose target is a file name beside the report: `![name](name.png)`.
+_LOCAL_IMAGE = re.compile(r"!\[([^\]]*)\]\(([\w.-]+\.png)\)")
+
+
+def inline_images(markdown: str, directory: Path) -> str:
+    """The report with its plots as data URIs, so that the Prefect UI shows them.
+
+    report.md links its PNGs by relative name, which a reader of the file resolves beside it but
+    the UI cannot: the PNGs exist only on the worker's disk. Each PNG here is 30-80 KB.
+    """
+
+    def embed(match: re.Match) -> str:
+        data = base64.b64encode((directory / match.group(2)).read_bytes()).decode("ascii")
+        return f"![{match.group(1)}](data:image/png;base64,{data})"
+
+    return _LOCAL_IMAGE.sub(embed, markdown)
 
 
 @task(name="write_report")
@@ -16,16 +37,16 @@ def write_report(evaluation: EvaluationRecord, audit: AuditRecord) -> ReportReco
     Not cached: it is cheap, and its artifacts belong to this flow run.
     """
     run = RunDir(evaluation.directory.parent)
-    report = write(run.path)
+    with run.lock(wait=None):  # one writer of the run at a time
+        report = write(run.path)
     previous = previous_run(run.path, run.read_evaluation())
     rows = compare_rows([run.path])
     against = f"vs {previous.name}, the run it replaces" if previous else "(no previous run)"
     create_table_artifact(rows, key="metric-comparison", description=f"{run.path.name} {against}")
-    create_table_artifact(
-        audit.rows, key="memory-audit", description="Peak memory of one training step"
-    )
     create_markdown_artifact(
-        report.read_text(encoding="utf-8"), key="report", description=str(report)
+        inline_images(report.read_text(encoding="utf-8"), report.parent),
+        key="report",
+        description=str(report),
     )
     get_run_logger().info("Report: %s (previous run: %s)", report, previous)
     return ReportRecord.of(report.parent, [run.REPORT_MD, run.EVALUATION], previous_run=previous)

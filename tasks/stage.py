@@ -3,12 +3,23 @@
 A real out-of-memory on Linux is often no exception: the kernel kills the process with SIGKILL.
 If that process were the flow's, Prefect would mark the run Crashed, which retries do not cover.
 So the stage trains in a child (`python -m tasks.stage_child`), and the task turns the child's
-death by SIGKILL, or its exit with `EXIT_OUT_OF_MEMORY` (a ResourceExhaustedError), into
-`OutOfMemory`: the one error `is_out_of_memory` retries. Each retry (attempt > 1, from
-`prefect.runtime.task_run.run_count`) asks the child to halve the micro-batch that the stage's
-last checkpoint was using (accumulation doubles, the effective batch stays) and to resume from
-that checkpoint. An out-of-memory error raised inside a step is handled by the training library
-itself, in process, the same way.
+end into one of the error classes (`jetx.errors`):
+
+- out of memory (`OutOfMemory`, retried): the child exited with `EXIT_OUT_OF_MEMORY`, or was
+  SIGKILLed while the kernel's OOM-kill counter rose (or where the kernel keeps none);
+- killed (`ChildKilled`, retried): SIGKILLed, or ended by another signal, with no OOM kill
+  counted: an operator, a node's shutdown. The retry resumes at the same micro-batch;
+- the user's fault (exit 2) or the machine's (exit 1): failed at once, with the child's own
+  last line (`KIND: Type: message`) as the reason.
+
+Each attempt has its own files (`jetx.layout.RunDir.attempt`: the child's pid, then how it
+ended), named by the task run and the attempt, so that two flow runs or a retry never share
+one; a retry (attempt > 1, from `prefect.runtime.task_run.run_count`) reads the previous
+attempt's record and halves the micro-batch that the stage's last checkpoint was using
+(accumulation doubles, the effective batch stays) only when that attempt ran out of memory. An
+out-of-memory error raised inside a step is handled by the training library itself, in process.
+Two runs of the same stage never train at once: the task's cache key is locked while it
+computes (`tasks.caching`), and the child holds the run directory's lock.
 """
 
 from __future__ import annotations
@@ -30,15 +41,15 @@ from prefect.states import State
 from prefect.utilities.hashing import hash_objects
 
 from jetx.config import get_preset
+from jetx.errors import EXIT_OUT_OF_MEMORY
+from jetx.io import write_json
 from jetx.layout import RunDir, Workspace
+from jetx.training.hooks import OOM_ENV
 from jetx.training.result import read_stage_result
-from tasks.caching import content_policy, task_code_digest
+from tasks.caching import RECORDS, content_policy, task_code_digest
 from tasks.child_process import ChildExit, run_child
 from tasks.records import FeaturesRecord, StageRecord
-from tasks.stage_child import EXIT_OUT_OF_MEMORY
 
-#: The training library's out-of-memory injection hook ("stage:update").
-OOM_ENV = "JETX_INJECT_OOM"
 #: Retries after an OOM: micro-batch 8 -> 4 -> 2 -> 1.
 OOM_RETRIES = 3
 #: A line of the child's log (`tasks.stage_child.LOG_FORMAT`): level, logger, message.
@@ -48,14 +59,19 @@ _CHILD = "tasks.stage_child"
 
 
 class OutOfMemory(RuntimeError):
-    """The training child ran out of memory (ResourceExhaustedError, or killed by SIGKILL)."""
+    """The training child ran out of memory (ResourceExhaustedError, or an OOM kill)."""
 
 
-def is_out_of_memory(task: Task, task_run: TaskRun, state: State) -> bool:
-    """Retry condition: True only for `OutOfMemory`, so that any other error fails at once."""
+class ChildKilled(RuntimeError):
+    """The training child was killed by a signal, not for memory: it resumes as it was."""
+
+
+def is_retryable(task: Task, task_run: TaskRun, state: State) -> bool:
+    """Retry condition: True only for `OutOfMemory` and `ChildKilled`; any other error (the
+    user's, the machine's, a bug) fails at once."""
     try:
         state.result()
-    except OutOfMemory:
+    except (OutOfMemory, ChildKilled):
         return True
     except BaseException:
         return False
@@ -84,8 +100,8 @@ def _forward(logger: logging.Logger | logging.LoggerAdapter) -> Callable[[str], 
 
 
 def failure_reason(child: ChildExit) -> str:
-    """The child's own error (its last `ERROR tasks.stage_child:` line) and its last lines of
-    output: never an empty reason."""
+    """The child's own error (its last `ERROR tasks.stage_child: KIND: Type: message` line) and
+    its last lines of output: never an empty reason."""
     errors = [m.group(3) for m in map(_LOG_LINE.match, child.tail) if m and m.group(2) == _CHILD]
     tail = [line for line in child.tail if line.strip()][-5:]
     reason = errors[-1] if errors else f"no error message (exit code {child.returncode})"
@@ -102,9 +118,10 @@ def _files(directory: Path) -> list[Path]:
     name="train_stage",
     task_run_name="train_stage-{stage}",
     retries=OOM_RETRIES,
-    retry_condition_fn=is_out_of_memory,
+    retry_condition_fn=is_retryable,
     cache_policy=content_policy(),
     persist_result=True,
+    result_serializer=RECORDS,
 )
 def train_stage(
     features: FeaturesRecord,
@@ -116,50 +133,85 @@ def train_stage(
     variant: str,
     budget_gib: float | None = None,
     seed: int = 0,
-    inject_oom: str | None = None,
 ) -> StageRecord:
     """Train `stage` from `previous`'s best weights (or its own last checkpoint) in a child.
 
     Cached on the features' hash, the previous stage's record, the stage's settings, the
-    preset's values and the code the child runs. Attempt k > 1 (after an OOM) resumes at half
-    the micro-batch the last one used.
-    `inject_oom` ("stage:update") makes the first attempt's child raise ResourceExhaustedError
-    there (the training library's test hook, which the library recovers from in-process);
-    retries never inject.
+    preset's values and the code the child runs. Attempt k > 1 resumes from the last checkpoint,
+    at half the micro-batch the last one used when attempt k - 1 ran out of memory.
+
+    The training library's test hook `JETX_INJECT_OOM` ("stage:update", an environment variable
+    of the flow's process, never a parameter of a deployment) reaches the first attempt's child
+    only: retries never inject.
     """
     attempt = max(task_run.run_count, 1)
+    halve = attempt > 1 and _outcome_of(run_dir, stage, attempt - 1) == "out of memory"
     schedule = get_preset(preset).stages[stage - 1]
-    run_dir = Path(run_dir).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "tasks.stage_child", str(features.directory), str(run_dir)]
+    run = RunDir(Path(run_dir).resolve())
+    pid_file, record = run.attempt(stage, task_run.id, attempt)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "tasks.stage_child", str(features.directory), str(run.path)]
     command += ["--stage", str(stage), "--preset", preset, "--variant", variant]
     command += ["--seed", str(seed)]
-    command += ["--halve-micro-batch"] if attempt > 1 else []
+    command += ["--halve-micro-batch"] if halve else []
     command += ["--budget-gib", str(budget_gib)] if budget_gib else []
     command += ["--init", str(previous.best_checkpoint)] if previous else []
     env = {k: v for k, v in os.environ.items() if k != OOM_ENV or attempt == 1}
-    env.update({OOM_ENV: inject_oom} if inject_oom and attempt == 1 else {})
     get_run_logger().info(
-        "Stage %d, attempt %d%s", stage, attempt, ", halving the micro-batch" if attempt > 1 else ""
+        "Stage %d, attempt %d%s", stage, attempt, ", halving the micro-batch" if halve else ""
     )
     child = run_child(
         command,
         env=env,
         on_line=_forward(get_run_logger()),
-        on_poll=_progress_reporter(run_dir, stage, schedule.epochs),
-        pid_file=run_dir / f"stage{stage}.child.pid",
+        on_poll=_progress_reporter(run.path, stage, schedule.epochs),
+        pid_file=pid_file,
     )
-    code = child.returncode
-    if code == -signal.SIGKILL:
-        raise OutOfMemory(f"Stage {stage}: the child was killed by SIGKILL (exit -9), an OOM kill")
-    if code == EXIT_OUT_OF_MEMORY:
-        raise OutOfMemory(f"Stage {stage}: {failure_reason(child)}")
-    result = read_stage_result(run_dir, stage)
-    if code != 0 or result is None:
-        raise RuntimeError(f"Stage {stage} failed (exit {code}): {failure_reason(child)}")
+    outcome, error = _outcome(child, stage)
+    write_json(record, {"attempt": attempt, "returncode": child.returncode, "outcome": outcome,
+                        "oom_kills": child.oom_kills})  # fmt: skip
+    result = read_stage_result(run.path, stage)
+    if error is None and result is None:
+        error = RuntimeError(f"Stage {stage} failed (exit 0): it wrote no result")
+    if error is not None:
+        raise error
     files = {c for c in (result.best_checkpoint, result.last_checkpoint)}
-    names = [str(p.relative_to(run_dir)) for c in sorted(files) for p in _files(run_dir / c)]
-    return StageRecord.of(run_dir, names, stage=stage, attempt=attempt, result=result.to_dict())
+    names = [str(p.relative_to(run.path)) for c in sorted(files) for p in _files(run.path / c)]
+    return StageRecord.of(run.path, names, stage=stage, attempt=attempt, result=result.to_dict())
+
+
+def _outcome(child: ChildExit, stage: int) -> tuple[str, Exception | None]:
+    """How an attempt ended ("completed", "out of memory", "killed", the failure's kind) and
+    the error the task raises for it."""
+    code = child.returncode
+    if code == 0:
+        return "completed", None
+    if child.out_of_memory_kill:
+        counted = "" if child.oom_kills is None else f"; the kernel counted {child.oom_kills}"
+        return "out of memory", OutOfMemory(
+            f"Stage {stage}: the child was killed by SIGKILL (exit -9), an OOM kill{counted}"
+        )
+    if code == EXIT_OUT_OF_MEMORY:
+        return "out of memory", OutOfMemory(f"Stage {stage}: {failure_reason(child)}")
+    if code < 0:
+        name = signal.Signals(-code).name
+        return "killed", ChildKilled(
+            f"Stage {stage}: the child was killed by {name} (exit {code}) without an OOM kill; "
+            "the retry resumes from its last checkpoint at the same micro-batch"
+        )
+    reason = failure_reason(child)
+    kind = reason.split(":", 1)[0]
+    outcome = kind if kind in ("input", "machine", "bug") else "failed"
+    return outcome, RuntimeError(f"Stage {stage} failed (exit {code}): {reason}")
+
+
+def _outcome_of(run_dir: Path, stage: int, attempt: int) -> str | None:
+    """How an earlier attempt of this task run ended, from its record (None: no record)."""
+    _, record = RunDir(Path(run_dir).resolve()).attempt(stage, task_run.id, attempt)
+    try:
+        return json.loads(record.read_text(encoding="utf-8")).get("outcome")
+    except (OSError, ValueError):
+        return None
 
 
 def _progress_reporter(run_dir: Path, stage: int, epochs: int) -> Callable[[], None]:

@@ -1,13 +1,18 @@
 """The child process of the `train_stage` task: `python -m tasks.stage_child FEATURES RUN_DIR ...`.
 
-It trains one stage with `jetx.training.schedule.train_stage`, which resumes from the stage's last
-checkpoint in RUN_DIR, halves its micro-batch itself after an in-process ResourceExhaustedError
-and writes the stage's one result record (stage{N}/result.json). The exit code tells the task
-what happened: 0 done, `EXIT_OUT_OF_MEMORY` for an out-of-memory that escaped the stage, 2 for
-bad input (including out of memory at micro-batch 1, which no retry can fix), 1 for any other
-error. A failure's reason is the last line the child logs (`ERROR tasks.stage_child: Type:
-message`, after its traceback), which the task reads from the output it streams. The child dies
-with its parent (`tasks.child_process.die_with_parent`). Prefect is not imported here.
+It trains one stage with `jetx.training.schedule.train_stage`, which resumes from the stage's
+newest intact checkpoint in RUN_DIR, halves its micro-batch itself after an in-process
+ResourceExhaustedError and writes the stage's one result record (stage{N}/result.json). It holds
+RUN_DIR's lock while it trains: a second writer of the same run (another flow run, `jetx train`)
+waits for it here, or finds the lock taken.
+
+The exit code is the failure's class (`jetx.errors.classify`): 0 done, `EXIT_OUT_OF_MEMORY` (75)
+for an out-of-memory that escaped the stage, 2 for the user's fault (including out of memory at
+micro-batch 1, which no retry can fix), 1 for the machine's (disk full, an I/O error) or a bug.
+A failure's reason is the last line the child logs, `ERROR tasks.stage_child: KIND: Type:
+message` (KIND is input, machine, out of memory or bug; a bug's traceback comes before it),
+which the task reads from the output it streams. The child dies with its parent
+(`tasks.child_process.die_with_parent`). Prefect is not imported here.
 """
 
 from __future__ import annotations
@@ -20,17 +25,16 @@ import traceback
 from pathlib import Path
 
 from jetx.config import GIB, StageConfig, get_preset
-from jetx.errors import JetxInputError
+from jetx.errors import EXIT_MACHINE, JetxInputError, classify
+from jetx.layout import RunDir
 from jetx.runtime import configure_tensorflow, import_tensorflow
-from jetx.training.checkpoint import latest_checkpoint, load_state, stage_dir
+from jetx.training.checkpoint import load_state, newest_intact, stage_dir
 from tasks.child_process import die_with_parent
 
 logger = logging.getLogger("tasks.stage_child")
 
 #: Format of the child's log lines; the task parses the level and logger name back out.
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
-#: Exit code after a ResourceExhaustedError that the stage did not recover from (EX_TEMPFAIL).
-EXIT_OUT_OF_MEMORY = 75
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,16 +62,18 @@ def _train(args: argparse.Namespace) -> None:
     preset = get_preset(args.preset)
     stage = preset.stages[args.stage - 1]
     data = StageData(args.features_dir, preset, args.variant, args.seed)
-    resumed_from = latest_checkpoint(stage_dir(args.run_dir, args.stage))
-    train_stage(
-        stage,
-        data,
-        args.init,
-        args.run_dir,
-        budget_bytes=int(args.budget_gib * GIB) if args.budget_gib else None,
-        verbose=0,
-        micro_batch=_halved(stage, resumed_from) if args.halve_micro_batch else None,
-    )
+    with RunDir(args.run_dir).lock(wait=None):  # another writer of this run: wait for it
+        resumed_from = newest_intact(stage_dir(args.run_dir, args.stage))
+        train_stage(
+            stage,
+            data,
+            args.init,
+            args.run_dir,
+            budget_bytes=int(args.budget_gib * GIB) if args.budget_gib else None,
+            verbose=0,
+            micro_batch=_halved(stage, resumed_from) if args.halve_micro_batch else None,
+            lock_wait=None,
+        )
 
 
 def _halved(stage: StageConfig, resumed_from: Path | None) -> int:
@@ -82,9 +88,13 @@ def _halved(stage: StageConfig, resumed_from: Path | None) -> int:
     return smaller
 
 
-def _fail(error: BaseException, code: int) -> int:
-    logger.error("%s: %s", type(error).__name__, " | ".join(str(error).splitlines()))
-    return code
+def failure_line(error: BaseException) -> tuple[str, int]:
+    """The child's last line for `error` (KIND: Type: message) and its exit code."""
+    failure = classify(error)
+    if failure is None:
+        message = " | ".join(str(error).splitlines())
+        return f"bug: {type(error).__name__}: {message}", EXIT_MACHINE
+    return f"{failure.kind}: {type(error).__name__}: {failure.message}", failure.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,16 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     configure_tensorflow()
-    tf = import_tensorflow()
+    import_tensorflow()
     try:
         _train(args)
-    except tf.errors.ResourceExhaustedError as error:
-        return _fail(error, EXIT_OUT_OF_MEMORY)
-    except JetxInputError as error:
-        return _fail(error, 2)
     except Exception as error:
-        traceback.print_exc()
-        return _fail(error, 1)
+        if classify(error) is None:
+            traceback.print_exc()
+        line, code = failure_line(error)
+        logger.error("%s", line)
+        return code
     return 0
 
 

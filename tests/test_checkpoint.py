@@ -14,14 +14,17 @@ from jetx.errors import JetxInputError
 from jetx.training.checkpoint import (
     CHECKPOINTS,
     PAUSE_ENV,
-    TrainState,
+    CheckpointDamagedError,
     best_checkpoint,
+    checkpoint_problem,
     latest_checkpoint,
     load_state,
     remove_partial_writes,
     restore_variables,
     save_checkpoint,
 )
+from jetx.training.resume import recover_checkpoints
+from jetx.training.state import TrainState
 
 
 class _Var:
@@ -98,7 +101,8 @@ def test_restore_into_another_model_names_the_mismatch(tmp_path):
 _WRITER = """
 import sys
 import numpy as np
-from jetx.training.checkpoint import TrainState, save_checkpoint
+from jetx.training.checkpoint import save_checkpoint
+from jetx.training.state import TrainState
 class V:
     def __init__(self, x): self.x = np.asarray(x, dtype="float32"); self.shape = self.x.shape
     def numpy(self): return self.x
@@ -126,3 +130,126 @@ def test_kill_during_a_write_leaves_the_previous_checkpoint(tmp_path):
     restored = {"model": [_Var(np.zeros(1000))]}
     restore_variables(latest, restored)
     assert np.all(restored["model"][0].numpy() == 2.0)
+
+
+# --- issue 13: checkpoints that prove themselves -------------------------------------------
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _zero(path):
+    path.write_bytes(b"")
+
+
+def _flip_a_bit(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+DAMAGE = [
+    ("variables.npz", _truncate, "variables.npz does not match its sha256"),
+    ("variables.npz", _zero, "variables.npz does not match its sha256"),
+    ("variables.npz", _flip_a_bit, "variables.npz does not match its sha256"),
+    ("state.json", _truncate, "state.json is unreadable"),
+    ("state.json", _zero, "state.json is unreadable"),
+    ("state.json", lambda p: p.write_text("{}"), "state.json has no payload hash"),
+    ("state.json", lambda p: p.unlink(), "no state.json"),
+    ("variables.npz", lambda p: p.unlink(), "no variables.npz"),
+]
+
+
+def _three(tmp_path, best_at=None):
+    state = _state()
+    for fill in (1.0, 2.0, 3.0):
+        save_checkpoint(tmp_path, state, _vars(fill), best=fill == best_at)
+    return sorted((tmp_path / CHECKPOINTS).iterdir())
+
+
+@pytest.mark.parametrize(("name", "damage", "problem"), DAMAGE)
+def test_a_damaged_checkpoint_is_known_before_anything_is_restored(tmp_path, name, damage, problem):
+    newest = _three(tmp_path)[-1]
+    assert checkpoint_problem(newest) is None
+    damage(newest / name)
+    assert problem in checkpoint_problem(newest)
+    target = _vars(0.0)
+    with pytest.raises(CheckpointDamagedError, match=f"checkpoint {newest} is damaged: "):
+        restore_variables(newest, target)
+    assert all(np.all(v.numpy() == 0.0) for group in target.values() for v in group)
+
+
+@pytest.mark.parametrize(("name", "damage", "problem"), DAMAGE)
+def test_recovery_sets_a_damaged_checkpoint_aside_and_falls_back(
+    tmp_path, caplog, name, damage, problem
+):
+    first, second, newest = _three(tmp_path)
+    damage(newest / name)
+    assert recover_checkpoints(tmp_path) == second
+    assert not newest.exists() and (tmp_path / "set-aside" / newest.name).is_dir()
+    assert f"checkpoint {newest} is damaged ({problem}" in caplog.text
+    restored = _vars(0.0)
+    restore_variables(second, restored)
+    assert np.all(restored["model"][0].numpy() == 2.0)
+
+
+def test_a_damaged_best_checkpoint_moves_the_best_pointer_to_an_intact_one(tmp_path, caplog):
+    state = _state()
+    for fill, best in ((1.0, True), (2.0, True), (3.0, False), (4.0, False)):
+        save_checkpoint(tmp_path, state, _vars(fill), best=best, keep_last=3)
+    assert best_checkpoint(tmp_path).name == "ckpt-000002"
+    _flip_a_bit(tmp_path / CHECKPOINTS / "ckpt-000002" / "variables.npz")
+    newest = recover_checkpoints(tmp_path)
+    assert newest.name == "ckpt-000004"
+    # ckpt-000001 was pruned: no intact checkpoint that was a best is left, so the pointer
+    # falls back to the newest intact one, and says that the best weights are lost.
+    assert best_checkpoint(tmp_path).name == "ckpt-000004"
+    assert "the best checkpoint ckpt-000002 is damaged" in caplog.text
+    assert "its weights are lost" in caplog.text
+    assert (tmp_path / "set-aside" / "ckpt-000002").is_dir()
+
+
+def test_every_checkpoint_damaged_restarts_the_stage_and_says_so(tmp_path, caplog):
+    for checkpoint in _three(tmp_path):
+        _zero(checkpoint / "variables.npz")
+    assert recover_checkpoints(tmp_path) is None
+    assert "every checkpoint is damaged" in caplog.text
+    assert "restarting the stage from its start" in caplog.text
+    assert latest_checkpoint(tmp_path) is None
+    assert len(list((tmp_path / "set-aside").iterdir())) == 3
+    # The restarted stage writes ckpt-000001 again; a second failure sets it aside beside.
+    save_checkpoint(tmp_path, _state(), _vars(5.0))
+    _zero(tmp_path / CHECKPOINTS / "ckpt-000001" / "variables.npz")
+    assert recover_checkpoints(tmp_path) is None
+    assert (tmp_path / "set-aside" / "ckpt-000001-2").is_dir()
+
+
+_FULL_DISK = """
+import resource, signal, sys
+import numpy as np
+from jetx.training.checkpoint import save_checkpoint
+from jetx.training.state import TrainState
+class V:
+    def __init__(self, x): self.x = np.asarray(x, dtype="float32"); self.shape = self.x.shape
+    def numpy(self): return self.x
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))
+state = TrainState.start(stage=1, micro_batch=8, seed=0, learning_rate=1e-4)
+save_checkpoint(sys.argv[1], state, {"model": [V(np.ones(100))]})
+try:
+    save_checkpoint(sys.argv[1], state, {"model": [V(np.ones(100_000))]})
+except OSError as error:
+    print(error.errno, error.filename)
+"""
+
+
+def test_a_checkpoint_write_that_fails_leaves_no_temporary_directory(tmp_path):
+    # RLIMIT_FSIZE: writes past 64 KiB fail with EFBIG, as a full disk fails with ENOSPC.
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, str(tmp_path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    code, filename = done.stdout.split()
+    assert int(code) == 27 and filename == str(tmp_path / CHECKPOINTS / "ckpt-000002")
+    assert [p.name for p in (tmp_path / CHECKPOINTS).iterdir()] == ["ckpt-000001"]

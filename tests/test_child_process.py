@@ -135,3 +135,38 @@ def test_output_is_streamed_line_by_line_and_its_tail_kept():
     assert done.returncode == 3
     assert lines == [f"line {i}" for i in range(30)]
     assert done.tail == tuple(lines[-child_process.TAIL_LINES :])
+
+
+# --- issue 13: a SIGKILL is an out-of-memory kill only when the kernel counted one ----------
+
+#: A child that bumps the (simulated) kernel OOM-kill counter when asked, then SIGKILLs itself.
+SELF_KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    if sys.argv[1] == "oom":
+        with open(os.environ["JETX_OOM_EVENTS"], "w") as events:
+            events.write("oom_kill 1\\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("how", "events", "kills", "oom"),
+    [
+        ("oom", "oom_kill 0\n", 1, True),  # the counter rose: the OOM killer
+        ("other", "oom_kill 0\n", 0, False),  # it did not: an operator, a test
+        ("other", None, None, True),  # no counter to read: a SIGKILL is taken for an OOM
+    ],
+)
+def test_a_sigkill_is_an_oom_kill_when_the_simulated_kernel_counter_rises(
+    tmp_path, monkeypatch, how, events, kills, oom
+):
+    # The kernel's own OOM kill cannot be made here; its counter is simulated (JETX_OOM_EVENTS).
+    counter = tmp_path / "memory.events"
+    if events is not None:
+        counter.write_text(events)
+    monkeypatch.setenv("JETX_OOM_EVENTS", str(counter))
+    child = run_child([sys.executable, "-c", SELF_KILLER, how], env=dict(os.environ), on_line=print)
+    assert child.returncode == -signal.SIGKILL
+    assert (child.oom_kills, child.out_of_memory_kill) == (kills, oom)

@@ -10,11 +10,13 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,6 +24,7 @@ from pathlib import Path
 import prefect_env  # noqa: F401  (isolates Prefect before it is imported)
 import pytest
 import yaml
+from packaging.requirements import Requirement
 from prefect_server import LocalPrefect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,8 +32,17 @@ HADOLINT = str(Path(sys.executable).with_name("hadolint"))
 TEMPLATE = ROOT / "deploy" / "k8s-base-job-template.json"
 AUTOMATION = ROOT / "deploy" / "automation-rerun-crashed.yaml"
 IMAGE = "registry.example/jetx:0.1.0"
-# What deploy/k8s-base-job-template.json adds to prefect-kubernetes's default template.
-ADDED_VARIABLES = {"gpu_limit", "runs_claim"}
+LOCK = ROOT / "requirements.lock"
+# What deploy/k8s-base-job-template.json adds to prefect-kubernetes's default template, and the
+# defaults it sets (the default template has none: no limits, jobs kept forever).
+ADDED_VARIABLES = {"gpu_limit", "runs_claim", "tmp_size_limit"}
+DEFAULTS = {
+    "cpu_request": "2",
+    "cpu_limit": "8",
+    "memory_request": "16Gi",
+    "memory_limit": "32Gi",
+    "finished_job_ttl": 86400,
+}
 
 
 def _deployment(name: str) -> dict:
@@ -71,7 +83,12 @@ def test_hadolint_catches_a_regression_of_the_dockerfile(old, new, rule):
 
 def test_dockerfile_installs_gpu_tensorflow_as_non_root_with_worker_cmd():
     lines = (ROOT / "Dockerfile").read_text().splitlines()
-    assert any('"tensorflow[and-cuda]==' in line for line in lines if line.startswith("RUN"))
+    pip = [line for line in lines if "pip install" in line]
+    assert pip == [
+        "RUN pip install --no-deps --require-hashes -r /tmp/requirements.lock \\",
+        "RUN pip install --no-deps --no-build-isolation . \\",
+    ]
+    assert "COPY requirements.lock /tmp/requirements.lock" in lines
     assert [line for line in lines if line.startswith("USER")] == ["USER 10001:10001"]
     # The job template passes `prefect flow-run execute` as args: they must replace CMD only.
     assert 'ENTRYPOINT ["tini", "--"]' in lines
@@ -99,16 +116,74 @@ def test_dockerignore_keeps_what_the_image_copies_and_drops_local_state():
         assert source.rstrip("/") not in ignored, f"{source} is copied but .dockerignore drops it"
 
 
+def _requirements(text: str) -> dict[str, tuple[str, list[str]]]:
+    """name -> (pinned version, sha256 hashes) of a pip requirements file with hashes."""
+    entries, current = {}, None
+    for line in text.replace("\\\n", " ").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        spec, *options = line.split()
+        name, _, version = spec.partition("==")
+        current = re.sub(r"\[.*\]", "", name).lower().replace("_", "-")
+        hashes = [o.removeprefix("--hash=sha256:") for o in options if o.startswith("--hash=")]
+        entries[current] = (version, hashes)
+    return entries
+
+
+def test_the_image_lock_pins_and_hashes_every_package_the_project_needs():
+    locked = _requirements(LOCK.read_text())
+    assert len(locked) > 100  # TensorFlow's CUDA wheels and Prefect's closure
+    for name, (version, hashes) in locked.items():
+        assert re.fullmatch(r"\d+(\.\w+)*", version), (name, version)
+        assert hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), name
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for requirement in map(Requirement, project):
+        name = requirement.name.lower().replace("_", "-")
+        assert name in locked, name
+        assert requirement.specifier.contains(locked[name][0]), (requirement, locked[name][0])
+    for name in ("tensorflow", "prefect-kubernetes", "setuptools", "nvidia-cudnn-cu12"):
+        assert name in locked, name
+    assert locked["tensorflow"][0].startswith("2.21.")
+
+
 def _without_additions(template: dict) -> dict:
     """The template with deploy/'s additions taken out, to compare with the default."""
     template = json.loads(json.dumps(template))
     for name in ADDED_VARIABLES:
         del template["variables"]["properties"][name]
+    for name in DEFAULTS:
+        template["variables"]["properties"][name]["default"] = None
     pod = template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
-    del pod["volumes"], pod["securityContext"]
+    del pod["volumes"], pod["securityContext"], pod["automountServiceAccountToken"]
     container = pod["containers"][0]
     del container["volumeMounts"], container["resources"]["limits"]["nvidia.com/gpu"]
+    del container["securityContext"]
     return template
+
+
+def test_job_template_is_hardened_as_a_security_review_expects():
+    template = json.loads(TEMPLATE.read_text())
+    pod = template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    # A read-only root file system: /tmp is the one scratch space besides the runs volume.
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "{{ tmp_size_limit }}"}} in pod["volumes"]
+    assert "MPLCONFIGDIR=/tmp/matplotlib" in (ROOT / "Dockerfile").read_text()
+    properties = template["variables"]["properties"]
+    assert {name: properties[name]["default"] for name in DEFAULTS} == DEFAULTS
+    job = template["job_configuration"]["job_manifest"]["spec"]
+    assert job["ttlSecondsAfterFinished"] == "{{ finished_job_ttl }}"
 
 
 def test_job_template_is_the_installed_default_plus_gpu_volume_and_user():
@@ -207,15 +282,26 @@ def test_k8s_deployment_renders_a_gpu_job_from_the_pool_template(prefect):
     pod = job.job_manifest["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["image"] == IMAGE
-    assert container["resources"]["limits"] == {"memory": "32Gi", "nvidia.com/gpu": 1}
+    assert container["resources"]["limits"] == {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": 1}
     assert container["resources"]["requests"] == {"cpu": "4", "memory": "24Gi"}
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "jetx-runs"
     assert container["volumeMounts"][0]["mountPath"] == "/opt/jetx/runs"
     assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["automountServiceAccountToken"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert job.job_manifest["spec"]["ttlSecondsAfterFinished"] == 86400
     assert job.namespace == "jetx"
     assert job.env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
     pull = deployment["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]
     assert pull["directory"] == "/opt/jetx"
+
+
+def test_training_deployments_run_one_at_a_time(prefect):
+    for name in ("progressive", "progressive-k8s"):
+        deployment = _api(prefect, f"/deployments/name/jetx/{name}")
+        assert deployment["global_concurrency_limit"]["limit"] == 1, name
+        assert deployment["concurrency_options"]["collision_strategy"] == "ENQUEUE", name
 
 
 def test_automation_is_listed_with_crashed_trigger_and_rerun_action(prefect):

@@ -28,7 +28,6 @@ from train_data import make_features_dir
 
 from jetx.config import STRATEGIES
 from jetx.errors import JetxInputError
-from jetx.training.callbacks.fault_injection import DELAY_ENV
 from jetx.training.checkpoint import latest_checkpoint, load_state, stage_dir
 from jetx.training.distribute import (
     CPU_DEVICES_ENV,
@@ -37,6 +36,7 @@ from jetx.training.distribute import (
     get_distribution,
     split_cpu,
 )
+from jetx.training.hooks import DELAY_ENV
 
 WORKER = Path(__file__).with_name("distribute_worker.py")
 MIRRORED = ("--strategy", "mirrored")

@@ -14,7 +14,7 @@ import pytest
 from jetx.provenance import imported_names, module_file
 
 JETX = Path(__file__).resolve().parents[1] / "jetx"
-STAGES = ("data", "features", "model", "training", "evaluation", "cli")
+STAGES = ("data", "features", "model", "training", "evaluation", "serving", "cli")
 
 
 def _module(path: Path) -> str:

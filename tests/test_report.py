@@ -11,7 +11,7 @@ from jetx.evaluation import compare, metrics, report, tables
 from jetx.evaluation.scoring import Predictions, build_evaluation, stage_evaluation
 from jetx.io import write_json
 from jetx.layout import RunDir
-from jetx.training.callbacks.epoch_records import read_records
+from jetx.training.epoch_history import read_records
 
 
 def _values(n, seed):

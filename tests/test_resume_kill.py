@@ -8,6 +8,7 @@ metrics.jsonl must hold each epoch once.
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,8 +19,7 @@ import numpy as np
 import pytest
 from train_data import make_features_dir
 
-from jetx.training.callbacks.epoch_records import read_records
-from jetx.training.callbacks.fault_injection import DELAY_ENV
+from jetx.io import HOLD_ENV
 from jetx.training.checkpoint import (
     CHECKPOINTS,
     PAUSE_ENV,
@@ -27,6 +27,8 @@ from jetx.training.checkpoint import (
     load_state,
     stage_dir,
 )
+from jetx.training.epoch_history import read_records
+from jetx.training.hooks import DELAY_ENV
 
 ARGS = ("--preset", "tiny", "--variant", "full", "--stages", "1", "--seed", "0")
 ARGS += ("--checkpoint-every", "1", "--deterministic", "--quiet")
@@ -126,3 +128,103 @@ def test_kill_during_a_checkpoint_write_resumes_exactly(features, reference, tmp
     assert list(root.glob(".tmp-ckpt-*"))  # the fourth write died half done
     _assert_same(_finish(features, run_dir, log), reference)
     assert not list(root.glob(".tmp-ckpt-*"))
+
+
+# --- issue 13: one writer per run directory, and checkpoints that prove themselves ----------
+
+
+def _held(gate: Path, process: subprocess.Popen) -> None:
+    _wait_until(lambda: gate.read_text().startswith("held"), process)
+
+
+def _flip_a_bit(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def _cut(path: Path, size: int | None = None) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2 if size is None else size])
+
+
+@pytest.fixture(scope="module")
+def interrupted(features, tmp_path_factory):
+    """A run killed in its tenth checkpoint write (after update 8), while a second `jetx train`
+    on the same run directory was refused; returns the run dir, its log and the refusal."""
+    root = tmp_path_factory.mktemp("interrupted")
+    run_dir, log, gate = root / "run", root / "log.txt", root / "gate"
+    gate.write_text("state.json#10\n")
+    first = _start(features, run_dir, log, **{HOLD_ENV: str(gate)})
+    try:
+        _held(gate, first)
+        before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+        began = time.monotonic()
+        second = subprocess.run(
+            [sys.executable, "-m", "jetx", "train", str(features), "--out", str(run_dir), *ARGS],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
+        refused_after = time.monotonic() - began
+        after = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    finally:
+        _kill(first)
+    return run_dir, log, second, refused_after, before == after, first.pid
+
+
+def test_a_second_jetx_train_on_a_run_dir_in_use_refuses_at_once_touching_nothing(interrupted):
+    run_dir, _, second, seconds, untouched, holder = interrupted
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.strip().splitlines()[-1] == (
+        f"jetx train: error: RUN_DIR {run_dir} is in use by pid {holder}; wait for that "
+        "process to finish or choose another directory"
+    )
+    assert untouched  # not one file of the first run was written by the second
+    assert seconds < 60  # at once: the time to start Python and TensorFlow, no training
+
+
+def _copy(run_dir: Path, to: Path) -> Path:
+    shutil.copytree(run_dir, to, symlinks=True)
+    return to
+
+
+def test_damaged_newest_checkpoints_resume_from_the_newest_intact_one_exactly(
+    interrupted, features, reference, tmp_path
+):
+    run_dir = _copy(interrupted[0], tmp_path / "run")
+    root = stage_dir(run_dir, 1) / CHECKPOINTS
+    assert [p.name for p in sorted(root.glob("ckpt-*"))] == [
+        "ckpt-000006",  # the best: the end of epoch 1
+        "ckpt-000007",
+        "ckpt-000008",
+        "ckpt-000009",
+    ]
+    assert list(root.glob(".tmp-ckpt-*"))  # the tenth write, killed half done
+    _flip_a_bit(root / "ckpt-000009" / "variables.npz")
+    _cut(root / "ckpt-000008" / "state.json")
+    _cut(root / "ckpt-000007" / "variables.npz")
+    log = tmp_path / "log.txt"
+    _assert_same(_finish(features, run_dir, log), reference)
+    text = log.read_text()
+    for name, problem in (
+        ("ckpt-000009", "variables.npz does not match its sha256"),
+        ("ckpt-000008", "state.json is unreadable"),
+        ("ckpt-000007", "variables.npz does not match its sha256"),
+    ):
+        assert f"{root / name} is damaged ({problem}" in text, name
+    assert "stage 1: resuming from ckpt-000006 (epoch 2, 0 samples into it, update 4" in text
+    assert "Traceback" not in text
+    assert len(list((stage_dir(run_dir, 1) / "set-aside").iterdir())) == 3
+
+
+def test_every_checkpoint_damaged_restarts_the_stage_and_ends_the_same(
+    interrupted, features, reference, tmp_path
+):
+    run_dir = _copy(interrupted[0], tmp_path / "run")
+    for checkpoint in (stage_dir(run_dir, 1) / CHECKPOINTS).glob("ckpt-*"):
+        _cut(checkpoint / "variables.npz", size=0)  # zero-length
+    log = tmp_path / "log.txt"
+    _assert_same(_finish(features, run_dir, log), reference)
+    text = log.read_text()
+    assert "every checkpoint is damaged" in text and "restarting the stage from its start" in text
+    assert "resuming from" not in text and "Traceback" not in text

@@ -5,13 +5,14 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from train_data import make_features_dir
 
 from jetx.config import PRESETS
 from jetx.errors import JetxInputError
-from jetx.training.callbacks.epoch_records import read_records
 from jetx.training.callbacks.fault_injection import parse_oom_spec
 from jetx.training.checkpoint import CHECKPOINTS, stage_dir
+from jetx.training.epoch_history import read_records
 from jetx.training.precision import check_precision
 from jetx.training.result import StageResult
 from jetx.training.schedule import (
@@ -99,8 +100,38 @@ def test_metrics_jsonl_has_one_record_per_epoch_per_stage(schedule):
         assert set(record) >= EPOCH_KEYS
         assert record["memory_device"] == "CPU:0" and record["rss_peak_bytes"] > 0
     assert {r["accumulation"] for r in records} == {8}
-    for stage in (1, 2):
-        assert list((run_dir / "tensorboard" / f"stage{stage}").glob("events.out.tfevents.*"))
+
+
+def _scalars(log_dir) -> dict[str, list[tuple[int, float]]]:
+    """Tag -> [(step, value)] of the event files of one TensorBoard run, read back."""
+    found: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(log_dir.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor))
+                found.setdefault(value.tag, []).append((event.step, number))
+    return found
+
+
+def test_tensorboard_has_train_and_validation_runs_with_shared_tags_in_update_steps(schedule):
+    run_dir, results = schedule
+    records = read_records(run_dir / "metrics.jsonl")
+    for result in results:
+        log_dir = run_dir / "tensorboard" / f"stage{result.stage}"
+        train, validation = _scalars(log_dir / "train"), _scalars(log_dir / "validation")
+        mine = [r for r in records if r["stage"] == result.stage]
+        steps = [r["updates"] for r in mine]
+        per_epoch = TINY.max_train_samples // TINY.stages[result.stage - 1].effective_batch
+        assert [s for s, _ in train["epoch_loss"]] == steps == [per_epoch, 2 * per_epoch]
+        assert [s for s, _ in validation["epoch_loss"]] == steps  # one tag, two curves
+        assert [v for _, v in validation["epoch_loss"]] == pytest.approx(
+            [r["val_loss"] for r in mine]
+        )
+        assert set(train) >= {"epoch_regression_loss", "epoch_learning_rate"}
+        assert "epoch_mae" in validation and "epoch_mae" not in train
+        memory = [t for t in train if t.startswith("memory_peak_mib/")]
+        assert f"memory_peak_mib/{mine[0]['memory_source']}" in memory
+        assert "memory_peak_mib/rss" in memory
 
 
 def test_each_stage_starts_from_the_previous_best(schedule):

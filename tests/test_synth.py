@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from jetx.data import synth
-from jetx.data.ingest import ingest, read_series
+from jetx.data.ingest import ingest
+from jetx.data.series import read_series
 from jetx.errors import JetxInputError
 
 

@@ -1,7 +1,10 @@
 """The `jetx` command line: one module per subcommand, each with `register(subparsers)`.
 
-Bad input (`JetxInputError`, or an OS error on a user's path) is reported as one line on stderr
-with exit code 2, never as a traceback.
+Every failure that is not a bug is one line on stderr, never a traceback, with the exit code of
+its class (`jetx.errors.classify`): 2 for bad input (`JetxInputError`, or an OS error on a user's
+path), 1 for the machine's errors (disk full, an I/O error: the path and the system error), 75
+for out of memory. `main` takes extra command modules: the orchestration layer adds `run` and
+`serve` (flows/cli.py), which need Prefect, a thing this library never imports.
 """
 
 from __future__ import annotations
@@ -12,32 +15,47 @@ import sys
 from collections.abc import Sequence
 
 from jetx import __version__
-from jetx.cli import compare, evaluate, features, ingest, memory, synth, train
-from jetx.errors import JetxInputError
+from jetx.cli import (
+    compare,
+    evaluate,
+    export,
+    features,
+    ingest,
+    memory,
+    predict,
+    synth,
+    train,
+)
+from jetx.cli.common import Command, HelpFormatter, exit_codes_text
+from jetx.errors import classify
 from jetx.runtime import configure_tensorflow, import_tensorflow
 
 #: Subcommand modules, in the order `jetx --help` lists them.
-COMMANDS = (synth, ingest, features, memory, train, evaluate, compare)
+COMMANDS = (synth, ingest, features, memory, train, evaluate, compare, export, predict)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser with every subcommand registered."""
+def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
+    """The parser with every subcommand registered (`extra` modules after the library's)."""
     parser = argparse.ArgumentParser(
         prog="jetx",
         description="Prepare crash-game multiplier histories and train memory-planned staged "
-        "models; each command is one step of the jetx pipeline.",
+        "models; each command is one step of the jetx pipeline. `jetx COMMAND -h` says more.",
+        epilog=exit_codes_text(),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"jetx {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log at DEBUG level (also after COMMAND)"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMANDS:
+    for module in (*COMMANDS, *extra):
         module.register(subparsers)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `jetx` console script; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, extra: Sequence[Command] = ()) -> int:
+    """Entry point of the `jetx` command; returns the process exit code."""
+    args = build_parser(extra).parse_args(argv)
     configure_tensorflow(verbose=args.verbose)
     if getattr(args, "needs_tensorflow", False):
         import_tensorflow()
@@ -48,17 +66,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.run(args) or 0)
-    except JetxInputError as error:
-        print(f"jetx {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(
-            f"jetx {args.command}: error: {error.strerror or error}: {error.filename or ''}".rstrip(
-                ": "
-            ),
-            file=sys.stderr,
-        )
-        return 2
+    except KeyboardInterrupt:
+        print(f"jetx {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        failure = classify(error)
+        if failure is None:
+            raise
+        kind = "" if failure.kind == "input" else f"{failure.kind}: "
+        print(f"jetx {args.command}: error: {kind}{failure.message}", file=sys.stderr)
+        return failure.exit_code
 
 
 if __name__ == "__main__":

@@ -6,18 +6,27 @@ import argparse
 import json
 from pathlib import Path
 
+from jetx.cli.common import add_command, add_json
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    """Add the `compare` subcommand."""
+    parser = add_command(
+        subparsers,
         "compare",
-        help="one table of evaluated runs (metrics, peak memory, time, parameters), with each "
-        "run's previous run of the same data",
+        summary="one table of evaluated runs, with the run each one replaces",
+        description="""
+        One table across evaluated runs: each stage at its cut and the always-bet baseline, with
+        the peak memory (and its source), the training time and the parameters. Each run's
+        previous run (the newest older evaluated run beside it) joins the table, marked as
+        trained on the same data or on another history.""",
+        example="jetx compare runs/demo/train/*",
     )
     parser.add_argument("run_dirs", type=Path, nargs="+", help="evaluated run dirs")
     parser.add_argument(
-        "--no-previous", action="store_true", help="do not add the previous run of the same data"
+        "--no-previous", action="store_true", help="do not add the run each one replaces"
     )
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    add_json(parser, "the rows")
     parser.set_defaults(run=_run)
 
 

@@ -11,23 +11,35 @@ import argparse
 import json
 from pathlib import Path
 
+from jetx.cli.common import add_command, add_json
+from jetx.layout import RunDir
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    """Add the `evaluate` subcommand."""
+    parser = add_command(
+        subparsers,
         "evaluate",
-        help="score each stage's best checkpoint on the test split against baselines; "
-        "write RUN_DIR/report (report.md, evaluation.json, plots)",
+        summary="score each stage on the test split against baselines; write RUN_DIR/report",
+        description="""
+        Score the best checkpoint of every trained stage on the test rounds against always-bet,
+        never-bet and a bet at the base rate, with 95% intervals, at the given cut and at the cut
+        chosen on validation (never on test), and give each stage a verdict in words. Writes
+        RUN_DIR/report/: evaluation.json, predictions.npz, report.md and its plots. A run made by
+        `jetx train` and one made by the flow are evaluated alike (their run.json says what
+        trained them).""",
+        example="jetx evaluate runs/demo/train/<run>",
     )
-    parser.add_argument("run_dir", type=Path, help="training run dir (stage*/checkpoints)")
+    parser.add_argument("run_dir", type=Path, help="training run dir (run.json, stage*/)")
     parser.add_argument(
         "--features", type=Path, help="features dir to score on (default: the run's own)"
     )
-    parser.add_argument("--split", choices=("test", "val"), default="test")
     parser.add_argument(
-        "--cut", type=float, default=0.5, help="bet when p(value >= 1.5) >= cut (default 0.5)"
+        "--split", choices=("test", "val"), default="test", help="the split to score"
     )
+    parser.add_argument("--cut", type=float, default=0.5, help="bet when p(value >= 1.5) >= cut")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
-    parser.add_argument("--json", action="store_true", help="print evaluation.json to stdout")
+    add_json(parser, "evaluation.json")
     parser.set_defaults(run=_run, needs_tensorflow=True)
 
 
@@ -35,10 +47,11 @@ def _run(args: argparse.Namespace) -> int:
     from jetx.evaluation.report import write_report
     from jetx.evaluation.scoring import evaluate_run
 
-    evaluation = evaluate_run(
-        args.run_dir, features_dir=args.features, split=args.split, cut=args.cut, seed=args.seed
-    )
-    path = write_report(args.run_dir)
+    with RunDir(args.run_dir).lock():  # a run being trained or evaluated elsewhere: refuse
+        evaluation = evaluate_run(
+            args.run_dir, features_dir=args.features, split=args.split, cut=args.cut, seed=args.seed
+        )
+        path = write_report(args.run_dir)
     if args.json:
         print(json.dumps(evaluation, indent=2))
         return 0

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from jetx.cli.common import add_command, add_json
 from jetx.errors import JetxInputError
 from jetx.features.build import build_features
 from jetx.features.splits import DEFAULT_FRACTIONS
@@ -22,16 +23,25 @@ def _fractions(text: str) -> tuple[float, ...]:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "features", help="compute the 121 features, targets and chronological splits"
+    """Add the `features` subcommand."""
+    parser = add_command(
+        subparsers,
+        "features",
+        summary="compute the 121 features, targets and chronological splits",
+        description="""
+        Compute every sample's 121 features from the rounds before it only, its three targets
+        and its split (oldest train, then validation, then test; never shuffled across), and fit
+        the feature scaler on the train split only. Writes a self-contained features dir:
+        features.parquet, scaler.json, series.parquet and manifest.json (written last).""",
+        example="jetx features runs/real/series --out runs/real/features",
     )
     parser.add_argument("series_dir", type=Path, help="dir with series.parquet (jetx ingest)")
     parser.add_argument("--out", type=Path, required=True, help="features dir to write")
-    parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    add_json(parser, "the manifest")
     parser.add_argument(
         "--fractions",
         default=",".join(str(f) for f in DEFAULT_FRACTIONS),
-        help="train,val,test fractions, chronological (default: %(default)s)",
+        help="train,val,test fractions, chronological",
     )
     parser.set_defaults(run=_run)
 

@@ -7,25 +7,32 @@ import json
 import sys
 from pathlib import Path
 
+from jetx.cli.common import add_command, add_json
 from jetx.data.ingest import QuarantineError, ingest
 
 
 def register(subparsers) -> None:
     """Add the `ingest` subcommand."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "ingest",
-        help="validate a CSV or SQLite history into series.parquet, quarantine and manifest",
+        summary="validate a CSV or SQLite history into series.parquet, quarantine and manifest",
+        description="""
+        Read a raw history, a CSV with a `value` column (and an optional `id` that orders the
+        rounds) or a SQLite database (told apart by content, not by name), in batches. A valid
+        value is a finite number >= 1.00; every other row goes to quarantine.parquet with its
+        line or id, its raw text and the reason, so that rows read = rows kept + rows
+        quarantined. Writes series.parquet, quarantine.parquet and manifest.json.""",
+        example="jetx ingest data/real/jetx_data.db --out runs/real/series",
     )
     parser.add_argument("source", type=Path, help="CSV file or SQLite database (by content)")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    add_json(parser, "the manifest")
     parser.add_argument(
         "--strict", action="store_true", help="exit 1, writing nothing, if any row is quarantined"
     )
-    parser.add_argument(
-        "--table", default="jetx_results", help="SQLite table (default: %(default)s)"
-    )
-    parser.add_argument("--column", default="value", help="value column (default: %(default)s)")
+    parser.add_argument("--table", default="jetx_results", help="SQLite table")
+    parser.add_argument("--column", default="value", help="value column (CSV header or SQLite)")
     parser.set_defaults(run=_run)
 
 

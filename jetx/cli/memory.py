@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from jetx.cli.common import add_command, add_json
 from jetx.config import PRECISIONS, PRESETS, VARIANTS, get_preset
 from jetx.errors import JetxInputError
 from jetx.model.footprint import gib, measure_step, predict_peak
@@ -12,17 +13,32 @@ from jetx.model.footprint import gib, measure_step, predict_peak
 
 def register(subparsers) -> None:
     """Add the `memory` subcommand."""
-    parser = subparsers.add_parser(
-        "memory", help="predict and measure the peak memory of one training step"
+    parser = add_command(
+        subparsers,
+        "memory",
+        summary="predict and measure the peak memory of one training step",
+        description="""
+        Predict the peak memory of one training step of a model variant (parameters, gradients,
+        Adam's slots and the activations kept for the backward pass, computed without running
+        the model), then measure one real step in a fresh process: the allocator's peak on GPU:0
+        or CPU:0 (`memory_source: allocator`), or the process's peak RSS where the allocator
+        keeps no statistics (`rss`, never compared with the prediction).""",
+        example="jetx memory --variant chunked --micro-batch 8 --precision mixed_bfloat16",
     )
-    parser.add_argument("--variant", required=True, choices=sorted(VARIANTS))
-    parser.add_argument("--micro-batch", type=int, required=True)
-    parser.add_argument("--precision", default="float32", choices=PRECISIONS)
-    parser.add_argument("--preset", default="full", choices=sorted(PRESETS))
+    parser.add_argument(
+        "--variant", required=True, choices=sorted(VARIANTS), help="the model variant"
+    )
+    parser.add_argument(
+        "--micro-batch", type=int, required=True, help="samples in the measured step"
+    )
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS, help="dtype policy")
+    parser.add_argument(
+        "--preset", default="full", choices=sorted(PRESETS), help="model sizes (full: the design's)"
+    )
     parser.add_argument(
         "--no-measure", action="store_true", help="print the prediction only (no subprocess)"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json(parser, "one object")
     parser.set_defaults(run=_run)
 
 

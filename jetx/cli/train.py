@@ -1,12 +1,4 @@
-"""`jetx train FEATURES_DIR --preset P --variant V --out RUN_DIR`: the staged schedule, no Prefect.
-
-Running it again on the same RUN_DIR resumes: finished stages are kept, an interrupted stage goes
-on from its last checkpoint. `--stages 2` trains stage 2 alone from stage 1's best checkpoint in
-RUN_DIR, which is how a stage runs as a child process of a flow. `--strategy mirrored` trains
-on every visible GPU (or on the CPU split into `JETX_CPU_DEVICES` logical devices);
-`--strategy multi-worker` on the cluster that TF_CONFIG describes. The stage's micro-batch is
-global (see jetx.training.distribute).
-"""
+"""`jetx train FEATURES_DIR --out RUN_DIR`: the staged schedule, without Prefect (see -h)."""
 
 from __future__ import annotations
 
@@ -15,23 +7,45 @@ import dataclasses
 import json
 from pathlib import Path
 
+from jetx.cli.common import add_command, add_json
 from jetx.config import GIB, PRECISIONS, PRESETS, STRATEGIES, VARIANTS, Preset, get_preset
 from jetx.errors import JetxInputError
 from jetx.layout import FeaturesDir
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "train", help="train the stages (mixed precision, accumulation, checkpoints, resume)"
+    """Add the `train` subcommand."""
+    parser = add_command(
+        subparsers,
+        "train",
+        summary="train the stages (mixed precision, accumulation, checkpoints, resume)",
+        description="""
+        Train the preset's stages in order, each from the previous stage's best weights, with
+        micro-batches and gradient accumulation (the effective batch is the stage's), mixed
+        precision on a GPU, checkpoints every N optimizer updates and at each epoch's end, and
+        an out-of-memory halving the micro-batch. Running it again on the same RUN_DIR resumes
+        from the exact update it reached; --stages 2 trains stage 2 alone from stage 1's best
+        checkpoint. --strategy mirrored trains on every visible GPU (or on the CPU split into
+        JETX_CPU_DEVICES logical devices), multi-worker on the cluster TF_CONFIG describes; the
+        micro-batch is global.""",
+        example="jetx train runs/real/features --out runs/real/run --preset demo",
     )
     parser.add_argument("features_dir", type=Path, help="features dir (jetx features)")
     parser.add_argument("--out", type=Path, required=True, help="run dir (created or resumed)")
-    parser.add_argument("--preset", default="demo", choices=sorted(PRESETS))
-    parser.add_argument("--variant", choices=sorted(VARIANTS), help="default: the preset's")
-    parser.add_argument("--stages", default=None, help="comma-separated stages, e.g. 1,2,3")
-    parser.add_argument("--precision", choices=PRECISIONS, help="default: by device")
-    parser.add_argument("--budget-gib", type=float, help="memory budget: plan the micro-batch")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--preset", default="demo", choices=sorted(PRESETS), help="model size and schedule"
+    )
+    parser.add_argument(
+        "--variant", choices=sorted(VARIANTS), help="model variant (default: the preset's)"
+    )
+    parser.add_argument(
+        "--stages", default=None, help="comma-separated stages, e.g. 1,2,3 (default: all)"
+    )
+    parser.add_argument("--precision", choices=PRECISIONS, help="dtype policy (default: by device)")
+    parser.add_argument(
+        "--budget-gib", type=float, help="memory budget per device: plan the micro-batch"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights and shuffling")
     parser.add_argument(
         "--strategy",
         default="none",
@@ -44,6 +58,7 @@ def register(subparsers) -> None:
         "--deterministic", action="store_true", help="deterministic ops (exact reruns, slower)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_json(parser, "one stage result per line")
     parser.set_defaults(run=_run, needs_tensorflow=True)
 
 
@@ -96,5 +111,13 @@ def _run(args: argparse.Namespace) -> int:
         strategy=args.strategy,
     )
     for result in results:
-        print(json.dumps(result.to_dict(), default=str))
+        if args.json:
+            print(json.dumps(result.to_dict()))
+            continue
+        val_loss = result.best_val_metrics.get("val_loss")
+        print(
+            f"stage {result.stage}: {result.epochs_run} epochs, {result.updates} updates, "
+            f"micro-batch {result.micro_batch} x {result.accumulation}, best epoch "
+            f"{result.best_epoch} (val_loss {val_loss:.4f}) -> {args.out / result.best_checkpoint}"
+        )
     return 0

@@ -4,9 +4,13 @@ A valid value is a finite number >= 1.00, written as a plain decimal (surroundin
 tabs are allowed; nothing else is coerced). Values are parsed from text here, vectorised with
 pyarrow compute, because a reader's own number parsing would hide the raw text of damaged cells
 (such as two numbers joined by U+2028). Every invalid cell gets a reason code, never a guess.
+The minimum is decided on the decimal text, not its float64: `0.99999999999999999999` parses
+to 1.0 and is still below 1.00. An id may carry a leading `+`, as a value may.
 """
 
 from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +31,8 @@ MIN_VALUE = 1.0
 _NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _NON_FINITE = r"^[+-]?(nan(\([0-9a-z_]*\))?|inf|infinity)$"
 _INTEGER = r"^[+-]?[0-9]{1,18}$"
+#: Texts whose float64 is 1.0 and whose decimal value is exactly 1: no Decimal needed.
+_EXACT_ONE = r"^[ \t]*\+?0*1(\.0*)?([eE][+-]?0+)?[ \t]*$"
 _ID_LIMIT = 10**18
 _BLANKS = " \t"
 
@@ -50,8 +56,30 @@ def classify_values(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
         else:
-            return numbers, number_codes(numbers)
-    return _classify_cells(texts)
+            return numbers, _below_one(texts, numbers, number_codes(numbers))
+    numbers, codes = _classify_cells(texts)
+    return numbers, _below_one(texts, numbers, codes)
+
+
+def _below_one(texts: pa.Array, numbers: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Mark below_minimum the cells read as 1.0 whose decimal text is below 1."""
+    ones = np.flatnonzero((numbers == MIN_VALUE) & (codes == 0))
+    if not ones.size:
+        return codes
+    cells = texts.take(pa.array(ones))
+    exact = pc.fill_null(pc.match_substring_regex(cells, _EXACT_ONE), True)
+    unusual = np.flatnonzero(~exact.to_numpy(zero_copy_only=False))
+    for i in unusual:
+        if _decimal(cells[int(i)].as_py()) < 1:
+            codes[ones[i]] = CODE["below_minimum"]
+    return codes
+
+
+def _decimal(text: str) -> Decimal:
+    try:
+        return Decimal(text.strip(_BLANKS))
+    except InvalidOperation:
+        return Decimal(1)
 
 
 def _classify_cells(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -87,5 +115,6 @@ def parse_ids(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
             return ids, np.abs(ids) >= _ID_LIMIT
     trimmed = pc.utf8_trim(texts, characters=_BLANKS)
     good = pc.fill_null(pc.match_substring_regex(trimmed, _INTEGER), False)
-    ids = pc.cast(pc.if_else(good, trimmed, "0"), pa.int64()).to_numpy(zero_copy_only=False)
+    unsigned = pc.replace_substring_regex(trimmed, r"^\+", "")  # Arrow's cast refuses a "+"
+    ids = pc.cast(pc.if_else(good, unsigned, "0"), pa.int64()).to_numpy(zero_copy_only=False)
     return ids, ~good.to_numpy(zero_copy_only=False)

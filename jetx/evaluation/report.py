@@ -30,7 +30,7 @@ from jetx.evaluation.tables import (
 )
 from jetx.io import atomic_path
 from jetx.layout import RunDir
-from jetx.training.callbacks.epoch_records import read_records
+from jetx.training.epoch_history import read_records
 
 logger = logging.getLogger(__name__)
 

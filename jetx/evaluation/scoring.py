@@ -23,7 +23,7 @@ from jetx.evaluation import metrics
 from jetx.evaluation.tables import training_rows
 from jetx.io import atomic_path, write_json
 from jetx.layout import FeaturesDir, RunDir
-from jetx.training.callbacks.epoch_records import read_records
+from jetx.training.epoch_history import read_records
 
 logger = logging.getLogger(__name__)
 

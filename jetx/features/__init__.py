@@ -1,6 +1,12 @@
 """The 121 features of a sample, computed from its history only (see `registry`)."""
 
-from jetx.features.compute import DEFAULT_CHUNK_SIZE, compute_features, iter_feature_chunks
+from jetx.features.compute import (
+    DEFAULT_CHUNK_SIZE,
+    compute_features,
+    iter_feature_chunks,
+    next_round_features,
+    with_next_slot,
+)
 from jetx.features.registry import (
     CATEGORY_COUNTS,
     FEATURE_NAMES,
@@ -20,4 +26,6 @@ __all__ = [
     "FeatureSpec",
     "compute_features",
     "iter_feature_chunks",
+    "next_round_features",
+    "with_next_slot",
 ]

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jetx.data.ingest import read_series
+from jetx.data.series import read_series
 from jetx.errors import JetxInputError
 from jetx.features import FEATURE_NAMES, FEATURE_VERSION, FIRST_SAMPLE, iter_feature_chunks
 from jetx.features.splits import (
@@ -110,6 +110,7 @@ def build_features(
     out_dir: Path,
     *,
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+    wait: float | None = 0.0,
 ) -> dict:
     """Compute features, targets and splits of a series and write a self-contained features dir.
 
@@ -117,20 +118,30 @@ def build_features(
         series_dir: dir with series.parquet (columns id int64, value float64), oldest first.
         out_dir: where features.parquet, scaler.json, series.parquet and manifest.json go.
         fractions: train, val, test fractions of the samples, chronological.
+        wait: seconds to wait for another writer of `out_dir` (0: fail at once; None: no
+            limit); the directory's lock (`jetx.layout.FeaturesDir.lock`) is held while writing.
 
     Returns:
         The manifest: input sha256, feature names and version, counts per split, fractions,
         first sample, created_at.
 
     Raises:
-        JetxInputError: missing series, too short a series, or bad fractions.
+        JetxInputError: missing series, too short a series, bad fractions, or another process
+            writes `out_dir`.
     """
     series_dir, out_dir = Path(series_dir), Path(out_dir)
     fractions = check_fractions(fractions)
     values = read_series_values(series_dir)
     counts = split_counts(len(values) - FIRST_SAMPLE, fractions)
-    out_dir.mkdir(parents=True, exist_ok=True)
     layout, series = FeaturesDir(out_dir), SeriesDir(series_dir).series
+    with layout.lock(wait=wait):
+        manifest = _write(values, layout, series, counts, fractions)
+    logger.info("features: %d samples %s -> %s", sum(counts.values()), counts, out_dir)
+    return manifest
+
+
+def _write(values, layout: FeaturesDir, series: Path, counts, fractions) -> dict:
+    """Write the directory's files, the manifest last (removed first)."""
     layout.manifest_path.unlink(missing_ok=True)
     scaler = _write_features(values, layout.features, fractions).result()
     scaler.save(layout.scaler)
@@ -147,5 +158,4 @@ def build_features(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_json(layout.manifest_path, manifest)
-    logger.info("features: %d samples %s -> %s", sum(counts.values()), counts, out_dir)
     return manifest

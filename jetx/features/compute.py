@@ -102,6 +102,36 @@ def iter_feature_chunks(
         logger.debug("features for samples %d..%d", chunk.start, chunk.stop - 1)
 
 
+def next_round_features(values: np.ndarray) -> np.ndarray:
+    """The features of the round not played yet, position len(values): what a predictor needs.
+
+    A sample's features read values[:i] only, so the round at position len(values) is computed
+    by the same code as every training sample, on the history with a placeholder appended in
+    the target's slot, which no feature reads (the truncation tests prove it).
+
+    Args:
+        values: float64 [N] raw multipliers (finite, >= 1.0), oldest first, N >= FIRST_SAMPLE.
+
+    Returns:
+        float32 [121].
+
+    Raises:
+        JetxInputError: as `iter_feature_chunks`, or for fewer than FIRST_SAMPLE rounds.
+    """
+    series = np.asarray(values, dtype=np.float64)
+    if len(series) < FIRST_SAMPLE:
+        raise JetxInputError(
+            f"The next round's features need the last {FIRST_SAMPLE} rounds. "
+            f"Received: {len(series)} rounds"
+        )
+    return compute_features(with_next_slot(series), len(series), len(series) + 1)[0]
+
+
+def with_next_slot(values: np.ndarray) -> np.ndarray:
+    """`values` with a placeholder appended where the next round's target would be."""
+    return np.append(np.asarray(values, dtype=np.float64), 1.0)
+
+
 def compute_features(
     values: np.ndarray, start: int = FIRST_SAMPLE, stop: int | None = None
 ) -> np.ndarray:

@@ -281,7 +281,16 @@ def measure_step(config: ModelConfig, micro_batch: int, precision: str) -> dict:
             f"memory probe failed with exit code {done.returncode}: {' | '.join(tail)}"
         )
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    logger.info("measured %s", result)
+    peak = result["measured_peak_bytes"]
+    logger.info(
+        "measured one step of micro-batch %d (%s) on %s: peak %s (%s), %.3f s",
+        micro_batch,
+        precision,
+        result["device"],
+        "n/a" if peak is None else f"{gib(peak):.3f} GiB",
+        result["memory_source"],
+        result["step_seconds"],
+    )
     return result
 
 

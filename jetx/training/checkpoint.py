@@ -1,32 +1,39 @@
-"""Atomic training checkpoints and the resume state they carry.
+"""Atomic training checkpoints that prove themselves, and the resume state they carry.
 
 A checkpoint is a directory `RUN_DIR/stage{N}/checkpoints/ckpt-{seq:06d}` holding
 `variables.npz` (model variables, including batch-norm statistics and dropout seed states;
-optimizer variables; the accumulator's gradients, count and loss scale) and `state.json` (a
-`TrainState`: epoch, samples consumed in the epoch, updates, micro-batch in use, shuffle seed,
-early-stopping and plateau state). It is written under a temporary name and renamed into place,
-so a crash in the middle of a write leaves the previous checkpoint as the latest usable one.
+optimizer variables; the accumulator's gradients, count and loss scale) and `state.json`: a
+`TrainState` (epoch, samples consumed in the epoch, updates, micro-batch in use, shuffle seed,
+early-stopping and plateau state) and the sha256 of `variables.npz`. It is written under a
+temporary name and renamed into place, so a crash in the middle of a write leaves the previous
+checkpoint as the latest usable one; a write that fails removes its temporary directory.
 Each state names the checkpoint with the best validation loss so far (itself, when it is the
 best), so the pointer is as atomic as the checkpoint; pruning keeps it and the last k.
+
+A checkpoint is intact when `checkpoint_problem` finds nothing: its state parses and its
+variables match their hash, so a truncated, zeroed or bit-flipped file is known before any value
+is restored. `restore_variables` checks this first; what a resume does with a damaged checkpoint
+is `jetx.training.resume.recover_checkpoints`'s job.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from jetx.errors import JetxInputError
+from jetx.io import error_at, hold, sha256_file, write_json
 from jetx.layout import RunDir, StageDir
+from jetx.training.state import TrainState
 
 logger = logging.getLogger(__name__)
 
@@ -35,101 +42,16 @@ STATE_FILE = "state.json"
 VARIABLES_FILE = "variables.npz"
 _PREFIX = "ckpt-"
 _TMP_PREFIX = ".tmp-ckpt-"
+#: state.json's layout: {"format": 2, "payload": {file: sha256}, "state": TrainState}.
+FORMAT = 2
 #: Test hook "k:seconds": sleep inside the k-th checkpoint write of this process (after the
 #: variables, before the state), so that a test can kill the process in the middle of a write.
 PAUSE_ENV = "JETX_CHECKPOINT_PAUSE"
 _writes = 0
 
 
-@dataclass
-class Progress:
-    """How far a stage got: enough to continue from the exact optimizer update it reached.
-
-    Args:
-        epoch: the epoch in progress, from 0.
-        samples_in_epoch: samples of `epoch` already consumed (a whole number of windows).
-        updates: optimizer updates in this stage.
-        finished: the stage ended (all epochs, or early stopping).
-        epoch_sums, epoch_seconds: running loss sums and time of the epoch in progress.
-    """
-
-    epoch: int = 0
-    samples_in_epoch: int = 0
-    updates: int = 0
-    finished: bool = False
-    epoch_sums: dict[str, float] = field(default_factory=dict)
-    epoch_seconds: float = 0.0
-
-
-@dataclass
-class Monitor:
-    """Early stopping and reduce-on-plateau on the validation loss.
-
-    Args:
-        learning_rate: current learning rate (after reduce-on-plateau).
-        best_val_loss, best_epoch, best_metrics: the best validation result so far.
-        wait, plateau_wait: epochs without improvement, for early stopping and the plateau.
-    """
-
-    learning_rate: float
-    best_val_loss: float | None = None
-    best_epoch: int | None = None
-    best_metrics: dict[str, float] = field(default_factory=dict)
-    wait: int = 0
-    plateau_wait: int = 0
-
-
-@dataclass
-class Batching:
-    """How the stage's batches ran: the micro-batch in use and what memory and numerics did.
-
-    Args:
-        micro_batch: micro-batch in use (smaller than the stage's after an out-of-memory).
-        micro_batch_changes: one record per out-of-memory halving.
-        skipped_windows: windows dropped without an update because a gradient was non-finite.
-        redone_micro_steps: micro-steps redone at a halved loss scale after an overflow.
-    """
-
-    micro_batch: int
-    micro_batch_changes: list[dict[str, Any]] = field(default_factory=list)
-    skipped_windows: int = 0
-    redone_micro_steps: int = 0
-
-
-@dataclass
-class TrainState:
-    """Where a stage is, grouped by what owns each part (like a per-component `state_dict`).
-
-    Args:
-        stage: the stage number.
-        seed: shuffle seed; the epoch's sample order is `windows.epoch_order(n, seed, epoch)`.
-        progress: the stage loop's position.
-        monitor: early stopping and the plateau.
-        batching: the micro-batch and its history.
-        sequence: number of the last checkpoint written.
-        best_checkpoint: name of the checkpoint with the best validation loss, if any.
-    """
-
-    stage: int
-    seed: int
-    progress: Progress
-    monitor: Monitor
-    batching: Batching
-    sequence: int = 0
-    best_checkpoint: str | None = None
-
-    @classmethod
-    def start(cls, *, stage: int, micro_batch: int, seed: int, learning_rate: float) -> TrainState:
-        """The state of a stage before its first update."""
-        return cls(stage, seed, Progress(), Monitor(learning_rate), Batching(micro_batch))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainState:
-        parts = {"progress": Progress, "monitor": Monitor, "batching": Batching}
-        return cls(**{k: parts[k](**v) if k in parts else v for k, v in data.items()})
+class CheckpointDamagedError(JetxInputError):
+    """A checkpoint whose state does not parse or whose variables do not match their hash."""
 
 
 def stage_dir(run_dir: Path, stage: int) -> Path:
@@ -165,6 +87,23 @@ def save_checkpoint(
     if best:
         state.best_checkpoint = final.name
     tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=root))
+    try:
+        _write(tmp, state, variables)
+        os.replace(tmp, final)
+    except BaseException as error:
+        shutil.rmtree(tmp, ignore_errors=True)  # a disk-full run gets its space back
+        if isinstance(error, OSError) and error.filename in (None, str(tmp)):
+            raise error_at(error, final) from None
+        raise
+    _fsync_dir(root)
+    _prune(Path(directory), keep_last)
+    logger.debug(
+        "checkpoint %s (epoch %d, update %d)", final, state.progress.epoch, state.progress.updates
+    )
+    return final
+
+
+def _write(tmp: Path, state: TrainState, variables: dict[str, list]) -> None:
     arrays = {
         f"{group}/{i:05d}": np.asarray(v.numpy())
         for group, items in variables.items()
@@ -174,18 +113,15 @@ def save_checkpoint(
         np.savez(handle, **arrays)
         handle.flush()
         os.fsync(handle.fileno())
+    payload = {VARIABLES_FILE: sha256_file(tmp / VARIABLES_FILE)}
     _pause_hook(tmp)
+    hold(STATE_FILE)
     with open(tmp / STATE_FILE, "w", encoding="utf-8") as handle:
-        json.dump(state.to_dict(), handle, indent=2)
+        json.dump(
+            {"format": FORMAT, "payload": payload, "state": state.to_dict()}, handle, indent=2
+        )
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(tmp, final)
-    _fsync_dir(root)
-    _prune(Path(directory), keep_last)
-    logger.debug(
-        "checkpoint %s (epoch %d, update %d)", final, state.progress.epoch, state.progress.updates
-    )
-    return final
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
@@ -218,19 +154,94 @@ def best_checkpoint(directory: Path) -> Path | None:
     return Path(directory) / CHECKPOINTS / name if name else None
 
 
+def checkpoints(directory: Path) -> list[Path]:
+    """Every checkpoint directory of a stage (not the temporary ones of writes), oldest first."""
+    root = Path(directory) / CHECKPOINTS
+    return _checkpoints(root) if root.is_dir() else []
+
+
+def newest_intact(directory: Path) -> Path | None:
+    """The newest checkpoint that `checkpoint_problem` accepts (nothing is moved), or None."""
+    return next((c for c in reversed(checkpoints(directory)) if not checkpoint_problem(c)), None)
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why a checkpoint cannot be trusted (state unreadable, variables not matching their
+    sha256), or None when it is intact."""
+    try:
+        record = _read_record(Path(checkpoint))
+    except CheckpointDamagedError as error:
+        return str(error)
+    variables = Path(checkpoint) / VARIABLES_FILE
+    if not variables.is_file():
+        return f"no {VARIABLES_FILE}"
+    if sha256_file(variables) != record["payload"].get(VARIABLES_FILE):
+        return f"{VARIABLES_FILE} does not match its sha256 in {STATE_FILE} (truncated or damaged)"
+    return None
+
+
+def _read_record(checkpoint: Path) -> dict[str, Any]:
+    path = checkpoint / STATE_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointDamagedError(f"no {STATE_FILE}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointDamagedError(f"{STATE_FILE} is unreadable ({error})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise CheckpointDamagedError(
+            f"{STATE_FILE} has no payload hash (format {FORMAT}); an older jetx wrote it"
+        )
+    try:
+        record["train_state"] = TrainState.from_dict(record["state"])
+    except (KeyError, TypeError, AttributeError) as error:
+        raise CheckpointDamagedError(f"{STATE_FILE} holds no training state ({error})") from None
+    return record
+
+
 def load_state(checkpoint: Path) -> TrainState:
-    """The `TrainState` stored in a checkpoint."""
-    return TrainState.from_dict(json.loads((Path(checkpoint) / STATE_FILE).read_text()))
+    """The `TrainState` stored in a checkpoint.
+
+    Raises:
+        CheckpointDamagedError: its state.json is missing, not JSON or not a training state.
+    """
+    try:
+        return _read_record(Path(checkpoint))["train_state"]
+    except CheckpointDamagedError as error:
+        raise CheckpointDamagedError(f"checkpoint {checkpoint}: {error}") from None
+
+
+def point_best(checkpoint: Path, best: str | None) -> None:
+    """Rewrite a checkpoint's best pointer (its state.json, atomically), after the checkpoint
+    it named was set aside."""
+    record = _read_record(Path(checkpoint))
+    state = record.pop("train_state")
+    state.best_checkpoint = best
+    record["state"] = state.to_dict()
+    write_json(Path(checkpoint) / STATE_FILE, record)
 
 
 def restore_variables(checkpoint: Path, variables: dict[str, list]) -> None:
-    """Assign a checkpoint's stored values to the given variable groups.
+    """Assign a checkpoint's stored values to the given variable groups, once it proved intact.
 
     Raises:
+        CheckpointDamagedError: the checkpoint's state or variables are damaged.
         JetxInputError: the checkpoint holds a different number or shape of variables (it was
             written for another model config or variant).
     """
-    with np.load(Path(checkpoint) / VARIABLES_FILE) as stored:
+    problem = checkpoint_problem(checkpoint)
+    if problem is not None:
+        raise CheckpointDamagedError(f"checkpoint {checkpoint} is damaged: {problem}")
+    try:
+        _restore(Path(checkpoint), variables)
+    except (zipfile.BadZipFile, EOFError, ValueError, KeyError, OSError) as error:
+        raise CheckpointDamagedError(
+            f"checkpoint {checkpoint} is damaged: {VARIABLES_FILE} ({error})"
+        ) from None
+
+
+def _restore(checkpoint: Path, variables: dict[str, list]) -> None:
+    with np.load(checkpoint / VARIABLES_FILE) as stored:
         for group, items in variables.items():
             keys = sorted(k for k in stored.files if k.startswith(f"{group}/"))
             if len(keys) != len(items):

@@ -19,8 +19,9 @@ import keras
 
 from jetx.config import StageConfig
 from jetx.training.accumulation import GradientAccumulator
-from jetx.training.checkpoint import TrainState, save_checkpoint
+from jetx.training.checkpoint import save_checkpoint
 from jetx.training.distribute import Distribution, get_distribution
+from jetx.training.state import TrainState
 from jetx.training.validator import Validator
 
 logger = logging.getLogger(__name__)

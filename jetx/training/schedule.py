@@ -31,21 +31,26 @@ from jetx.training.callbacks import (
     MemoryMonitor,
     TensorBoardLogger,
 )
-from jetx.training.callbacks.epoch_records import read_records
 from jetx.training.checkpoint import (
-    TrainState,
     best_checkpoint,
     latest_checkpoint,
     restore_variables,
     stage_dir,
 )
 from jetx.training.distribute import Distribution, get_distribution, synchronize_batch_norm
+from jetx.training.epoch_history import read_records
 from jetx.training.inputs import StageData
 from jetx.training.loop import StageLoop
 from jetx.training.losses import StageLoss
 from jetx.training.precision import needs_loss_scaling, set_precision
 from jetx.training.result import StageResult
-from jetx.training.resume import StageOutOfMemoryError, halve_micro_batch, resume_state
+from jetx.training.resume import (
+    StageOutOfMemoryError,
+    halve_micro_batch,
+    recover_checkpoints,
+    resume_state,
+)
+from jetx.training.state import TrainState
 from jetx.training.validator import Validator
 
 __all__ = ["StageData", "StageOutOfMemoryError", "StageResult", "run_schedule", "train_stage"]
@@ -66,6 +71,7 @@ def train_stage(
     oom_at: list[tuple[int, int]] | None = None,
     strategy: str = "none",
     micro_batch: int | None = None,
+    lock_wait: float | None = 0.0,
 ) -> StageResult:
     """Train one stage to its end, resuming from its last checkpoint in `run_dir` if any.
 
@@ -89,6 +95,9 @@ def train_stage(
         micro_batch: a ceiling on the stage's micro-batch (accumulation grows to keep the
             effective batch), also over a resumed checkpoint's: what a retry asks for after the
             kernel killed the previous attempt for memory. None keeps the schedule's.
+        lock_wait: seconds to wait for another writer of `run_dir` (0: fail at once, as
+            `jetx train` does; None: no limit, as the flow's stage child does). The run's lock
+            is held while the stage trains.
 
     Returns:
         The stage's `StageResult` (also written to `run_dir/stage{N}/result.json`).
@@ -96,33 +105,36 @@ def train_stage(
     Raises:
         StageOutOfMemoryError: out of memory at the smallest micro-batch (1, or the replica
             count under a strategy).
-        JetxInputError: a checkpoint or start that does not fit the model, a seed that
-            differs from the one the stage was started with, an unknown strategy, or a
-            micro-batch the replica count does not divide.
+        JetxInputError: a checkpoint or start that does not fit the model (or is damaged), a
+            seed that differs from the one the stage was started with, an unknown strategy, a
+            micro-batch the replica count does not divide, or `run_dir` in use by another
+            process (DirectoryInUseError).
     """
     if micro_batch is not None:
         stage = stage.with_micro_batch(micro_batch)
     distribution = get_distribution(strategy)
     precision = set_precision(precision)
     run_dir = distribution.worker_dir(Path(run_dir))
-    data.record(run_dir, distribution.name)
-    resumed_from = latest_checkpoint(stage_dir(run_dir, stage.stage))
-    loop = _build_loop(
-        stage=stage,
-        data=data,
-        start=start,
-        run_dir=run_dir,
-        precision=precision,
-        oom_at=oom_at,
-        keep_last=keep_last,
-        verbose=verbose,
-        distribution=distribution,
-    )
-    micro_batch = _initial_micro_batch(stage, data, budget_bytes, precision, distribution.replicas)
-    distribution.check_micro_batch(micro_batch)
-    with distribution.strategy.scope():
-        _train(loop, data, micro_batch, budget_bytes)
-    return _result(loop, run_dir, precision, resumed_from)
+    with RunDir(run_dir).lock(wait=lock_wait):
+        data.record(run_dir, distribution.name)
+        resumed_from = recover_checkpoints(stage_dir(run_dir, stage.stage))
+        loop = _build_loop(
+            stage=stage,
+            data=data,
+            start=start,
+            run_dir=run_dir,
+            precision=precision,
+            oom_at=oom_at,
+            keep_last=keep_last,
+            verbose=verbose,
+            distribution=distribution,
+        )
+        replicas = distribution.replicas
+        micro_batch = _initial_micro_batch(stage, data, budget_bytes, precision, replicas)
+        distribution.check_micro_batch(micro_batch)
+        with distribution.strategy.scope():
+            _train(loop, data, micro_batch, budget_bytes)
+        return _result(loop, run_dir, precision, resumed_from)
 
 
 def _train(loop: StageLoop, data: StageData, micro_batch: int, budget_bytes: int | None) -> None:
@@ -170,10 +182,12 @@ def run_schedule(
     if unknown:
         raise JetxInputError(f"`stages` must be among {known}. Received: stages={list(wanted)}")
     results = []
-    for index, stage in enumerate(preset.stages):
-        if stage.stage in wanted:
-            start = _previous_best(preset.stages[index - 1], run_dir) if index else None
-            results.append(train_stage(stage, data, start, run_dir, **options))
+    distribution = get_distribution(options.get("strategy", "none"))
+    with RunDir(distribution.worker_dir(Path(run_dir))).lock(wait=options.get("lock_wait", 0.0)):
+        for index, stage in enumerate(preset.stages):
+            if stage.stage in wanted:
+                start = _previous_best(preset.stages[index - 1], run_dir) if index else None
+                results.append(train_stage(stage, data, start, run_dir, **options))
     return results
 
 

@@ -118,7 +118,44 @@ def _feature_rows(path: Path, scaler: Scaler, start: int, stop: int) -> np.ndarr
 def load_log_series(features_dir: Path) -> np.ndarray:
     """The stored series as float32 [T] log10 values: the one array every window slices."""
     values = pq.read_table(FeaturesDir(features_dir).series, columns=["value"])["value"]
-    return np.log10(values.to_numpy().astype(np.float64)).astype(np.float32)
+    return log_series(values.to_numpy())
+
+
+def log_series(values: np.ndarray) -> np.ndarray:
+    """float32 [T] log10 of the multipliers, computed in float64: what the sequences hold."""
+    return np.log10(np.asarray(values, dtype=np.float64)).astype(np.float32)
+
+
+def next_round_inputs(values: np.ndarray, scaler: Scaler, model: ModelConfig) -> dict:
+    """The model's inputs for the round not played yet, by the code that builds training batches.
+
+    The features come from `next_round_features`, standardised by the training scaler, and the
+    sequences from the same gather as every training batch (`_gather_fn`) on the history with
+    the next round's slot appended (never read: a window of position i ends at i - 1).
+
+    Args:
+        values: float64 [N] multipliers, oldest first, N >= the longest feature window.
+        scaler: the scaler the model was trained with.
+        model: the model's config (which sequences, of which lengths).
+
+    Returns:
+        {"features": float32 [1, n_features], name: float32 [1, L, 1] per sequence input}.
+    """
+    from jetx.features import next_round_features, with_next_slot
+
+    position = len(values)
+    row = scaler.transform(next_round_features(values)[None, :])
+    empty = np.zeros((1, 1), np.float32)
+    arrays = SplitArrays(
+        index=np.array([position], np.int64),
+        features=row,
+        regression=empty,
+        classification=np.zeros((1, NUM_CLASSES), np.float32),
+        threshold=empty,
+    )
+    gather = _gather_fn(arrays, log_series(with_next_slot(values)), model)
+    inputs, _ = gather(tf.constant([0], tf.int64))
+    return {name: tensor.numpy() for name, tensor in inputs.items()}
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:

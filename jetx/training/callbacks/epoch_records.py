@@ -1,4 +1,4 @@
-"""RUN_DIR/metrics.jsonl: one JSON record per epoch per stage, and the one reader of it."""
+"""RUN_DIR/metrics.jsonl: one JSON record per epoch per stage (read by `epoch_history`)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
 
 import keras
 
 from jetx.io import atomic_path
+from jetx.training.epoch_history import read_records
 
 logger = logging.getLogger(__name__)
 
@@ -39,29 +39,6 @@ class EpochRecordWriter(keras.callbacks.Callback):
                 "".join(json.dumps(r, sort_keys=True) + "\n" for r in [*kept, record]),
                 encoding="utf-8",
             )
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """Records of a metrics.jsonl, oldest first; an absent file has none.
-
-    A line that is not a JSON object is skipped with a warning naming it, never silently.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return []
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            record = None
-        if isinstance(record, dict):
-            records.append(record)
-        else:
-            logger.warning("%s:%d is not a JSON record; skipped", path, number)
-    return records
 
 
 def _jsonable(logs: dict) -> dict:

@@ -18,9 +18,7 @@ import keras
 import tensorflow as tf
 
 from jetx.errors import JetxInputError
-
-OOM_ENV = "JETX_INJECT_OOM"
-DELAY_ENV = "JETX_STEP_DELAY"
+from jetx.training.hooks import DELAY_ENV, OOM_ENV
 
 
 def parse_oom_spec(spec: str | None) -> list[tuple[int, int]]:

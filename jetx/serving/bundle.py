@@ -1,0 +1,208 @@
+"""A trained run as a model people can use: `export_bundle` writes it, `load_bundle` reads it.
+
+A bundle (`jetx.layout.BundleDir`) holds the last stage's best model as a `.keras` file, rebuilt
+under the float32 policy so that inference on a CPU is not float16 (Keras keeps float32 weights
+under mixed precision, so the weights are the trained ones), the training scaler as JSON, and
+bundle.json with everything needed to use the model and to judge it: the feature version and
+names, the window lengths, the preset, variant and precision it was trained with, the cut chosen
+on validation, the sha256 of the series it was trained on, the number of rounds, the training
+base rate, and the test verdict with its figures and intervals. Nothing is pickled: the `.keras`
+format is JSON config plus weights, and `load_bundle` loads it with `safe_mode=True`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jetx import __version__
+from jetx.config import CASHOUT, HOUSE_RETURN
+from jetx.errors import JetxInputError
+from jetx.features import FEATURE_NAMES, FEATURE_VERSION
+from jetx.features.splits import Scaler
+from jetx.io import write_json
+from jetx.layout import BundleDir, FeaturesDir, RunDir
+
+logger = logging.getLogger(__name__)
+
+#: Version of bundle.json's layout; a bundle of another format is refused, not guessed at.
+BUNDLE_FORMAT = 1
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: its info (bundle.json), its scaler, and its Keras model (loaded lazily).
+
+    Args:
+        path: the bundle's directory.
+        info: bundle.json.
+        scaler: the training scaler.
+    """
+
+    path: Path
+    info: dict[str, Any]
+    scaler: Scaler
+    _model: Any = field(default=None, repr=False)
+
+    @property
+    def model(self):
+        """The Keras model, loaded with `safe_mode=True` on first use."""
+        if self._model is None:
+            import keras
+
+            import jetx.model.layers  # noqa: F401  (registers the custom layers)
+
+            self._model = keras.saving.load_model(BundleDir(self.path).model, safe_mode=True)
+        return self._model
+
+    @property
+    def model_config(self):
+        from jetx.config import ModelConfig
+
+        return ModelConfig.from_dict(self.info["model"])
+
+
+def export_bundle(run_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """Write the bundle of an evaluated run to `out_dir`, as one set (a directory rename).
+
+    Args:
+        run_dir: a run that `jetx evaluate` (or the flow) evaluated.
+        out_dir: the bundle's directory; an existing bundle there is replaced whole.
+
+    Returns:
+        bundle.json's content.
+
+    Raises:
+        JetxInputError: the run is not evaluated, or has no checkpoint of its last stage.
+    """
+    from jetx.training.inputs import StageData
+
+    run = RunDir(run_dir)
+    data = StageData.from_run(run.path)
+    evaluation = run.read_evaluation()
+    if not evaluation["stages"]:
+        raise JetxInputError(f"{run_dir}: its evaluation holds no stage; nothing to export")
+    final = evaluation["stages"][-1]
+    checkpoint = run.path / final["checkpoint"]
+    manifest = FeaturesDir(data.features_dir).manifest()
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        bundle = BundleDir(staging)
+        _save_model(data, checkpoint, bundle.model)
+        shutil.copyfile(FeaturesDir(data.features_dir).scaler, bundle.scaler)
+        info = json.loads(json.dumps(_bundle_info(run, data, evaluation, final, manifest)))
+        write_json(bundle.info_path, info)
+        _publish(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("exported %s stage %d -> %s", run.path.name, final["stage"], out_dir)
+    return info
+
+
+def _save_model(data, checkpoint: Path, path: Path) -> None:
+    """The variant's model under float32, with the checkpoint's model weights, as .keras."""
+    import keras
+
+    from jetx.model.network import build_model
+    from jetx.training.checkpoint import restore_variables
+
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        model = build_model(data.model)
+        restore_variables(checkpoint, {"model": model.variables})
+        model.save(path)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def _bundle_info(run: RunDir, data, evaluation: dict, final: dict, manifest: dict) -> dict:
+    result = json.loads(run.stage(final["stage"]).result.read_text(encoding="utf-8"))
+    at_cut = final["at_val_cut"]
+    return {
+        "format": BUNDLE_FORMAT,
+        "jetx_version": __version__,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run": run.path.name,
+        "stage": final["stage"],
+        "checkpoint": final["checkpoint"],
+        "feature_version": manifest["feature_version"],
+        "feature_names": manifest["feature_names"],
+        "windows": data.model.sequence_inputs,
+        "preset": data.preset.to_dict(),
+        "variant": data.variant,
+        "model": data.model.to_dict(),
+        "precision": result["precision"],
+        "cut": final["val_cut"],
+        "data_sha256": manifest["series_sha256"],
+        "rounds": manifest["n_rounds"],
+        "base_rate": training_base_rate(data.features_dir),
+        "house_base_rate": HOUSE_RETURN / CASHOUT,
+        "test": {
+            "rounds": evaluation["rounds"],
+            "verdict": final["verdict_at_val_cut"],
+            "bets": at_cut["bets"],
+            "win_rate": at_cut["win_rate"],
+            "win_rate_ci": at_cut["win_rate_ci"],
+            "roi": at_cut["roi"],
+            "roi_ci": at_cut["roi_ci"],
+            "always_bet_win_rate": evaluation["baselines"]["always"]["win_rate"],
+        },
+    }
+
+
+def training_base_rate(features_dir: Path) -> float:
+    """Share of the train split's rounds that reached the cash-out: the honest constant guess."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(FeaturesDir(features_dir).features, columns=["split", "threshold"])
+    train = table.filter(pc.equal(table["split"], "train"))
+    return float(np.mean(train["threshold"].to_numpy()))
+
+
+def _publish(staging: Path, out_dir: Path) -> None:
+    """Move the staged bundle into place; an old bundle there is set aside, then removed."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out_dir.rename(old)
+    staging.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_bundle(path: Path) -> Bundle:
+    """Read a bundle and check that this jetx computes the features it was trained on.
+
+    Raises:
+        JetxInputError: not a bundle, another bundle format, or another feature version or
+            feature list than this jetx computes.
+    """
+    bundle = BundleDir(path)
+    info = bundle.info()
+    if info.get("format") != BUNDLE_FORMAT:
+        raise JetxInputError(
+            f"{path}: bundle format {info.get('format')!r}; this jetx reads format "
+            f"{BUNDLE_FORMAT}. Export the run again with this jetx."
+        )
+    if info.get("feature_version") != FEATURE_VERSION or info.get("feature_names") != list(
+        FEATURE_NAMES
+    ):
+        raise JetxInputError(
+            f"{path}: trained on feature version {info.get('feature_version')!r}; this jetx "
+            f"computes version {FEATURE_VERSION!r}, so its inputs would not be the model's. "
+            "Retrain and export with this jetx."
+        )
+    return Bundle(Path(path), info, Scaler.load(bundle.scaler))

@@ -1,0 +1,89 @@
+"""The `jetx` command line follows its conventions: every command described, with an example,
+every option with help, defaults shown, `-v` anywhere, `--json` for machines, exit codes listed.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+
+import pytest
+
+from flows.cli import COMMANDS
+from jetx.cli import build_parser
+from jetx.cli.common import EXIT_CODES
+
+PARSER = build_parser(COMMANDS)
+SUBCOMMANDS = next(a for a in PARSER._actions if isinstance(a, argparse._SubParsersAction)).choices
+#: `serve` runs until stopped: it has no result to print as JSON.
+NO_JSON = {"serve"}
+
+
+def test_every_command_is_listed():
+    assert list(SUBCOMMANDS) == [
+        "synth",
+        "ingest",
+        "features",
+        "memory",
+        "train",
+        "evaluate",
+        "compare",
+        "export",
+        "predict",
+        "run",
+        "serve",
+    ]
+
+
+@pytest.mark.parametrize("name", list(SUBCOMMANDS))
+def test_each_command_has_a_description_an_example_and_help_on_every_option(name):
+    parser = SUBCOMMANDS[name]
+    assert parser.description and len(parser.description) > 80, name
+    assert parser.epilog.startswith("example:\n  jetx " + name), parser.epilog
+    for action in parser._actions:
+        if not isinstance(action, argparse._HelpAction):
+            assert action.help, (name, action.dest)
+    text = parser.format_help()
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert ("--json" in text) is (name not in NO_JSON), name
+
+
+def test_defaults_are_shown():
+    text = SUBCOMMANDS["train"].format_help()
+    assert "model size and schedule (default: demo)" in text
+    assert "seed of weights and shuffling (default: 0)" in text
+
+
+def test_the_main_help_lists_the_exit_codes():
+    text = PARSER.format_help()
+    for code, meaning in EXIT_CODES.items():
+        assert f"{code:<4} {meaning}" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "verbose"),
+    [
+        (["-v", "synth", "--rounds", "5", "--seed", "1", "--out", "x.csv"], True),
+        (["synth", "--rounds", "5", "--seed", "1", "--out", "x.csv", "-v"], True),
+        (["synth", "--rounds", "5", "--seed", "1", "--out", "x.csv"], False),
+    ],
+)
+def test_verbose_works_before_and_after_the_command(argv, verbose):
+    assert PARSER.parse_args(argv).verbose is verbose
+
+
+def test_synth_prints_for_people_and_for_machines(tmp_path):
+    jetx = [sys.executable, "-m", "flows.cli", "synth", "--rounds", "50", "--seed", "3"]
+    human = subprocess.run(
+        [*jetx, "--out", str(tmp_path / "a.csv")], capture_output=True, text=True
+    )
+    assert human.returncode == 0 and human.stdout.startswith(f"{tmp_path / 'a.csv'}: 50 rounds")
+    machine = subprocess.run(
+        [*jetx, "--out", str(tmp_path / "b.csv"), "--json"], capture_output=True, text=True
+    )
+    assert json.loads(machine.stdout) == {
+        "out": str(tmp_path / "b.csv"),
+        "rounds": 50,
+        "signal": "none",
+        "seed": 3,
+    }
