@@ -4,6 +4,8 @@ Run on any machine with a CUDA GPU and TensorFlow (nothing to edit):
 
     python bench/gpu_check.py [--out gpu_check.json]
 
+(`--smoke`: tiny sizes, which the test suite runs on the CPU path.)
+
 It caps GPU:0 at 15 GiB (a logical device with a memory limit, here and, through
 `JETX_GPU_MEMORY_LIMIT_MIB`, in every probe process), so that a bigger card behaves like the T4 the
 original model failed on, and then:
@@ -176,7 +178,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--budget-gib", type=float, default=BUDGET_GIB)
     parser.add_argument("--rounds", type=int, default=3000, help="synthetic history length")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes (tiny preset, blockwise only, stage 1, 1500 rounds): the CPU-path test",
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.preset, args.variants, args.variant = "tiny", ["blockwise"], "blockwise"
+        args.stages, args.rounds = [1], 1500
     configure_tensorflow()
     cap = cap_gpu(args.budget_gib)
     tf = import_tensorflow()
@@ -195,7 +205,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         data = StageData(features_dir(Path(tmp), args.rounds), preset, args.variant)
         rows += stage_rows(data, stages, Path(tmp) / "run", budget, args.precision)
         rows.append(oom_row(data, stages[0], Path(tmp) / "oom", budget, args.precision))
-    print(f"budget {args.budget_gib:g} GiB, device {'GPU:0' if has_gpu() else 'CPU:0'}, TF {tf.__version__}")
+    device = "GPU:0" if has_gpu() else "CPU:0"
+    print(f"budget {args.budget_gib:g} GiB, device {device}, TF {tf.__version__}")
     print_table(rows)
     if args.out:
         write_json(args.out, {"cap": cap, "rows": rows})

@@ -46,6 +46,10 @@ MIB = 1024**2
 #: full model, well inside a 15 GiB T4, while 256 would not be.
 EVAL_BATCH = 64
 
+#: The planner's safety margin: a micro-batch is chosen when its predicted peak x (1 + margin)
+#: fits the budget (`jetx.model.footprint.plan`). Derived, not chosen: see docs/results.md.
+PLAN_MARGIN = 0.10
+
 #: tf.distribute strategies of `jetx.training.distribute` (none, all local GPUs, TF_CONFIG workers).
 STRATEGIES: tuple[str, ...] = ("none", "mirrored", "multi-worker")
 

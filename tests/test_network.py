@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 from jetx.config import OUTPUTS, PRESETS, VARIANTS
-from jetx.model.footprint import count_params
 from jetx.model.layers import EncoderBlock, blockwise_attention
 from jetx.model.network import build_model
+from jetx.model.parameters import count_params
 from jetx.model.probe import PROBE_LOSSES, synthetic_batch
 
 TINY = PRESETS["tiny"]
