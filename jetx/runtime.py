@@ -114,8 +114,10 @@ def limit_gpu_memory(mib: int | None = None) -> bool:
     import tensorflow as tf
 
     mib = mib if mib is not None else int(os.environ.get(GPU_MEMORY_LIMIT_ENV) or 0)
+    if not mib:
+        return False
     gpus = tf.config.list_physical_devices("GPU")
-    if not mib or not gpus:
+    if not gpus:
         return False
     try:
         tf.config.set_logical_device_configuration(

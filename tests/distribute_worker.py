@@ -95,6 +95,7 @@ def main(features: Path, out: Path) -> dict:
         "final_diff": _max_diff(last["none"], last["mirrored"]),
         "moved": _max_diff(*(_float_arrays(d) for d in (first["none"], last["none"]))),
         "val_loss": {name: r.best_val_metrics["val_loss"] for name, r in results.items()},
+        "normalization": {name: r.normalization for name, r in results.items()},
         "odd_error": error,
         "oom": [oom.micro_batch, oom.accumulation, oom.updates, oom.micro_batch_changes[0]["to"]],
         **_masks(),

@@ -60,6 +60,7 @@ def test_mirrored_with_dropout_on_two_cpu_devices_equals_one_device(features, tm
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["replicas"] == {"none": 1, "mirrored": 2}
     assert result["updates"] == {"none": 4, "mirrored": 4}
+    assert result["normalization"] == {"none": "batch", "mirrored": "batch"}  # in result.json
     assert result["initial_diff"] == 0.0  # same initial weights: the comparison is fair
     assert result["moved"] > 1e-3  # the 4 updates did move the weights
     assert result["final_diff"] < 1e-5  # weights, and the dropout seed states: the same draws
