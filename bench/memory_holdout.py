@@ -7,8 +7,9 @@ Each row is one real training step of the full preset's model (the engine's step
 1, `jetx.model.footprint.measure_step`, a fresh process each) beside `predict_peak`. The rows are
 split by what the memory model's constants were fitted on:
 
-- "calibration": the one row that `_BLOCKWISE_WIDE` (the blockwise variant's only new constant)
-  was fitted on;
+- "calibration": the blockwise variant's first row, which showed that a constant planned for
+  its block's compute-dtype tensors was covered by the other terms (fitted at zero, dropped);
+- "first audit": a row of the first audit's configurations, re-measured with the engine's step;
 - "held-out": variants, micro-batches and precisions that no constant was fitted on (the first
   audit fitted on full float32 8/16 and no1000/light/remat/chunked at mixed_bfloat16 8 and 64).
 

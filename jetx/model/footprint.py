@@ -14,7 +14,7 @@ can pick its micro-batch before any memory is spent. It adds:
   block keeps none between blocks and re-creates one block's three during its backward pass; with
   `attention_chunk`, each of those is one query chunk's slice, never the whole tensor;
 - the blockwise variant (`key_chunk`, `ffn_chunk`): no B x L x L term and no whole block's
-  activations, only B x L x d_model tensors (counted, one constant calibrated) and one chunk's.
+  activations, only B x L x d_model tensors (counted, no constant fitted) and one chunk's.
 """
 
 from __future__ import annotations
@@ -56,15 +56,12 @@ _TCN_PER_FILTER = 2.5
 #: activations: the re-created forward tensors plus the gradients of as many intermediates
 #: (calibrated on the audit rows of remat and chunked, one inter-op thread).
 _RECOMPUTED_BLOCK = 3
-#: B x L x d_model tensors in the compute dtype alive at the peak of a blockwise block's backward
-#: pass (its input, Q, K, V, the attention output, the position-wise output and the split
-#: copies the position chunks read, and their gradients). The blockwise variant's one fitted
-#: constant: fitted on blockwise, mixed_bfloat16, micro-batch 8 (bench/memory_holdout.py's
-#: calibration row), checked on its held-out rows.
-_BLOCKWISE_WIDE = 16
-#: The same in float32 whatever the precision: `blockwise_attention`'s backward keeps its key and
-#: value gradient sums, the query gradients' TensorArray and one merged gradient in float32
-#: (counted in jetx/model/layers.py).
+#: B x L x d_model float32 tensors, whatever the precision, added at the peak of a blockwise
+#: block's backward pass: `blockwise_attention`'s backward keeps its key and value gradient
+#: sums, the query gradients' TensorArray and one merged gradient in float32 (counted in
+#: jetx/model/layers.py). Nothing else is added for the blockwise block: its input, Q, K, V and
+#: their gradients in the compute dtype are covered by the other terms (a constant for them,
+#: fitted on bench/memory_holdout.py's calibration row, came out at zero and was dropped).
 _BLOCKWISE_FLOAT32_WIDE = 4
 #: Tensors of one query chunk x key chunk score block alive at once in `blockwise_attention`'s
 #: backward pass (the recomputed probabilities, dO V^T, the score gradients; float32).
@@ -156,7 +153,7 @@ def _blockwise_bytes(config: ModelConfig, b: int, act: int, block: int) -> dict[
     length, d = config.seq_lengths[3], config.d_model
     wide = b * length * d
     kept = config.num_layers * wide * 3 * act  # each block's input and its two dropout masks
-    backward = wide * (_BLOCKWISE_WIDE * act + _BLOCKWISE_FLOAT32_WIDE * _F32)
+    backward = wide * _BLOCKWISE_FLOAT32_WIDE * _F32
     chunk = min(config.ffn_chunk or length, length)
     position_wise = _RECOMPUTED_BLOCK * block * chunk // length
     scores = b * config.num_heads * config.attention_chunk * config.key_chunk * _F32
