@@ -48,9 +48,9 @@ EVAL_BATCH = 64
 
 #: The planner's safety margin: a micro-batch is chosen when its predicted peak x (1 + margin)
 #: fits the budget (`jetx.model.footprint.plan`). Derived, not chosen: the worst under-estimate
-#: of bench/memory_holdout.py's held-out rows (issue 17, CPU, docs/results.md) was -13.6%
-#: (no1000, float32, micro-batch 16), which needs a margin of 1 / (1 - 0.136) - 1 = 15.7%;
-#: rounded up to the next 5%.
+#: among bench/memory_holdout.py's 6 held-out rows (issue 17, this CPU, docs/results.md) was
+#: -13.6% (no1000, float32, micro-batch 16), which needs 1 / (1 - 0.136) - 1 = 15.7%; rounded up
+#: to the next 5%.
 PLAN_MARGIN = 0.20
 
 #: tf.distribute strategies of `jetx.training.distribute` (none, all local GPUs, TF_CONFIG workers).
