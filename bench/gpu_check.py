@@ -4,7 +4,7 @@ Run on any machine with a CUDA GPU and TensorFlow (nothing to edit):
 
     python bench/gpu_check.py [--out gpu_check.json]
 
-(`--smoke`: tiny sizes, which the test suite runs on the CPU path.)
+(`--smoke`: tiny sizes for a run on the CPU path; not in the test suite: over 10 minutes here.)
 
 It caps GPU:0 at 15 GiB (a logical device with a memory limit, here and, through
 `JETX_GPU_MEMORY_LIMIT_MIB`, in every probe process), so that a bigger card behaves like the T4 the
@@ -20,7 +20,7 @@ original model failed on, and then:
      micro-batch, doubles accumulation and finishes;
 
 and prints one table with the predictions beside the measurements. Without a GPU the same code runs
-on the CPU, uncapped, and says so (the tests run it there on the tiny preset).
+on the CPU, uncapped, and says so.
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--smoke",
         action="store_true",
         help="tiny sizes (tiny preset, blockwise only, stage 1, 1500 rounds; float32 on a CPU): "
-        "the CPU-path test",
+        "a CPU-path run",
     )
     args = parser.parse_args(argv)
     if args.smoke:
