@@ -48,7 +48,7 @@ EVAL_BATCH = 64
 
 #: The planner's safety margin: a micro-batch is chosen when its predicted peak x (1 + margin)
 #: fits the budget (`jetx.model.footprint.plan`). Derived, not chosen: the worst under-estimate
-#: among bench/memory_holdout.py's 6 held-out rows (issue 17, this CPU, docs/results.md) was
+#: among bench/memory_holdout.py's 7 held-out rows (issue 17, this CPU, docs/results.md) was
 #: -13.6% (no1000, float32, micro-batch 16), which needs 1 / (1 - 0.136) - 1 = 15.7%; rounded up
 #: to the next 5%.
 PLAN_MARGIN = 0.20
