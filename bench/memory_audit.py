@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from jetx.config import GIB, PRESETS, STAGES
+from jetx.config import GIB, PLAN_MARGIN, PRESETS, STAGES
 from jetx.io import write_json
 from jetx.model.footprint import measure_step, plan, predict_peak
 
@@ -94,10 +94,11 @@ def our_rows(skip_64: bool) -> list[dict]:
 
 
 def largest_micro_batch(variant: str, precision: str, budget: int = BUDGET) -> int:
-    """Largest micro-batch (any integer) whose predicted peak + 10% fits the budget."""
+    """Largest micro-batch (any integer) whose predicted peak plus `PLAN_MARGIN` fits the budget."""
     micro_batch = 1
     while (
-        predict_peak(FULL.model_for(variant), micro_batch * 2, precision).predicted_peak_bytes * 1.1
+        predict_peak(FULL.model_for(variant), micro_batch * 2, precision).predicted_peak_bytes
+        * (1 + PLAN_MARGIN)
         <= budget
     ):
         micro_batch *= 2
@@ -107,7 +108,7 @@ def largest_micro_batch(variant: str, precision: str, budget: int = BUDGET) -> i
             predict_peak(
                 FULL.model_for(variant), micro_batch + step, precision
             ).predicted_peak_bytes
-            * 1.1
+            * (1 + PLAN_MARGIN)
             <= budget
         ):
             micro_batch += step

@@ -41,6 +41,10 @@ _LOAD_NOISE = re.compile(
     r"instructions|oneDNN custom operations are on"
 )
 
+#: Cap GPU:0 at this many MiB (a logical device with a memory limit) in every process jetx owns,
+#: so that a bigger card behaves like a smaller one: bench/gpu_check.py sets 15 GiB, a T4's.
+GPU_MEMORY_LIMIT_ENV = "JETX_GPU_MEMORY_LIMIT_MIB"
+
 MemorySource = Literal["allocator", "rss", "none"]
 _quiet = True
 
@@ -79,6 +83,7 @@ def import_tensorflow() -> ModuleType:
     if "tensorflow" in sys.modules or not _quiet:
         import tensorflow
 
+        limit_gpu_memory()
         return tensorflow
     sys.stderr.flush()
     saved = os.dup(2)
@@ -93,7 +98,36 @@ def import_tensorflow() -> ModuleType:
             for line in captured.read().decode("utf-8", "replace").splitlines():
                 if not _LOAD_NOISE.search(line):
                     print(line, file=sys.stderr)
+    limit_gpu_memory()
     return tensorflow
+
+
+def limit_gpu_memory(mib: int | None = None) -> bool:
+    """Make GPU:0 a logical device of `mib` MiB (default: `GPU_MEMORY_LIMIT_ENV`, if set).
+
+    Must run before TensorFlow initialises the GPU (`import_tensorflow` calls it).
+
+    Returns:
+        True when the limit is in force; False without a limit, without a GPU, or when the GPU
+        was initialised already (logged).
+    """
+    import tensorflow as tf
+
+    mib = mib if mib is not None else int(os.environ.get(GPU_MEMORY_LIMIT_ENV) or 0)
+    if not mib:
+        return False
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return False
+    try:
+        tf.config.set_logical_device_configuration(
+            gpus[0], [tf.config.LogicalDeviceConfiguration(memory_limit=mib)]
+        )
+    except RuntimeError as error:
+        logger.warning("GPU memory limit of %d MiB not set: %s", mib, error)
+        return False
+    logger.info("GPU:0 limited to %d MiB", mib)
+    return True
 
 
 def has_gpu() -> bool:

@@ -1,11 +1,15 @@
-"""Gradient accumulation: k micro-batches equal one big batch; overflows never corrupt a window."""
+"""Gradient accumulation: k micro-batches equal one big batch (with a batch-independent
+normalisation); overflows never corrupt a window."""
+
+import dataclasses
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from jetx.config import STAGES
+from jetx.config import PRESETS, STAGES
+from jetx.model.network import dense_block
 from jetx.training.accumulation import INITIAL_LOSS_SCALE, GradientAccumulator
 from jetx.training.losses import StageLoss
 
@@ -64,6 +68,49 @@ def test_micro_batches_equal_one_big_batch_sgd(micro_batch):
     small = _train(micro_batch=micro_batch, updates=3)
     assert _max_diff(big, small) < 1e-5
     assert _max_diff(big, _model()) > 1e-3  # the updates did move the weights
+
+
+def _normalised_model(normalization: str) -> keras.Model:
+    """`_model` with two of the network's own Dense -> norm -> dropout blocks (dropout off)."""
+    config = dataclasses.replace(PRESETS["tiny"].model, dropout=0.0, normalization=normalization)
+    keras.utils.set_random_seed(0)
+    features = keras.Input((6,), name="features")
+    hidden = dense_block(features, 8, config, "block_1", l2=0.0)
+    hidden = dense_block(hidden, 8, config, "block_2", l2=0.0)
+    outputs = {
+        "regression": keras.layers.Dense(1, name="regression")(hidden),
+        "classification": keras.layers.Dense(3, activation="softmax", name="classification")(
+            hidden
+        ),
+        "threshold": keras.layers.Dense(1, activation="sigmoid", name="threshold")(hidden),
+    }
+    return keras.Model({"features": features}, outputs)
+
+
+def _train_normalised(normalization: str, micro_batch: int, updates: int = 3) -> keras.Model:
+    model = _normalised_model(normalization)
+    accumulator = GradientAccumulator(model, keras.optimizers.SGD(0.05), StageLoss(STAGES[0]))
+    data = _batch(64 * updates)
+    for update in range(updates):
+        for start in range(update * 64, (update + 1) * 64, micro_batch):
+            finite, _ = accumulator.micro_step(*_slice(data, start, start + micro_batch))
+            assert finite
+        accumulator.apply()
+    return model
+
+
+def test_layer_norm_8x8_equals_64x1_in_training_mode():
+    # Batch-independent normalisation: accumulation is exact, in training mode.
+    big, small = _train_normalised("layer", 64), _train_normalised("layer", 8)
+    assert _max_diff(big, small) < 1e-5
+    assert _max_diff(big, _normalised_model("layer")) > 1e-3  # the updates did move the weights
+
+
+def test_batch_norm_8x8_differs_from_64x1():
+    # The comparison can fail: batch norm normalises each micro-batch by its own statistics,
+    # so 8 micro-batches of 8 are not one batch of 64, in the weights and in the moving averages.
+    big, small = _train_normalised("batch", 64), _train_normalised("batch", 8)
+    assert _max_diff(big, small) > 1e-3
 
 
 def test_optimizer_counts_updates_not_micro_steps():

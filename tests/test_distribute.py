@@ -48,7 +48,8 @@ def features(tmp_path_factory):
     return make_features_dir(tmp_path_factory.mktemp("distribute"))
 
 
-def test_mirrored_on_two_cpu_devices_equals_one_device(features, tmp_path):
+def test_mirrored_with_dropout_on_two_cpu_devices_equals_one_device(features, tmp_path):
+    # Dropout on: each replica keeps its rows of the global batch's mask (distribute_worker.py).
     done = subprocess.run(
         [sys.executable, str(WORKER), str(features), str(tmp_path)],
         capture_output=True,
@@ -59,9 +60,12 @@ def test_mirrored_on_two_cpu_devices_equals_one_device(features, tmp_path):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["replicas"] == {"none": 1, "mirrored": 2}
     assert result["updates"] == {"none": 4, "mirrored": 4}
+    assert result["normalization"] == {"none": "batch", "mirrored": "batch"}  # in result.json
     assert result["initial_diff"] == 0.0  # same initial weights: the comparison is fair
     assert result["moved"] > 1e-3  # the 4 updates did move the weights
-    assert result["final_diff"] < 1e-5
+    assert result["final_diff"] < 1e-5  # weights, and the dropout seed states: the same draws
+    assert result["replica_masks_differ"] and result["replica_masks_are_one_devices"]
+    assert 0.3 < result["kept"] < 0.7  # a real mask at rate 0.5
     assert result["val_loss"]["mirrored"] == pytest.approx(result["val_loss"]["none"], rel=1e-5)
     assert result["oom"] == [4, 16, 4, 4]  # out of memory at update 1: 8 -> 4, 2 per replica
     assert result["odd_error"] == (

@@ -5,13 +5,15 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from jetx.cli import main
-from jetx.config import GIB, PRESETS, STAGES, VARIANTS
+from jetx.config import GIB, PLAN_MARGIN, PRESETS, STAGES, VARIANTS
 from jetx.errors import JetxInputError
-from jetx.model.footprint import count_params, measure_step, plan, predict_peak
+from jetx.model.footprint import measure_step, plan, predict_peak
 from jetx.model.network import build_model
+from jetx.model.parameters import count_params, trainable_params
 from jetx.runtime import read_memory
 
 FULL = PRESETS["full"]
@@ -21,7 +23,10 @@ FULL = PRESETS["full"]
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_analytic_parameter_count_equals_the_built_models(preset, variant):
     config = PRESETS[preset].model_for(variant)
-    assert count_params(config) == build_model(config).count_params()
+    model = build_model(config)
+    assert count_params(config) == model.count_params()
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    assert trainable_params(config) == trainable
 
 
 def test_prediction_parts_add_up_and_grow_with_the_micro_batch():
@@ -30,6 +35,7 @@ def test_prediction_parts_add_up_and_grow_with_the_micro_batch():
     parts = (
         small.parameter_bytes
         + small.gradient_bytes
+        + small.accumulator_bytes
         + small.optimizer_bytes
         + small.weight_copy_bytes
         + small.input_bytes
@@ -46,6 +52,8 @@ def test_prediction_parts_add_up_and_grow_with_the_micro_batch():
     [
         (("remat", "float32"), ("full", "float32")),
         (("chunked", "float32"), ("remat", "float32")),
+        (("blockwise", "float32"), ("chunked", "float32")),
+        (("blockwise", "mixed_bfloat16"), ("chunked", "mixed_bfloat16")),
         (("no1000", "float32"), ("full", "float32")),
         (("full", "mixed_bfloat16"), ("full", "float32")),
         (("full", "mixed_float16"), ("full", "float32")),
@@ -61,7 +69,23 @@ def test_memory_saving_choices_predict_less(smaller, larger):
 def test_plan_with_a_t4_budget_trains_the_full_model_at_micro_batch_64():
     chosen = plan(FULL.model_for("remat"), STAGES[0], 15 * GIB, "mixed_float16")
     assert (chosen.micro_batch, chosen.accumulation) == (64, 1)
-    assert chosen.predicted_peak_bytes * 1.1 <= chosen.budget_bytes
+    assert chosen.predicted_peak_bytes * (1 + PLAN_MARGIN) <= chosen.budget_bytes
+
+
+def test_plan_adds_the_derived_margin_by_default():
+    config, stage = FULL.model_for("chunked"), STAGES[0]
+    peak = predict_peak(config, 16, "float32").predicted_peak_bytes
+    just_fits = int(peak * (1 + PLAN_MARGIN)) + 1
+    assert plan(config, stage, just_fits, "float32").micro_batch == 16
+    assert plan(config, stage, just_fits - 2, "float32").micro_batch < 16
+
+
+def test_blockwise_attention_term_has_no_length_squared_tensor():
+    config = FULL.model_for("blockwise")
+    estimate = predict_peak(config, 8, "float32")
+    whole_scores = 8 * config.num_heads * config.seq_lengths[-1] ** 2 * 4
+    assert estimate.activation_bytes["attention"] < whole_scores / 20
+    assert estimate.accumulator_bytes == 4 * trainable_params(config)
 
 
 def test_plan_picks_the_largest_divisor_that_fits():
@@ -120,7 +144,7 @@ def test_cli_prints_one_json_object_with_the_prediction(capsys):
     )
     row = json.loads(capsys.readouterr().out)
     assert code == 0
-    assert row["variant"] == "chunked" and row["params"] == count_params(FULL.model_for("full"))
+    assert row["variant"] == "chunked" and row["params"] == count_params(FULL.model_for("chunked"))
     expected = predict_peak(FULL.model_for("chunked"), 8, "mixed_float16").predicted_peak_bytes
     assert row["predicted_peak_bytes"] == expected
 

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from train_data import make_features_dir
 
-from jetx.config import PRESETS
+from jetx.config import PLAN_MARGIN, PRESETS
 from jetx.errors import JetxInputError
 from jetx.training.callbacks.fault_injection import parse_oom_spec
 from jetx.training.checkpoint import CHECKPOINTS, stage_dir
@@ -222,7 +222,7 @@ def test_memory_budget_plans_the_micro_batch_before_training(data, tmp_path):
 
     stage = dataclasses.replace(TINY.stages[0], epochs=1)
     peak = {m: predict_peak(data.model, m, "float32").predicted_peak_bytes for m in (2, 4)}
-    budget = int((peak[2] * 1.1 + peak[4] * 1.1) / 2)  # micro-batch 2 fits, 4 does not
+    budget = int((peak[2] + peak[4]) * (1 + PLAN_MARGIN) / 2)  # micro-batch 2 fits, 4 does not
     result = train_stage(stage, data, None, tmp_path, verbose=0, budget_bytes=budget)
     assert (result.micro_batch, result.accumulation) == (2, 32)
     (record,) = read_records(tmp_path / "metrics.jsonl")

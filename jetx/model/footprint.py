@@ -3,7 +3,8 @@
 The prediction is computed from a `ModelConfig` alone, without building the model, so that a stage
 can pick its micro-batch before any memory is spent. It adds:
 
-- parameters (float32), their gradients (float32) and Adam's two slots (float32);
+- parameters (float32), their gradients (float32), the training engine's float32 gradient
+  accumulators (one per trainable weight) and Adam's two slots (float32);
 - under mixed precision, the compute-dtype copies of the weights that the backward pass keeps;
 - the input batch;
 - the activations kept for the backward pass, branch by branch (the counts below are the tensors
@@ -11,7 +12,9 @@ can pick its micro-batch before any memory is spent. It adds:
 - the attention terms: B x heads x L x L tensors. A plain encoder keeps one per layer (the softmax
   output) and needs two more while the last layer's backward pass runs; a recomputed (`remat`)
   block keeps none between blocks and re-creates one block's three during its backward pass; with
-  `attention_chunk`, each of those is one query chunk's slice, never the whole tensor.
+  `attention_chunk`, each of those is one query chunk's slice, never the whole tensor;
+- the blockwise variant (`key_chunk`, `ffn_chunk`): no B x L x L term and no whole block's
+  activations, only B x L x d_model tensors (counted, no constant fitted) and one chunk's.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-from jetx.config import GIB, PRECISIONS, SEQUENCE_INPUTS, ModelConfig, StageConfig
+from jetx.config import GIB, PLAN_MARGIN, PRECISIONS, SEQUENCE_INPUTS, ModelConfig, StageConfig
 from jetx.errors import JetxInputError
 from jetx.model import probe
+from jetx.model.parameters import count_params, trainable_params
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,16 @@ _TCN_PER_FILTER = 2.5
 #: activations: the re-created forward tensors plus the gradients of as many intermediates
 #: (calibrated on the audit rows of remat and chunked, one inter-op thread).
 _RECOMPUTED_BLOCK = 3
+#: B x L x d_model float32 tensors, whatever the precision, added at the peak of a blockwise
+#: block's backward pass: `blockwise_attention`'s backward keeps its key and value gradient
+#: sums, the query gradients' TensorArray and one merged gradient in float32 (counted in
+#: jetx/model/layers.py). Nothing else is added for the blockwise block: its input, Q, K, V and
+#: their gradients in the compute dtype are covered by the other terms (a constant for them,
+#: fitted on bench/memory_holdout.py's calibration row, came out at zero and was dropped).
+_BLOCKWISE_FLOAT32_WIDE = 4
+#: Tensors of one query chunk x key chunk score block alive at once in `blockwise_attention`'s
+#: backward pass (the recomputed probabilities, dO V^T, the score gradients; float32).
+_BLOCK_SCORES = 3
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,7 @@ class MemoryEstimate:
     Args:
         params: trainable and non-trainable parameters.
         parameter_bytes, gradient_bytes, optimizer_bytes: float32 weights, gradients, Adam slots.
+        accumulator_bytes: the training engine's float32 gradient accumulators.
         weight_copy_bytes: compute-dtype weight copies kept under mixed precision.
         input_bytes: the float32 input batch.
         activation_bytes: kept activations per branch ("attention" holds the L x L terms).
@@ -70,6 +85,7 @@ class MemoryEstimate:
     params: int
     parameter_bytes: int
     gradient_bytes: int
+    accumulator_bytes: int
     optimizer_bytes: int
     weight_copy_bytes: int
     input_bytes: int
@@ -85,42 +101,6 @@ class MemoryPlan:
     accumulation: int
     predicted_peak_bytes: int
     budget_bytes: int
-
-
-def count_params(config: ModelConfig) -> int:
-    """Parameters of `build_model(config)`, counted from the config (BatchNorm's 4 per unit)."""
-    total = 0
-    widths = [config.n_features]
-    for name, length in config.sequence_inputs.items():
-        i = SEQUENCE_INPUTS.index(name)
-        units, blocks = config.mlp_units[i], config.mlp_blocks[i]
-        total += _dense_blocks_params(length, [units] * blocks)
-        widths.append(units)
-    channels = 1
-    for filters in config.tcn_filters:
-        total += config.tcn_kernel * channels * filters + filters
-        if channels != filters:
-            total += channels * filters + filters
-        channels = filters
-    total += channels * config.tcn_dense + config.tcn_dense
-    widths.append(config.tcn_dense)
-    if config.use_seq1000:
-        d, dff = config.d_model, config.dff
-        total += 2 * d  # projection from one channel
-        total += config.num_layers * (4 * (d * d + d) + 2 * d * dff + dff + d + 4 * d)
-        total += d * config.transformer_dense + config.transformer_dense
-        widths.append(config.transformer_dense)
-    total += _dense_blocks_params(sum(widths), list(config.fusion_units))
-    last = config.fusion_units[-1]
-    return total + (last + 1) * (1 + 3 + 1)
-
-
-def _dense_blocks_params(width: int, units: list[int]) -> int:
-    total = 0
-    for u in units:
-        total += width * u + u + 4 * u
-        width = u
-    return total
 
 
 def _activation_bytes(config: ModelConfig, micro_batch: int, act: int) -> dict[str, int]:
@@ -148,6 +128,8 @@ def _transformer_bytes(config: ModelConfig, b: int, act: int) -> dict[str, int]:
     """The encoder's per-position activations and its B x heads x L x L attention terms."""
     length, d = config.seq_lengths[3], config.d_model
     block = b * length * (_ENCODER_PER_D * d + config.dff) * act
+    if config.key_chunk:
+        return _blockwise_bytes(config, b, act, block)
     if config.remat:
         # Between blocks only each block's input and its two dropout masks are kept; one block's
         # activations are re-created during its backward pass.
@@ -163,6 +145,20 @@ def _transformer_bytes(config: ModelConfig, b: int, act: int) -> dict[str, int]:
     else:
         attention = (config.num_layers - 1 + _ATTENTION_BACKWARD) * scores
     return {"transformer": b * length * 2 * d * act + encoder, "attention": attention}
+
+
+def _blockwise_bytes(config: ModelConfig, b: int, act: int, block: int) -> dict[str, int]:
+    """`_transformer_bytes` of a blockwise encoder (`key_chunk`; remat and `ffn_chunk` implied
+    by the variant, a whole-length position-wise part otherwise)."""
+    length, d = config.seq_lengths[3], config.d_model
+    wide = b * length * d
+    kept = config.num_layers * wide * 3 * act  # each block's input and its two dropout masks
+    backward = wide * _BLOCKWISE_FLOAT32_WIDE * _F32
+    chunk = min(config.ffn_chunk or length, length)
+    position_wise = _RECOMPUTED_BLOCK * block * chunk // length
+    scores = b * config.num_heads * config.attention_chunk * config.key_chunk * _F32
+    transformer = wide * 2 * act + kept + backward + position_wise
+    return {"transformer": transformer, "attention": _BLOCK_SCORES * scores}
 
 
 def predict_peak(config: ModelConfig, micro_batch: int, precision: str) -> MemoryEstimate:
@@ -190,6 +186,7 @@ def predict_peak(config: ModelConfig, micro_batch: int, precision: str) -> Memor
         params=params,
         parameter_bytes=params * _F32,
         gradient_bytes=params * _F32,
+        accumulator_bytes=trainable_params(config) * _F32,
         optimizer_bytes=params * _F32 * _ADAM_SLOTS,
         weight_copy_bytes=weight_copies,
         input_bytes=inputs,
@@ -212,7 +209,7 @@ def plan(
     stage: StageConfig,
     budget_bytes: int,
     precision: str = "float32",
-    margin: float = 0.1,
+    margin: float = PLAN_MARGIN,
 ) -> MemoryPlan:
     """Choose the largest micro-batch whose predicted peak, plus `margin`, fits `budget_bytes`.
 
@@ -221,7 +218,8 @@ def plan(
         stage: the stage; candidates are its `micro_batches()`.
         budget_bytes: memory available to one training step.
         precision: the dtype policy the stage trains under.
-        margin: safety fraction added to each prediction (0.1 = 10%).
+        margin: safety fraction added to each prediction (default `PLAN_MARGIN`, derived from
+            the held-out audit's worst under-estimate).
 
     Returns:
         A `MemoryPlan`; accumulation = effective batch / micro-batch.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 
 from jetx.config import NUM_CLASSES, SEQUENCE_INPUTS, ModelConfig
-from jetx.model.layers import EncoderBlock, SinusoidalPositions
+from jetx.model.layers import EncoderBlock, ReplicaDropout, SinusoidalPositions
 
 
 def build_model(config: ModelConfig) -> keras.Model:
@@ -39,7 +39,7 @@ def build_model(config: ModelConfig) -> keras.Model:
         branches.append(_transformer_branch(sequences["seq1000"], config))
     x = keras.layers.Concatenate(name="fusion_concat")(branches)
     for i, units in enumerate(config.fusion_units, start=1):
-        x = _dense_block(x, units, config, f"fusion_{i}", l2=0.0)
+        x = dense_block(x, units, config, f"fusion_{i}", l2=0.0)
     outputs = {
         "regression": keras.layers.Dense(1, name="regression", dtype="float32")(x),
         "classification": keras.layers.Dense(
@@ -62,24 +62,34 @@ def _model_name(config: ModelConfig) -> str:
         parts.append("remat")
     if config.attention_chunk:
         parts.append(f"chunk{config.attention_chunk}")
+    if config.key_chunk:
+        parts.append(f"keys{config.key_chunk}")
+    if config.ffn_chunk:
+        parts.append(f"ffn{config.ffn_chunk}")
+    if config.normalization != "batch":
+        parts.append(f"{config.normalization}norm")
     return "_".join(parts)
 
 
-def _dense_block(x, units: int, config: ModelConfig, name: str, l2: float):
-    """Dense(relu) -> BatchNorm -> Dropout, the block of the MLP branches and of the fusion."""
+def dense_block(x, units: int, config: ModelConfig, name: str, l2: float):
+    """Dense(relu) -> BatchNorm or LayerNorm -> Dropout, the block of the MLP branches and of the
+    fusion (`config.normalization`)."""
     regularizer = keras.regularizers.L2(l2) if l2 else None
     x = keras.layers.Dense(
         units, activation="relu", kernel_regularizer=regularizer, name=f"{name}_dense"
     )(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
-    return keras.layers.Dropout(config.dropout, name=f"{name}_dropout")(x)
+    if config.normalization == "batch":
+        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    else:
+        x = keras.layers.LayerNormalization(name=f"{name}_ln")(x)
+    return ReplicaDropout(config.dropout, name=f"{name}_dropout")(x)
 
 
 def _mlp_branch(sequence, units: int, blocks: int, config: ModelConfig, name: str):
     """The original's "N-BEATS" branch: Flatten, then `blocks` Dense blocks of `units`."""
     x = keras.layers.Flatten(name=f"{name}_flatten")(sequence)
     for i in range(1, blocks + 1):
-        x = _dense_block(x, units, config, f"{name}_mlp_{i}", l2=config.l2)
+        x = dense_block(x, units, config, f"{name}_mlp_{i}", l2=config.l2)
     return x
 
 
@@ -97,7 +107,7 @@ def _tcn_branch(sequence, config: ModelConfig):
             activation="relu",
             name=f"tcn_{i}_conv",
         )(x)
-        y = keras.layers.Dropout(config.dropout, name=f"tcn_{i}_dropout")(y)
+        y = ReplicaDropout(config.dropout, name=f"tcn_{i}_dropout")(y)
         if x.shape[-1] != filters:
             x = keras.layers.Conv1D(filters, 1, name=f"tcn_{i}_residual")(x)
         x = keras.layers.Add(name=f"tcn_{i}_add")([x, y])
@@ -109,7 +119,7 @@ def _transformer_branch(sequence, config: ModelConfig):
     """Dense projection, sinusoidal positions, post-LN encoder blocks, pooling, Dense."""
     x = keras.layers.Dense(config.d_model, name="transformer_projection")(sequence)
     x = SinusoidalPositions(name="transformer_positions")(x)
-    x = keras.layers.Dropout(config.dropout, name="transformer_dropout")(x)
+    x = ReplicaDropout(config.dropout, name="transformer_dropout")(x)
     for i in range(1, config.num_layers + 1):
         x = EncoderBlock(
             config.d_model,
@@ -118,6 +128,8 @@ def _transformer_branch(sequence, config: ModelConfig):
             config.dropout,
             remat=config.remat,
             attention_chunk=config.attention_chunk,
+            key_chunk=config.key_chunk,
+            ffn_chunk=config.ffn_chunk,
             name=f"encoder_{i}",
         )(x)
     x = keras.layers.GlobalAveragePooling1D(name="transformer_pool")(x)

@@ -31,6 +31,8 @@ class StageResult:
         memory_peak_bytes, memory_source: the stage's peak memory and its source.
         skipped_windows: windows dropped for a non-finite gradient.
         precision, strategy, replicas: how it ran.
+        normalization: the MLP branches' and fusion's normalisation
+            (`jetx.config.NORMALIZATIONS` says what accumulation guarantees under it).
     """
 
     stage: int
@@ -50,6 +52,7 @@ class StageResult:
     precision: str
     strategy: str = "none"
     replicas: int = 1
+    normalization: str = "batch"
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

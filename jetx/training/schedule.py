@@ -18,7 +18,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from jetx.config import GIB, StageConfig
+from jetx.config import GIB, NORMALIZATIONS, StageConfig
 from jetx.errors import JetxInputError
 from jetx.io import write_json
 from jetx.layout import RunDir
@@ -325,10 +325,12 @@ def _result(
         precision=precision,
         strategy=loop.distribution.name,
         replicas=loop.distribution.replicas,
+        normalization=loop.data.model.normalization,
     )
     write_json(run.stage(state.stage).result, result.to_dict())
     logger.info(
-        "stage %d done: %d epochs, %d updates, best epoch %s (val_loss %s), micro-batch %d x %d",
+        "stage %d done: %d epochs, %d updates, best epoch %s (val_loss %s), micro-batch %d x %d; "
+        "%s",
         state.stage,
         result.epochs_run,
         result.updates,
@@ -336,5 +338,6 @@ def _result(
         result.best_val_metrics.get("val_loss"),
         result.micro_batch,
         result.accumulation,
+        NORMALIZATIONS[result.normalization],
     )
     return result
