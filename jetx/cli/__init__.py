@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None, extra: Sequence[Command] = ()) -> in
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per Prefect API request
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
