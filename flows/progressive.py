@@ -25,9 +25,9 @@ from tasks.evaluate import evaluate_run
 from tasks.features import build_features
 from tasks.memory import audit_memory
 from tasks.publishing import export_model, promote_model, retain_runs
-from tasks.records import ReportRecord, StageRecord
+from tasks.records import ReportRecord
 from tasks.report import write_report
-from tasks.stage import train_stage, training_dir
+from tasks.stage import train_stages, training_dir
 
 VariantName = Literal[*VARIANTS]
 PresetName = Literal[*PRESETS]
@@ -61,20 +61,15 @@ def progressive(
     data = load_raw(source, out)
     features = build_features(data, out)
     run_dir = training_dir(out, features=features, preset=preset, variant=variant, seed=seed)
-    trained: list[StageRecord] = []
-    for number in range(1, stages + 1):
-        trained.append(
-            train_stage(
-                features,
-                trained[-1] if trained else None,
-                stage=number,
-                run_dir=run_dir,
-                preset=preset,
-                variant=variant,
-                budget_gib=budget_gib,
-                seed=seed,
-            )
-        )
+    trained = train_stages(
+        features,
+        stages=stages,
+        run_dir=run_dir,
+        preset=preset,
+        variant=variant,
+        seed=seed,
+        budget_gib=budget_gib,
+    )
     largest = max(stage.micro_batch for stage in trained)  # the run's peak: one probe
     audit = audit_memory.submit(  # a probe in its own process, beside the evaluation
         preset, variant, [largest], trained[-1].precision, RunDir(run_dir).memory

@@ -25,8 +25,8 @@ from jetx.runtime import configure_tensorflow, import_tensorflow
 from tasks.caching import RECORDS
 from tasks.data import load_raw
 from tasks.evaluate import evaluate_run
-from tasks.records import EvaluationRecord, ReportRecord, StageRecord
-from tasks.stage import train_stage, training_dir
+from tasks.records import EvaluationRecord, ReportRecord
+from tasks.stage import train_stages, training_dir
 from tasks.walk_forward import (
     build_origin_features,
     plan_walk_forward,
@@ -72,20 +72,15 @@ def walk_forward(
     for origin in plan:
         features = build_origin_features(data, origin, out)
         run_dir = training_dir(out, features=features, preset=preset, variant=variant, seed=seed)
-        trained: list[StageRecord] = []
-        for number in range(1, stages + 1):
-            train = train_stage.with_options(task_run_name=f"train_stage-o{origin.number}-{number}")
-            trained.append(
-                train(
-                    features,
-                    trained[-1] if trained else None,
-                    stage=number,
-                    run_dir=run_dir,
-                    preset=preset,
-                    variant=variant,
-                    seed=seed,
-                )
-            )
+        trained = train_stages(
+            features,
+            stages=stages,
+            run_dir=run_dir,
+            preset=preset,
+            variant=variant,
+            seed=seed,
+            name=f"train_stage-o{origin.number}",
+        )
         scored.append(evaluate_run(trained[-1], seed))
     pool = pool_walk_forward(scored, plan, out, seed)
     return write_walk_forward_report(pool)

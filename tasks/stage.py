@@ -246,3 +246,36 @@ def training_dir(
     )
     name = f"{features.digest[:12]}-{preset}-{variant}-s{seed}-{version[:8]}"
     return Workspace(Path(out).resolve()).run(name).path
+
+
+def train_stages(
+    features: FeaturesRecord,
+    *,
+    stages: int,
+    run_dir: Path,
+    preset: str,
+    variant: str,
+    seed: int,
+    budget_gib: float | None = None,
+    name: str | None = None,
+) -> list[StageRecord]:
+    """The stage chain of one run: stage k starts from stage k - 1's best weights.
+
+    `name` prefixes the task runs' names (`{name}-{k}`) where one flow trains several runs.
+    """
+    trained: list[StageRecord] = []
+    for number in range(1, stages + 1):
+        train = train_stage.with_options(task_run_name=f"{name}-{number}") if name else train_stage
+        trained.append(
+            train(
+                features,
+                trained[-1] if trained else None,
+                stage=number,
+                run_dir=run_dir,
+                preset=preset,
+                variant=variant,
+                budget_gib=budget_gib,
+                seed=seed,
+            )
+        )
+    return trained
