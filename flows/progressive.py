@@ -77,7 +77,7 @@ def progressive(
     evaluation = evaluate_run(trained[-1], seed)
     report = write_report(evaluation, audit.result())
     bundle = export_model(evaluation, out)
-    promotion = promote_model(bundle, seed)
+    promotion = promote_model(bundle, features, seed)
     retain_runs(out, keep_runs, promotion)
     return report
 

@@ -10,7 +10,7 @@ from jetx.serving.bundle import export_bundle
 from jetx.serving.promotion import decision_markdown, promote_run
 from jetx.serving.retention import retain
 from tasks.caching import RECORDS, content_policy
-from tasks.records import BundleRecord, EvaluationRecord, PromotionRecord
+from tasks.records import BundleRecord, EvaluationRecord, FeaturesRecord, PromotionRecord
 
 
 @task(
@@ -32,13 +32,14 @@ def export_model(evaluation: EvaluationRecord, out: Path) -> BundleRecord:
 
 
 @task(name="promote_model")
-def promote_model(bundle: BundleRecord, seed: int = 0) -> PromotionRecord:
-    """Point models/latest at the bundle and decide whether it becomes the champion.
+def promote_model(bundle: BundleRecord, features: FeaturesRecord, seed: int = 0) -> PromotionRecord:
+    """Point models/latest at the bundle and decide whether it becomes the champion, which is
+    re-scored on the run's test rounds of `features` when it can be.
 
     Not cached: the decision depends on the champion of the moment, and `latest` always moves.
     """
     models = ModelsDir(bundle.directory.parent)
-    record = promote_run(models, bundle.name, seed=seed)
+    record = promote_run(models, bundle.name, features_dir=features.directory, seed=seed)
     create_markdown_artifact(
         decision_markdown(record), key="promotion", description=str(models.promotion)
     )

@@ -6,6 +6,7 @@ import logging
 import numpy as np
 import pytest
 
+from jetx.config import NORMALIZATIONS
 from jetx.errors import JetxInputError
 from jetx.evaluation import compare, metrics, report, tables
 from jetx.evaluation.inference import Predictions, write_predictions
@@ -42,6 +43,7 @@ def _evaluation(run_dir, p_test=None, sha="abc123", stages=(1, 2)):
         base_rate=0.65,
         data_sha256=sha,
         variant="full",
+        normalization="batch",
         preset="tiny",
         parameters=1234,
         training=training,
@@ -104,6 +106,8 @@ def test_write_report_writes_markdown_json_and_plots(tmp_path):
     assert saved["stages"][1]["at_cut"]["bets"] == evaluation["stages"][1]["at_cut"]["bets"]
     text = (out / "report.md").read_text()
     assert report.INDEPENDENCE in text
+    assert f"the fusion: {NORMALIZATIONS['batch']}." in text  # what accumulation guarantees
+    assert "through a Platt map fitted on the 200 validation rounds" in text
     for stage in evaluation["stages"]:
         for key in ("skill_verdict", "bankroll_verdict", "bankroll_verdict_at_val_cut"):
             assert stage[key] in text

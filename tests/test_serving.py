@@ -13,24 +13,30 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from train_data import make_features_dir
 
 from jetx.cli import main
 from jetx.config import PRESETS
 from jetx.data.synth import write_csv
+from jetx.evaluation import forecasts
 from jetx.evaluation.scoring import evaluate_run
+from jetx.io import HOLD_ENV
 from jetx.layout import BundleDir, FeaturesDir, ModelsDir, RunDir, StageDir, Workspace
-from jetx.serving.bundle import export_bundle, load_bundle, read_forecasts
+from jetx.serving.bundle import STAGING, export_bundle, load_bundle, read_forecasts
 from jetx.serving.pointers import point
 from jetx.serving.predict import predict_next
 from jetx.serving.promotion import decision_markdown, promote_run
+from jetx.serving.rescoring import rescore, unseen_by
 from jetx.serving.retention import retain
 from jetx.training.checkpoint import best_checkpoint, checkpoint_problem, checkpoints
 from jetx.training.inputs import StageData
@@ -98,6 +104,7 @@ def fresh_process(exported):
         import numpy as np, keras
         import jetx.model.layers
         from jetx.config import ModelConfig
+        from jetx.evaluation.recalibration import PlattMap
         from jetx.training.windows import make_dataset
         model = keras.saving.load_model({str(bundle.model)!r}, safe_mode=True)
         info = json.load(open({str(bundle.info_path)!r}))
@@ -105,7 +112,8 @@ def fresh_process(exported):
         batches = make_dataset({str(exported["features"])!r}, "test", config, 64,
                                max_samples={TINY.max_eval_samples})
         ps = [np.asarray(model(x, training=False)["threshold"]).reshape(-1) for x, _ in batches]
-        print(json.dumps({{"p": np.concatenate(ps).tolist(), "policy": model.dtype_policy.name,
+        p = PlattMap.from_dict(info["recalibration"]).apply(np.concatenate(ps))
+        print(json.dumps({{"p": p.tolist(), "policy": model.dtype_policy.name,
                           "predict_exit": exit_code}}))
         """
     )
@@ -191,13 +199,14 @@ def test_jetx_predict_refuses_what_it_cannot_predict_in_one_line(exported, tmp_p
         assert len(lines) == 1 and message in lines[0], lines
 
 
-def _bundle_with_forecasts(exported, models, name, p_model, y_value):
-    """A copy of the real bundle as models/<name>, with these test forecasts."""
+def _bundle_with_forecasts(exported, models, name, p_model, y_value, index=None):
+    """A copy of the real bundle as models/<name>, with these test forecasts (of the rounds
+    `index`, default 1000, 1001, ...)."""
     shutil.copytree(exported["bundle"], models.bundle(name).path)
     with open(models.bundle(name).forecasts, "wb") as handle:
         np.savez(
             handle,
-            index=np.arange(1000, 1000 + len(y_value), dtype=np.int64),
+            index=np.arange(1000, 1000 + len(y_value)) if index is None else index,
             y_value=y_value,
             p_model=p_model,
             p_base_rate=np.full(len(y_value), 0.66),
@@ -255,6 +264,77 @@ def test_jetx_promote_pins_a_bundle_by_hand_and_says_so(exported, tmp_path, caps
     assert f"{models.bundle(name).path} exists and is another bundle" in capsys.readouterr().err
     assert main(["promote", str(models.bundle("run-a").path), "--out", str(out)]) == 0
     assert "-> run-a (pinned by hand; the gate " in capsys.readouterr().out
+
+
+def test_a_champion_is_rescored_on_the_newer_test_rounds_of_a_grown_history(exported, tmp_path):
+    # The same seeded series, 800 rounds longer: the retrain's test rounds are all newer than
+    # the champion's, so the two share none and only re-scoring can compare them.
+    grown = make_features_dir(tmp_path / "grown", n_rounds=2400)
+    series = pq.read_table(FeaturesDir(grown).series, columns=["value"])["value"].to_numpy()
+    np.testing.assert_array_equal(series[:1600], exported["series"])
+    index = load_split(grown, "test", TINY.max_eval_samples).index
+    champion = load_bundle(exported["bundle"])
+    assert index.min() > read_forecasts(exported["bundle"])["index"].max()
+    assert unseen_by(champion, grown, index) is None
+    p_champion = rescore(champion, grown, index)
+    for row in (0, index.size - 1):  # what the champion predicts for that round, from its past
+        expected = predict_next(champion, series[: index[row]])["probability"]
+        assert p_champion[row] == pytest.approx(expected, abs=1e-5)
+    # The gate: run-a is champion; run-b was tested on the grown history's rounds.
+    models = ModelsDir(tmp_path / "models")
+    shutil.copytree(exported["bundle"], models.bundle("run-a").path)
+    point(models, ModelsDir.CHAMPION, "run-a", at="2026-12-01T00:00:00+00:00")
+    y_value = series[index]
+    knows = np.where(y_value >= 1.5, 0.8, 0.4)  # a leak: beats the base rate and the champion
+    _bundle_with_forecasts(exported, models, "run-b", knows, y_value, index=index)
+    without = promote_run(models, "run-b")
+    assert without["blessed"] is False and "cannot be compared" in without["reasons"][1]
+    record = promote_run(models, "run-b", features_dir=grown)
+    assert record["blessed"] is True and record["champion"] == "run-b", record["reasons"]
+    assert "on which the champion run-a was re-scored" in record["reasons"][1]
+    versus = record["scores"]["vs_champion"]
+    assert versus["rounds"] == index.size
+    ours = forecasts.statistics.log_loss(forecasts.reached(y_value), p_champion).mean()
+    assert versus["reference_log_loss"] == pytest.approx(ours)
+
+
+def test_a_champion_is_not_rescored_on_rounds_it_may_have_learned_or_another_history(
+    exported, tmp_path
+):
+    champion = load_bundle(exported["bundle"])
+    tested = read_forecasts(exported["bundle"])["index"]
+    why = unseen_by(champion, exported["features"], tested - 50)
+    assert "the champion may have trained on them" in why
+    other = make_features_dir(tmp_path / "other", n_rounds=2400, seed=1)
+    index = load_split(other, "test", TINY.max_eval_samples).index
+    assert unseen_by(champion, other, index) == "the champion was tested on another history"
+
+
+def test_an_export_killed_before_publishing_leaves_nothing_the_next_one_keeps(exported, tmp_path):
+    out = tmp_path / "models" / "run"
+    gate = tmp_path / "gate"
+    gate.write_text("bundle\n")
+    env = {**os.environ, HOLD_ENV: str(gate)}
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "jetx", "export", str(exported["run"]), "--out", str(out)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not gate.read_text().startswith("held") and time.monotonic() < deadline:
+            assert writer.poll() is None, "the export ended before it reached its publication"
+            time.sleep(0.1)
+        assert gate.read_text().startswith("held"), "the export never reached its publication"
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    (staged,) = out.parent.glob(f".run{STAGING}{writer.pid}-*")
+    assert BundleDir(staged).model.is_file() and not out.exists()
+    alive = out.parent / f".other{STAGING}{os.getpid()}-x"  # a live export beside it
+    alive.mkdir()
+    export_bundle(exported["run"], out)
+    assert BundleDir(out).is_complete() and not staged.exists() and alive.is_dir()
+    assert sorted(p.name for p in out.parent.iterdir()) == [alive.name, "run"]
 
 
 def test_retention_prunes_old_runs_to_one_slim_checkpoint_and_never_champion_or_latest(

@@ -2,12 +2,10 @@
 training: the origins' construction on real ingested series and real features dirs, and the
 pooling and verdicts on real forecasts of real synth rounds.
 
-A real walk-forward trains K >= 5 origins; on planted data each would need the validity test's
-8-epoch training (over a minute per origin here), so the pipeline's own run is measured on the
-bundled sample (docs/results.md), and the pooling is tested here on forecasts with a known
-truth: on planted rounds, the planted rule's own probability (a model that learned the rule);
-on i.i.d. rounds, the training base rate plus noise (a model that learned nothing, as a good
-model of an i.i.d. game does).
+The pooling is tested here on forecasts with a known truth: on planted rounds, the planted
+rule's own probability (a model that learned the rule); on i.i.d. rounds, the training base
+rate plus noise (a model that learned nothing, as a good model of an i.i.d. game does). The
+same verdicts with origins trained for real are in tests/test_walk_forward_training.py.
 """
 
 import numpy as np

@@ -8,7 +8,7 @@ forecasts beside the evaluation, for the report's plots and for a walk-forward p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ import numpy as np
 from jetx.config import EVAL_BATCH, NUM_CLASSES, ModelConfig
 from jetx.errors import JetxInputError
 from jetx.evaluation import metrics
+from jetx.evaluation.recalibration import PlattMap
+from jetx.features.splits import Scaler
 from jetx.io import atomic_path
 from jetx.layout import FeaturesDir
 
@@ -37,6 +39,10 @@ class Predictions:
     y_pred_value: np.ndarray
     class_proba: np.ndarray
 
+    def recalibrated(self, platt: PlattMap) -> Predictions:
+        """These predictions with the threshold head's outputs passed through `platt`."""
+        return replace(self, p_threshold=platt.apply(self.p_threshold))
+
     def score(self, cut: float) -> dict[str, Any]:
         """`jetx.evaluation.metrics.evaluate_predictions` of these predictions at `cut`."""
         return metrics.evaluate_predictions(
@@ -51,6 +57,8 @@ def predict(
     split: str,
     max_samples: int | None,
     batch_size: int = EVAL_BATCH,
+    *,
+    scaler: Scaler | None = None,
 ) -> Predictions:
     """Run `model` over a split in round order and collect its three heads' outputs.
 
@@ -61,6 +69,7 @@ def predict(
         split: "train", "val" or "test".
         max_samples: keep the split's newest this many samples (the preset's eval cap).
         batch_size: samples per prediction batch (memory only; results do not depend on it).
+        scaler: the scaler the model was trained with, when it is not the features dir's.
 
     Returns:
         The split's `Predictions`; y_value is read in float64 from the stored series, not from
@@ -71,7 +80,9 @@ def predict(
     from jetx.training.windows import load_split, make_dataset
 
     outputs: dict[str, list[np.ndarray]] = {"regression": [], "classification": [], "threshold": []}
-    dataset = make_dataset(features_dir, split, config, batch_size, max_samples=max_samples)
+    dataset = make_dataset(
+        features_dir, split, config, batch_size, max_samples=max_samples, scaler=scaler
+    )
     for inputs, _ in dataset:
         predicted = model(inputs, training=False)
         for name, parts in outputs.items():
@@ -101,7 +112,7 @@ def write_predictions(
         path: the file (`RunDir.predictions`).
         y_value: float64 [N] true multipliers of the evaluated rounds.
         stages: the S stage numbers, in order.
-        p_threshold: float64 [S, N] each stage's P(value >= 1.5).
+        p_threshold: float64 [S, N] each stage's recalibrated P(value >= 1.5).
         p_base_rate: float64 [N] the base-rate forecast of each round.
         val_cut: float64 [S, N] the validation-chosen cut that applied to each round (a pool of
             origins has one per origin); None: each stage's one cut, from the evaluation.

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from jetx.config import BREAK_EVEN_WIN_RATE, CASHOUT
+from jetx.config import BREAK_EVEN_WIN_RATE, CASHOUT, NORMALIZATIONS
 from jetx.evaluation import plots
 from jetx.evaluation.inference import read_predictions
 from jetx.evaluation.metrics import bet_signal
@@ -119,7 +119,24 @@ def _calibration_text(evaluation: Mapping[str, Any]) -> str:
         f"{100 * calibration['forecast_sd']:.2f} points). Spiegelhalter's z tests whether each "
         "round's outcome has its forecast's probability (standard normal when calibrated); the "
         "diagram bins the forecasts into equal-count bins with each bin's count and 95% Wilson "
-        "interval."
+        "interval." + _recalibration_text(final)
+    )
+
+
+def _recalibration_text(final: Mapping[str, Any]) -> str:
+    """What recalibration did to the last stage's forecasts (a walk-forward pool's stages have
+    one map per origin, each in its origin's report)."""
+    platt = final.get("recalibration")
+    if platt is None:
+        return ""
+    return (
+        " The threshold head is trained with a weighted BCE or a focal loss, neither of them "
+        "proper, so its outputs are scores; every forecast scored here is the head's output "
+        "through a Platt map fitted on the "
+        f"{platt['rounds']} validation rounds (slope {platt['slope']:.3f}, intercept "
+        f"{platt['intercept']:.3f}; a slope near 0 means the head's ranking told validation "
+        f"nothing). Before it, stage {final['stage']}'s raw outputs averaged "
+        f"{percent(platt['raw_mean_forecast'])} with a log loss of {platt['raw_log_loss']:.4f}."
     )
 
 
@@ -134,6 +151,12 @@ def _header(evaluation: Mapping[str, Any]) -> list[str]:
         f"`{(evaluation.get('data_sha256') or 'unknown')[:12]}`; {evaluation['created_at']}.",
         "",
     ]
+    if evaluation.get("normalization") in NORMALIZATIONS:
+        lines += [
+            "Normalisation of the MLP branches and the fusion: "
+            f"{NORMALIZATIONS[evaluation['normalization']]}.",
+            "",
+        ]
     if walk:
         lines += [walk["description"], ""]
     return lines

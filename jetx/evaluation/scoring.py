@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from jetx.errors import JetxInputError
-from jetx.evaluation import forecasts, metrics
+from jetx.evaluation import forecasts, metrics, recalibration, statistics
 from jetx.evaluation.inference import Predictions, predict, write_predictions
 from jetx.evaluation.tables import training_rows
 from jetx.evaluation.trials import adjust_stages
@@ -29,7 +29,7 @@ from jetx.training.epoch_history import read_records
 
 logger = logging.getLogger(__name__)
 
-SCHEMA = 2
+SCHEMA = 3
 
 
 def stage_evaluation(
@@ -43,22 +43,28 @@ def stage_evaluation(
     seed: int = 0,
 ) -> dict[str, Any]:
     """One stage's scores on the evaluated split: its forecasts by proper scores, and its bets at
-    `cut` and at the cut validation chooses. Its verdicts need the whole run's trials: they are
-    added by `build_evaluation`.
+    `cut` and at the cut validation chooses. The head's outputs are first recalibrated by the
+    Platt map fitted on the validation rounds (`jetx.evaluation.recalibration`), so that what is
+    scored is a probability. Its verdicts need the whole run's trials: they are added by
+    `build_evaluation`.
 
     Args:
         stage: the stage number.
         test: predictions on the evaluated split.
-        val: predictions on the validation split (only its cut choice is used).
+        val: predictions on the validation split (its recalibration and cut choice are used).
         base_rate: the training base rate, the constant forecaster the model must beat.
         cut: the given probability cut.
         checkpoint: the checkpoint evaluated, for the record.
         seed: seed of the bootstrap intervals.
 
     Returns:
-        stage, checkpoint, cut, val_cut, forecast (`forecasts.forecast_scores`), at_cut and
-        at_val_cut (`metrics.evaluate_predictions`).
+        stage, checkpoint, cut, val_cut, recalibration (the Platt map, and the raw head's mean
+        forecast and log loss on the evaluated split), forecast (`forecasts.forecast_scores` of
+        the recalibrated forecasts), at_cut and at_val_cut (`metrics.evaluate_predictions`).
     """
+    platt = recalibration.fit_platt(forecasts.reached(val.y_value), val.p_threshold)
+    raw = test.p_threshold
+    val, test = val.recalibrated(platt), test.recalibrated(platt)
     val_cut = metrics.choose_cut(val.y_value, val.p_threshold)
     base = forecasts.constant_forecast(base_rate, test.y_value.size)
     return {
@@ -66,6 +72,11 @@ def stage_evaluation(
         "checkpoint": checkpoint,
         "cut": float(cut),
         "val_cut": val_cut,
+        "recalibration": {
+            **platt.to_dict(),
+            "raw_mean_forecast": float(raw.mean()),
+            "raw_log_loss": float(statistics.log_loss(forecasts.reached(test.y_value), raw).mean()),
+        },
         "forecast": forecasts.forecast_scores(test.y_value, test.p_threshold, base, seed=seed),
         "at_cut": test.score(cut),
         "at_val_cut": test.score(val_cut),
@@ -85,8 +96,8 @@ def build_evaluation(
         y_value: float64 [N] true multipliers of the evaluated rounds.
         stages: `stage_evaluation` dicts, in stage order.
         baselines: `jetx.evaluation.metrics.baselines` of the same rounds.
-        **run: run_dir, split, base_rate, data_sha256, features_dir, variant, preset,
-            parameters, training (and, for a walk-forward pool, walk_forward and origins).
+        **run: run_dir, split, base_rate, data_sha256, features_dir, variant, normalization,
+            preset, parameters, training (and, for a walk-forward pool, walk_forward and origins).
 
     Returns:
         A JSON-ready dict (see `jetx.evaluation.report`'s module docstring).
@@ -168,12 +179,12 @@ def evaluate_run(
         val = predict(model, data.model, data.features_dir, "val", cap)
         test = predict(model, data.model, data.features_dir, split, cap)
         rel = str(checkpoint.relative_to(run_dir))
-        stages.append(
-            stage_evaluation(
-                stage, test, val, base_rate=base_rate, cut=cut, checkpoint=rel, seed=seed
-            )
+        evaluated = stage_evaluation(
+            stage, test, val, base_rate=base_rate, cut=cut, checkpoint=rel, seed=seed
         )
-        by_stage.append(test.p_threshold)
+        stages.append(evaluated)
+        platt = recalibration.PlattMap.from_dict(evaluated["recalibration"])
+        by_stage.append(platt.apply(test.p_threshold))
     run = RunDir(run_dir)
     evaluation = build_evaluation(
         test.y_value,
@@ -185,6 +196,7 @@ def evaluate_run(
         data_sha256=FeaturesDir(data.features_dir).manifest().get("series_sha256"),
         features_dir=data.features_dir,
         variant=data.variant,
+        normalization=data.model.normalization,
         preset=data.preset.name,
         parameters=int(model.count_params()),
         training=training_rows(read_records(run.metrics)),

@@ -169,6 +169,7 @@ def pool_origins(
         base_rate=float(pooled["p_base_rate"].mean()),
         data_sha256=first.get("data_sha256"),
         variant=first.get("variant"),
+        normalization=first.get("normalization"),
         preset=first.get("preset"),
         parameters=first.get("parameters"),
         walk_forward=plan,

@@ -4,18 +4,21 @@ A bundle (`jetx.layout.BundleDir`) holds the last stage's best model as a `.kera
 under the float32 policy so that inference on a CPU is not float16 (Keras keeps float32 weights
 under mixed precision, so the weights are the trained ones), the training scaler as JSON, and
 bundle.json with everything needed to use the model and to judge it: the feature version and
-names, the window lengths, the preset, variant and precision it was trained with, the cut chosen
-on validation, the sha256 of the series it was trained on, the number of rounds, the training
-base rate, and the test verdict with its figures and intervals; forecasts.npz keeps the test
-rounds' positions, outcomes and forecasts, which the promotion gate compares with the champion's
-on the same rounds. Nothing is pickled: the `.keras` format is JSON config plus weights,
-`load_bundle` loads it with `safe_mode=True`, and forecasts.npz is read with allow_pickle off.
+names, the window lengths, the preset, variant and precision it was trained with, the Platt map
+fitted on validation that turns the threshold head's output into a probability (the `.keras`
+model alone gives the head's raw score), the cut chosen on validation, the sha256 of the series
+it was trained on, the number of rounds, the training base rate, and the test verdict with its
+figures and intervals; forecasts.npz keeps the test rounds' positions, outcomes and forecasts,
+which the promotion gate compares with the champion's on the same rounds. Nothing is pickled:
+the `.keras` format is JSON config plus weights, `load_bundle` loads it with `safe_mode=True`,
+and forecasts.npz is read with allow_pickle off.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -28,18 +31,24 @@ import numpy as np
 from jetx import __version__
 from jetx.config import CASHOUT, HOUSE_RETURN
 from jetx.errors import JetxInputError
+from jetx.evaluation.recalibration import PlattMap
 from jetx.evaluation.scoring import train_base_rate
 from jetx.evaluation.trials import run_trials
 from jetx.features import FEATURE_NAMES, FEATURE_VERSION
 from jetx.features.splits import Scaler
-from jetx.io import write_json
+from jetx.io import hold, write_json
 from jetx.layout import BundleDir, FeaturesDir, RunDir
 from jetx.serving.pointers import follow
 
 logger = logging.getLogger(__name__)
 
 #: Version of bundle.json's layout; a bundle of another format is refused, not guessed at.
-BUNDLE_FORMAT = 1
+#: Format 2 added the recalibration map: format 1's threshold output was the raw head's score.
+BUNDLE_FORMAT = 2
+#: What names an export's staging dir, `.<bundle name><STAGING><pid>-<random>`.
+STAGING = ".staging-"
+#: The Platt map's fields, as bundle.json keeps them.
+PLATT_KEYS = ("intercept", "slope", "rounds")
 
 
 @dataclass
@@ -69,6 +78,11 @@ class Bundle:
         return self._model
 
     @property
+    def recalibration(self) -> PlattMap:
+        """The Platt map from the threshold head's output to the probability the test scored."""
+        return PlattMap.from_dict(self.info["recalibration"])
+
+    @property
     def model_config(self):
         from jetx.config import ModelConfig
 
@@ -96,11 +110,19 @@ def export_bundle(run_dir: Path, out_dir: Path) -> dict[str, Any]:
     if not evaluation["stages"]:
         raise JetxInputError(f"{run_dir}: its evaluation holds no stage; nothing to export")
     final = evaluation["stages"][-1]
+    if "recalibration" not in final:
+        raise JetxInputError(
+            f"{run_dir}: evaluated before recalibration; evaluate it again "
+            f"(`jetx evaluate {run_dir}`), then export"
+        )
     checkpoint = run.path / final["checkpoint"]
     manifest = FeaturesDir(data.features_dir).manifest()
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    sweep_staging(out_dir.parent)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{out_dir.name}{STAGING}{os.getpid()}-", dir=out_dir.parent)
+    )
     try:
         bundle = BundleDir(staging)
         _save_model(data, checkpoint, bundle.model)
@@ -108,11 +130,39 @@ def export_bundle(run_dir: Path, out_dir: Path) -> dict[str, Any]:
         info = json.loads(json.dumps(_bundle_info(run, data, evaluation, final, manifest)))
         _save_forecasts(run, data, bundle.forecasts)
         write_json(bundle.info_path, info)
+        hold("bundle")
         _publish(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("exported %s stage %d -> %s", run.path.name, final["stage"], out_dir)
     return info
+
+
+def sweep_staging(parent: Path) -> list[Path]:
+    """Remove the staging dirs under `parent` of exports whose process is gone (killed
+    mid-export: the `finally` that removes its staging dir never ran); returns them.
+
+    A staging dir is named after its writer's pid, so that a live export beside this one, of
+    another run or another flow, is never touched.
+    """
+    removed = []
+    for path in Path(parent).glob(f".*{STAGING}*"):
+        pid = path.name.rsplit(STAGING, 1)[1].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+            logger.info("removed %s, left by export process %s that is gone", path, pid)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def _save_model(data, checkpoint: Path, path: Path) -> None:
@@ -180,6 +230,7 @@ def _bundle_info(run: RunDir, data, evaluation: dict, final: dict, manifest: dic
         "model": data.model.to_dict(),
         "precision": result["precision"],
         "cut": final["val_cut"],
+        "recalibration": {key: final["recalibration"][key] for key in PLATT_KEYS},
         "data_sha256": manifest["series_sha256"],
         "rounds": manifest["n_rounds"],
         "base_rate": train_base_rate(data.features_dir),

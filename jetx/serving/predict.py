@@ -86,7 +86,8 @@ def predict_next(bundle: Bundle, values: np.ndarray) -> dict[str, Any]:
         values: float64 [N] valid multipliers, oldest first.
 
     Returns:
-        probability (that the next round reaches the cash-out), bet and cut, classes (name ->
+        probability (that the next round reaches the cash-out: the threshold head's output
+        through the bundle's recalibration, as the test scored it), bet and cut, classes (name ->
         probability), regression, base_rate (training), verdict, rounds_used, and bundle (its
         path, the sha256 of the data it was trained on, its run and stage).
 
@@ -103,7 +104,7 @@ def predict_next(bundle: Bundle, values: np.ndarray) -> dict[str, Any]:
         )
     inputs = next_round_inputs(values, bundle.scaler, bundle.model_config)
     outputs = bundle.model(inputs, training=False)
-    probability = float(np.asarray(outputs["threshold"]).reshape(-1)[0])
+    probability = float(bundle.recalibration.apply(np.asarray(outputs["threshold"]))[0])
     classes = np.asarray(outputs["classification"], dtype=np.float64).reshape(-1)
     info = bundle.info
     return {

@@ -8,8 +8,10 @@ and with the last blessed model, and only a blessed one is published as the cham
     Diebold-Mariano/HLN, one-sided), its p-value adjusted for the skill tests its run made, read
     against the evaluation's level `ALPHA`;
 (b) if there is a champion, its mean log loss must be lower than the champion's on the same
-    test rounds: the positions both bundles were tested on, which must hold the same outcomes
-    (a history that grew at its end keeps its positions). Without common rounds nothing is
+    test rounds: the candidate's own, on which the champion is re-scored when it learned from
+    none of them (`jetx.serving.rescoring`: a retrain on a grown history tests on newer rounds),
+    else the positions both bundles were tested on, which must hold the same outcomes (a
+    history that grew at its end keeps its positions). Without common rounds nothing is
     compared, and the champion stays.
 
 Every decision is written to models/promotion.json and appended to models/promotions.jsonl;
@@ -18,6 +20,7 @@ Every decision is written to models/promotion.json and appended to models/promot
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -50,6 +53,8 @@ class BundleForecasts:
         p_model: float64 the model's P(value >= 1.5).
         p_base_rate: float64 the training base rate's forecast.
         trials: skill tests its run made (the count its p-value is adjusted for).
+        rescored: these are a champion's forecasts of another bundle's test rounds, computed
+            afresh (`jetx.serving.rescoring`), not its own test's.
     """
 
     name: str
@@ -58,6 +63,7 @@ class BundleForecasts:
     p_model: np.ndarray
     p_base_rate: np.ndarray
     trials: int = 1
+    rescored: bool = False
 
     @classmethod
     def of_bundle(cls, path: Path) -> BundleForecasts:
@@ -113,9 +119,13 @@ def decide(
         )
         beats_champion = versus.model_log_loss < versus.reference_log_loss
         verb = "lower" if beats_champion else "not lower"
+        shares = (
+            f"its {versus.rounds} test rounds, on which the champion {champion.name} was re-scored,"
+            if champion.rescored
+            else f"the {versus.rounds} test rounds it shares with the champion {champion.name}"
+        )
         reasons.append(
-            f"Its log loss on the {versus.rounds} test rounds it shares with the champion "
-            f"{champion.name} is {verb}: {versus.model_log_loss:.5f} vs "
+            f"Its log loss on {shares} is {verb}: {versus.model_log_loss:.5f} vs "
             f"{versus.reference_log_loss:.5f} nats (DM/HLN p = {versus.p_value:.3g})."
         )
     return {
@@ -143,12 +153,16 @@ def _base_reason(base, beats: bool) -> str:
     )
 
 
-def promote_run(models: ModelsDir, name: str, *, seed: int = 0) -> dict[str, Any]:
+def promote_run(
+    models: ModelsDir, name: str, *, features_dir: Path | None = None, seed: int = 0
+) -> dict[str, Any]:
     """Point `latest` at the bundle models/<name>, then decide whether it becomes the champion.
 
-    One decision at a time (the models dir's lock). Returns the decision as written to
-    promotion.json: decided_at, bundle, manual, blessed, reasons, scores, champion_before,
-    champion and latest.
+    One decision at a time (the models dir's lock). With the candidate's `features_dir`, the
+    champion is re-scored on all of the candidate's test rounds when it learned from none of
+    them (`jetx.serving.rescoring`); otherwise the two are compared on the test rounds they
+    share. Returns the decision as written to promotion.json: decided_at, bundle, manual,
+    blessed, reasons, scores, champion_before, champion and latest.
     """
     with models.lock():
         point(models, ModelsDir.LATEST, name, at=_now())
@@ -158,8 +172,36 @@ def promote_run(models: ModelsDir, name: str, *, seed: int = 0) -> dict[str, Any
             decision = decide(candidate, None, seed=seed)
             decision.update(blessed=True, reasons=["It is the champion already."])
             return _record(models, name, decision, before, manual=False)
-        champion = BundleForecasts.of_bundle(models.bundle(before).path) if before else None
+        champion = None
+        if before:
+            champion = _champion_forecasts(models.bundle(before).path, candidate, features_dir)
         return _record(models, name, decide(candidate, champion, seed=seed), before, manual=False)
+
+
+def _champion_forecasts(
+    path: Path, candidate: BundleForecasts, features_dir: Path | None
+) -> BundleForecasts:
+    """The champion's forecasts to compare with: of the candidate's own test rounds when it can
+    be re-scored on them, else of its own test rounds (compared where they are common)."""
+    from jetx.serving.bundle import load_bundle
+    from jetx.serving.rescoring import rescore, unseen_by
+
+    tested = BundleForecasts.of_bundle(path)
+    if features_dir is None:
+        return tested
+    champion = load_bundle(path)
+    why_not = unseen_by(champion, features_dir, candidate.index)
+    if why_not is not None:
+        logger.info("champion %s not re-scored: %s", tested.name, why_not)
+        return tested
+    return dataclasses.replace(
+        tested,
+        index=candidate.index,
+        y_value=candidate.y_value,
+        p_model=rescore(champion, features_dir, candidate.index),
+        p_base_rate=candidate.p_base_rate,
+        rescored=True,
+    )
 
 
 def promote_by_hand(models: ModelsDir, bundle: Path) -> dict[str, Any]:

@@ -64,8 +64,17 @@ def num_samples(features_dir: Path, split: str, max_samples: int | None = None) 
     return count
 
 
-def load_split(features_dir: Path, split: str, max_samples: int | None = None) -> SplitArrays:
+def load_split(
+    features_dir: Path,
+    split: str,
+    max_samples: int | None = None,
+    *,
+    scaler: Scaler | None = None,
+) -> SplitArrays:
     """Read one split's features (standardised) and targets; keep its newest `max_samples`.
+
+    The features are standardised by the dir's own train scaler, or by `scaler`: another
+    model's, to score that model on these rounds (the promotion gate re-scores a champion).
 
     Keeping the newest rows means a cap never reaches across into the previous split. The
     feature matrix is filled batch by batch, so peak memory is the split's float32 matrix plus
@@ -77,7 +86,7 @@ def load_split(features_dir: Path, split: str, max_samples: int | None = None) -
     layout = FeaturesDir(features_dir)
     path = layout.features
     keep = num_samples(features_dir, split, max_samples)
-    scaler = Scaler.load(layout.scaler)
+    scaler = scaler or Scaler.load(layout.scaler)
     small = pq.read_table(path, columns=["index", "regression", "classification", "threshold"])
     labels = pq.read_table(path, columns=["split"])["split"]
     rows = np.flatnonzero(pc.equal(labels, split).to_numpy(zero_copy_only=False))[-keep:]
@@ -221,6 +230,7 @@ def make_dataset(
     skip_batches: int = 0,
     max_samples: int | None = None,
     drop_remainder: bool = False,
+    scaler: Scaler | None = None,
 ) -> tf.data.Dataset:
     """One epoch of (inputs, targets) batches of a split, built lazily from the series.
 
@@ -236,6 +246,7 @@ def make_dataset(
         skip_batches: start mid-epoch at this batch of the (shuffled) epoch, for exact resume.
         max_samples: keep only the split's newest this many samples.
         drop_remainder: drop a last batch smaller than `batch_size`.
+        scaler: standardise the features with this scaler instead of the dir's (`load_split`).
 
     Returns:
         A tf.data.Dataset of ({"features": float32 [B, n_features], name: float32 [B, L, 1] =
@@ -257,7 +268,7 @@ def make_dataset(
             f"The model's longest window must be <= the first sample {manifest['first_sample']}."
             f" Received: longest_window={model.longest_window}"
         )
-    arrays = load_split(features_dir, split, max_samples)
+    arrays = load_split(features_dir, split, max_samples, scaler=scaler)
     order = _sample_order(len(arrays.index), batch_size, shuffle, seed, epoch, skip_batches)
     gather = _gather_fn(arrays, load_log_series(features_dir), model)
     dataset = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder)
