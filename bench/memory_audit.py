@@ -1,13 +1,16 @@
 """Memory audit (issue 4): measured vs predicted peak memory and step time per variant.
 
 Run: .venv/bin/python bench/memory_audit.py [--out runs/bench/memory_audit.json] [--skip-64]
+     [--original-only]
 
 Each row is one real training step (forward, backward, Adam) in a fresh subprocess
 (`jetx.model.footprint.measure_step`), next to `predict_peak` for the same configuration.
 On a CPU the FP16 rows run under mixed_bfloat16 (2-byte activations like float16; float16 is about
-3x slower on this CPU) and are labelled so. The original model at float32 batch 64 does not fit this
-shared machine's RAM budget, so it is measured at batch 8 and 16 and extrapolated linearly
-(peak = a + b x batch) to 32 and 64; the prediction is given at every batch.
+3x slower on this CPU) and are labelled so. The original model at float32 is measured at batch 8,
+16, 32 and 64 where the machine's available memory holds each batch's predicted peak with the
+planner's margin (24 GiB holds batch 64's 16 GiB); a batch that does not fit is extrapolated
+linearly (peak = a + b x batch) from batches 8 and 16 and labelled so. `--original-only`
+measures just these rows.
 """
 
 from __future__ import annotations
@@ -48,19 +51,38 @@ def _row(label: str, variant: str, micro_batch: int, precision: str) -> dict:
     }
 
 
-def original_rows() -> list[dict]:
-    """The original model (full, float32): measured at 8 and 16, extrapolated to 32 and 64."""
-    rows = [_row(f"original full float32 b{b}", "full", b, "float32") for b in (8, 16)]
-    (b0, p0), (b1, p1) = ((r["micro_batch"], r["measured_peak_bytes"]) for r in rows)
+def available_bytes() -> int:
+    """MemAvailable of /proc/meminfo (what can be allocated without swapping), 0 if unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def original_rows(batches: tuple[int, ...] = (8, 16, 32, 64)) -> list[dict]:
+    """The original model (full, float32) at each batch: measured where the machine's available
+    memory holds the predicted peak with `PLAN_MARGIN` to spare (24 GiB holds batch 64's 16 GiB),
+    else extrapolated linearly (peak = a + b x batch) from the two smallest measured batches."""
+    rows, skipped = [], []
+    for b in batches:
+        predicted = predict_peak(FULL.model_for("full"), b, "float32").predicted_peak_bytes
+        if len(rows) >= 2 and predicted * (1 + PLAN_MARGIN) > available_bytes():
+            skipped.append(b)
+            continue
+        rows.append(_row(f"original full float32 b{b}", "full", b, "float32"))
+    (b0, p0), (b1, p1) = ((r["micro_batch"], r["measured_peak_bytes"]) for r in rows[:2])
     slope = (p1 - p0) / (b1 - b0)
     s0, s1 = rows[0]["step_seconds"], rows[1]["step_seconds"]
-    for b in (32, 64):
+    for b in skipped:
         predicted = predict_peak(FULL.model_for("full"), b, "float32").predicted_peak_bytes
         measured = int(p0 + slope * (b - b0))
         rows.append(
             {
                 **rows[0],
-                "row": f"original full float32 b{b} (extrapolated from b8, b16)",
+                "row": f"original full float32 b{b} (extrapolated from b{b0}, b{b1})",
                 "micro_batch": b,
                 "predicted_peak_bytes": predicted,
                 "measured_peak_bytes": measured,
@@ -158,6 +180,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--skip-64", action="store_true", help="skip the 15 GiB-plan rows")
+    parser.add_argument(
+        "--original-only", action="store_true", help="only the original model's rows"
+    )
     args = parser.parse_args()
     print(
         f"memory audit: preset full, seq lengths {FULL.model.seq_lengths}, "
@@ -165,7 +190,13 @@ def main() -> None:
         f"Python {platform.python_version()}, {platform.machine()}, "
         f"GPU: {bool(tf.config.list_physical_devices('GPU'))}"
     )
-    rows = original_rows() + plan_option_rows() + our_rows(args.skip_64)
+    rows = original_rows()
+    if args.original_only:
+        print_table(rows)
+        if args.out:
+            write_json(args.out, {"rows": rows})
+        return
+    rows += plan_option_rows() + our_rows(args.skip_64)
     print_table(rows)
     figures = print_figures(rows)
     if args.out:

@@ -176,6 +176,7 @@ def test_on_planted_rounds_the_pool_finds_skill_at_every_origin_beyond_its_inter
         assert row["skill_ci"][0] > 0 and row["adjusted_p_value"] < 0.05, row
     text = path.read_text()
     assert "## Origins" in text and "5 rolling origins" in text
+    assert "fitted on that origin's own validation block" in text
     assert max(line.count("|") - 1 for line in text.splitlines() if line.startswith("|")) <= 7
 
 

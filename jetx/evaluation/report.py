@@ -119,16 +119,22 @@ def _calibration_text(evaluation: Mapping[str, Any]) -> str:
         f"{100 * calibration['forecast_sd']:.2f} points). Spiegelhalter's z tests whether each "
         "round's outcome has its forecast's probability (standard normal when calibrated); the "
         "diagram bins the forecasts into equal-count bins with each bin's count and 95% Wilson "
-        "interval." + _recalibration_text(final)
+        "interval." + _recalibration_text(evaluation, final)
     )
 
 
-def _recalibration_text(final: Mapping[str, Any]) -> str:
+def _recalibration_text(evaluation: Mapping[str, Any], final: Mapping[str, Any]) -> str:
     """What recalibration did to the last stage's forecasts (a walk-forward pool's stages have
     one map per origin, each in its origin's report)."""
     platt = final.get("recalibration")
     if platt is None:
-        return ""
+        if not evaluation.get("walk_forward"):
+            return ""
+        return (
+            " Each origin's forecasts are its threshold head's outputs through a Platt map "
+            "fitted on that origin's own validation block (its report gives the map), so no "
+            "scored round reaches the map that scores it."
+        )
     return (
         " The threshold head is trained with a weighted BCE or a focal loss, neither of them "
         "proper, so its outputs are scores; every forecast scored here is the head's output "
