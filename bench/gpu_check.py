@@ -4,7 +4,7 @@ Run on any machine with a CUDA GPU and TensorFlow (nothing to edit):
 
     python bench/gpu_check.py [--out gpu_check.json]
 
-(`--smoke`: tiny sizes for a run on the CPU path; not in the test suite: over 10 minutes here.)
+(`--smoke`: tiny sizes for a run on the CPU path: tests/test_gpu_check.py runs it, 2 min 7 s here.)
 
 It caps GPU:0 at 15 GiB (a logical device with a memory limit, here and, through
 `JETX_GPU_MEMORY_LIMIT_MIB`, in every probe process), so that a bigger card behaves like the T4 the
