@@ -6,14 +6,15 @@
 - On i.i.d. rounds the pooled verdict is "no evidence of skill" after the adjustment, with what
   the test could have detected.
 
+Each origin trains as `train_data.learning_preset` sets it. Measured on planted data seed 1:
+with 7,000 rounds the first origin (3,900 training samples) scored skill 0.035-0.046 against the
+planted rule's own 0.17, at 4-8 epochs; with 8,000 every origin scored 0.15-0.20 (3 minutes).
 The pooling itself, on forecasts with a known truth, is tested in tests/test_walk_forward.py.
 """
 
-import dataclasses
-
 import pytest
+from train_data import learning_preset
 
-from jetx.config import PRESETS
 from jetx.data.ingest import ingest
 from jetx.data.synth import synthesize, write_csv
 from jetx.evaluation.walk_forward import run_walk_forward
@@ -21,30 +22,11 @@ from jetx.evaluation.walk_forward import run_walk_forward
 pytestmark = pytest.mark.slow
 
 
-def _walk_forward_preset():
-    """Stage 1 of the tiny model for 5 epochs at 1e-2, one micro-batch of 64 per update and a
-    checkpoint per epoch only: 5 origins of 8,000 planted rounds train in about 3 minutes here.
-    Measured on planted data seed 1: with 7,000 rounds the first origin (3,900 training samples)
-    scored skill 0.035-0.046 against the planted rule's own 0.17 at 4-8 epochs; with 8,000 every
-    origin scored 0.15-0.20."""
-    tiny = PRESETS["tiny"]
-    stage = dataclasses.replace(
-        tiny.stages[0],
-        epochs=5,
-        patience=5,
-        learning_rate=1e-2,
-        loss_weights=(0.1, 0.1, 0.8),
-        micro_batch=64,
-        checkpoint_every=0,
-    )
-    return dataclasses.replace(tiny, stages=(stage,), max_train_samples=None, max_eval_samples=None)
-
-
 def _walk_forward(root, signal: str, rounds: int, block: int) -> dict:
     write_csv(root / "history.csv", synthesize(rounds, 1, signal))
     ingest(root / "history.csv", root / "data")
     return run_walk_forward(
-        root / "data", root / "wf", preset=_walk_forward_preset(), variant="full",
+        root / "data", root / "wf", preset=learning_preset(), variant="full",
         origins=5, block=block, verbose=0,
     )  # fmt: skip
 
