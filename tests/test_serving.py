@@ -305,6 +305,18 @@ def test_a_champion_is_not_rescored_on_rounds_it_may_have_learned_or_another_his
     tested = read_forecasts(exported["bundle"])["index"]
     why = unseen_by(champion, exported["features"], tested - 50)
     assert "the champion may have trained on them" in why
+    # A champion of an older bundle format (saved by an earlier jetx) is compared on its own
+    # test rounds, as before re-scoring existed, instead of failing the promotion.
+    models = ModelsDir(tmp_path / "models")
+    shutil.copytree(exported["bundle"], models.bundle("old").path)
+    info = json.loads(models.bundle("old").info_path.read_text())
+    models.bundle("old").info_path.write_text(json.dumps({**info, "format": 1}))
+    point(models, ModelsDir.CHAMPION, "old", at="2026-12-01T00:00:00+00:00")
+    y_value = read_forecasts(exported["bundle"])["y_value"]
+    _bundle_with_forecasts(exported, models, "new", np.full(y_value.size, 0.6), y_value,
+                           index=tested)  # fmt: skip
+    record = promote_run(models, "new", features_dir=exported["features"])
+    assert "test rounds it shares with the champion old" in record["reasons"][1]
     other = make_features_dir(tmp_path / "other", n_rounds=2400, seed=1)
     index = load_split(other, "test", TINY.max_eval_samples).index
     assert unseen_by(champion, other, index) == "the champion was tested on another history"

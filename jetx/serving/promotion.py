@@ -189,8 +189,11 @@ def _champion_forecasts(
     tested = BundleForecasts.of_bundle(path)
     if features_dir is None:
         return tested
-    champion = load_bundle(path)
-    why_not = unseen_by(champion, features_dir, candidate.index)
+    try:  # a champion this jetx cannot load (an older bundle format) keeps its own forecasts
+        champion = load_bundle(path)
+        why_not = unseen_by(champion, features_dir, candidate.index)
+    except JetxInputError as error:
+        why_not = str(error)
     if why_not is not None:
         logger.info("champion %s not re-scored: %s", tested.name, why_not)
         return tested
