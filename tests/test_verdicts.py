@@ -99,15 +99,5 @@ def test_skill_verdict_states_the_test_the_adjustment_and_the_power():
     assert "evidence of skill over the base rate" in shown and "leakage suspect" in shown
 
 
-def test_a_comparison_across_runs_adjusts_every_stage_of_every_run_together():
-    def run(*p_values):
-        stages = [{"forecast": {"dm": {"p_value": p}}} for p in p_values]
-        return {"stages": stages, "trials": {"skill_tests": len(p_values)}}
-
-    runs = [run(0.01, 0.04), run(0.03)]
-    # Holm over all three: 0.01 x 3, then max(0.03 x 2, 0.03), then max(0.04 x 1, 0.06).
-    assert trials.adjust_runs(runs) == [
-        [pytest.approx(0.03), pytest.approx(0.06)],
-        [pytest.approx(0.06)],
-    ]
-    assert [trials.run_trials(r) for r in runs] == [2, 1]
+def test_run_trials_counts_one_skill_test_per_stage():
+    assert trials.run_trials({"trials": {"skill_tests": 2}}) == 2

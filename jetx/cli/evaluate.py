@@ -23,8 +23,8 @@ def register(subparsers) -> None:
         summary="score each stage by proper scores and bets against baselines; RUN_DIR/report",
         description="""
         Score the best checkpoint of every trained stage on the test rounds: its forecasts by
-        log loss and Brier score against the training base rate and the house's 0.97/1.5 (skill
-        with block-bootstrap intervals, a Diebold-Mariano/HLN test, calibration), then its bets
+        log loss and Brier score against the prior base rate and the house's 0.97/1.5 (skill
+        with block-bootstrap intervals, a Diebold-Mariano (HAR variance) test, calibration), then its bets
         against always-bet, never-bet and a bet at the base rate, at the given cut and at the cut
         chosen on validation (never on test). Every verdict is adjusted for the stages x cuts
         tried and says what its test could have detected. Writes RUN_DIR/report/:

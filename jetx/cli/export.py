@@ -21,7 +21,7 @@ def register(subparsers) -> None:
         safe_mode=True) after importing jetx.model.layers), the training scaler as JSON, and
         bundle.json with the feature version and names, the window lengths, the preset,
         variant and precision, the cut chosen on validation, the data's sha256, the number of
-        rounds, the training base rate and the test verdict with its figures. No pickle.""",
+        rounds, the prior base rate and the test verdict with its figures. No pickle.""",
         example="jetx export runs/demo/train/<run> --out runs/demo/bundle",
     )
     parser.add_argument("run_dir", type=Path, help="an evaluated run dir (jetx evaluate)")

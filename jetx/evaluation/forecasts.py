@@ -1,10 +1,10 @@
 """The primary evidence: the threshold head's forecasts scored by proper scores against the
 constant forecasters on the same rounds.
 
-Two constant forecasters are the references: the training base rate (the share of training
-rounds that reached 1.5x: what anyone knows before the test) and the house's own
+Two constant forecasters are the references: the prior base rate (the share of the
+training and validation rounds that reached 1.5x: what anyone knows before the test) and the house's own
 HOUSE_RETURN / CASHOUT = 0.6467 (the game's design). A model has skill only when the
-Diebold-Mariano/HLN test on the per-round log-loss differential against the base rate says so;
+Diebold-Mariano (HAR variance) test on the per-round log-loss differential against the base rate says so;
 the bankroll is the consequence of the forecasts, not the evidence.
 
 `compare_forecasts` is the one call for a gate (model vs the base rate, or model vs another
@@ -48,11 +48,14 @@ class ForecastComparison:
         rounds: rounds compared.
         model_log_loss, reference_log_loss: mean log loss (nats per round).
         skill: log-loss skill score 1 - model / reference (above 0: the model is better).
-        skill_ci: its 95% circular block-bootstrap interval over rounds.
-        statistic: the DM/HLN statistic (negative: the model's loss is lower); None if infinite.
-        p_value: one-sided p-value that the model's expected loss is lower.
-        adjusted_p_value: `p_value` adjusted for `trials` comparisons (Holm: for the smallest of
-            `trials` p-values Holm's adjustment is trials x p, capped at 1).
+        skill_ci: its 95% circular block-bootstrap interval over rounds, unadjusted for
+            `trials` (report it as such beside an adjusted p-value).
+        statistic: the DM statistic (negative: the model's loss is lower); None if infinite.
+        p_value: one-sided p-value of `alternative`: that the model's expected loss is lower
+            ("less", the default) or higher ("greater").
+        adjusted_p_value: `p_value` adjusted for `trials` comparisons by Bonferroni's
+            trials x p, capped at 1: valid whatever the other comparisons' p-values, which a
+            gate does not see (Holm's step-down needs them all).
         trials: comparisons made of which this is one (the run's stages, runs x seeds, ...).
     """
 
@@ -60,11 +63,12 @@ class ForecastComparison:
     model_log_loss: float
     reference_log_loss: float
     skill: float
-    skill_ci: tuple[float, float]
+    skill_ci: tuple[float, float] | None
     statistic: float | None
     p_value: float
     adjusted_p_value: float
     trials: int
+    alternative: str = "less"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +80,8 @@ def compare_forecasts(
     p_reference: np.ndarray,
     *,
     trials: int = 1,
+    alternative: statistics.Alternative = "less",
+    interval: bool = True,
     seed: int = 0,
 ) -> ForecastComparison:
     """Whether `p_model` forecasts the rounds better than `p_reference`, counted as one of
@@ -88,6 +94,10 @@ def compare_forecasts(
             rate, or another model's forecasts of the same rounds.
         trials: how many such comparisons were made (a gate that picks the best of its
             candidates counts them all), >= 1.
+        alternative: of the test: "less" (the model's loss is lower: it has skill) or
+            "greater" (the model's loss is higher: it is worse).
+        interval: compute the skill's bootstrap interval (False: `skill_ci` is None; a
+            simulation of many decisions skips it, as no rule reads it).
         seed: seed of the bootstrap interval.
 
     Raises:
@@ -98,17 +108,18 @@ def compare_forecasts(
     outcome = reached(y_value)
     model = statistics.log_loss(outcome, p_model)
     reference = statistics.log_loss(outcome, p_reference)
-    test = statistics.diebold_mariano(model, reference, alternative="less")
+    test = statistics.diebold_mariano(model, reference, alternative=alternative)
     return ForecastComparison(
         rounds=int(outcome.size),
         model_log_loss=float(model.mean()),
         reference_log_loss=float(reference.mean()),
         skill=statistics.skill_score(model, reference),
-        skill_ci=statistics.skill_interval(model, reference, seed=seed),
+        skill_ci=statistics.skill_interval(model, reference, seed=seed) if interval else None,
         statistic=test.statistic,
         p_value=test.p_value,
         adjusted_p_value=min(1.0, trials * test.p_value),
         trials=trials,
+        alternative=alternative,
     )
 
 
@@ -130,13 +141,13 @@ def forecast_scores(
     y_value: np.ndarray, p_model: np.ndarray, p_base_rate: np.ndarray, *, seed: int = 0
 ) -> dict[str, Any]:
     """Proper scores of the model and the two constant forecasters, skill scores with block-
-    bootstrap intervals, the DM/HLN test against the base rate, calibration and reliability.
+    bootstrap intervals, the DM test against the base rate, calibration and reliability.
 
     Args:
         y_value: float64 [N] true multipliers, in round order.
         p_model: float [N] the threshold head's P(value >= 1.5).
         p_base_rate: float [N] the base-rate forecast of each round (constant within a run; in a
-            walk-forward pool each origin's own training base rate).
+            walk-forward pool each origin's own prior base rate).
         seed: seed of the bootstrap intervals.
 
     Returns:

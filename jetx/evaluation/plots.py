@@ -201,7 +201,7 @@ def plot_reliability(
 
     Args:
         bins: label (e.g. "stage 3") -> `jetx.evaluation.calibration.reliability_bins` rows.
-        base_rate: the training base rate, drawn as a reference line.
+        base_rate: the prior base rate, drawn as a reference line.
         path: the PNG to write.
         title: what the forecasts are of (split, rounds).
 

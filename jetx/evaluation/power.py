@@ -69,7 +69,7 @@ def detectable_log_loss_improvement(
     its mean (both are, to second order, the forecasts' spread s^2 / (p q) over 2 and over 1),
     so the test's condition delta = (z_(1-alpha) + z_power) sqrt(2 delta / n) gives
     delta = 2 (z_(1-alpha) + z_power)^2 / n, whatever the base rate: about 0.0097 nats on 1,280
-    rounds at 5% and 80%. Checked against a simulation of the DM/HLN test in tests.
+    rounds at 5% and 80%. Checked against a simulation of the DM test in tests.
     """
     if rounds < 1:
         return None

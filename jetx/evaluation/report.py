@@ -78,7 +78,7 @@ SCORE_NOTES = (
     "(above 0: better than the reference). Intervals are 95% percentile intervals of a circular "
     "block bootstrap over rounds (blocks of ceil(n^(1/3)) consecutive rounds, 2,000 resamples, "
     "seeded), so serial dependence cannot narrow them. The skill test is the Diebold-Mariano "
-    "test of the per-round log-loss differential against the training base rate, with the "
+    "test of the per-round log-loss differential against the prior base rate (every round before the test), with the "
     "Harvey-Leybourne-Newbold correction (Student t, n - 1 degrees of freedom), one-sided. The "
     "detectable improvement is the smallest mean log-loss gain that this many rounds show with "
     "80% power at the adjusted level, for a calibrated forecaster near the base rate "
@@ -203,7 +203,7 @@ def render_markdown(evaluation: Mapping[str, Any], figures: Sequence[str] = ()) 
         lines += _stage_lines(stages, "skill_verdict", "")
         lines += [fitted_tables(score_rows(evaluation)), ""]
         lines += [
-            "Skill scores with 95% block-bootstrap intervals; the DM/HLN test is one-sided:",
+            "Skill scores with unadjusted 95% block-bootstrap intervals; the DM test is one-sided:",
             "",
         ]
         lines += [fitted_tables(skill_rows(evaluation)), ""]

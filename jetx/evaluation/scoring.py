@@ -52,7 +52,7 @@ def stage_evaluation(
         stage: the stage number.
         test: predictions on the evaluated split.
         val: predictions on the validation split (its recalibration and cut choice are used).
-        base_rate: the training base rate, the constant forecaster the model must beat.
+        base_rate: the prior base rate (train and validation rounds), the constant forecaster the model must beat.
         cut: the given probability cut.
         checkpoint: the checkpoint evaluated, for the record.
         seed: seed of the bootstrap intervals.
@@ -114,20 +114,26 @@ def build_evaluation(
     }
 
 
-def train_base_rate(features_dir: Path) -> float:
-    """Share of the train split's rounds that reached 1.5x: the base-rate forecaster's forecast.
+def prior_base_rate(features_dir: Path) -> float:
+    """Share of the rounds before the test block (the train and validation splits) that reached
+    1.5x: the base-rate forecaster's forecast.
 
-    All train rounds, not the preset's cap: the base rate is what anyone knows before the
-    validation rounds, and the stronger reference.
+    Every such round, not the preset's caps: the reference must know at least what the model
+    knows before the test, and the model learns the validation block's rate through the Platt
+    intercept of its recalibration. A reference at the training rate alone loses to a constant
+    at the validation rate whenever the rate drifted between the two blocks by chance, which a
+    gate would then call skill.
     """
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     table = pq.read_table(FeaturesDir(features_dir).features, columns=["threshold", "split"])
-    train = table.filter(pc.equal(table["split"], "train"))["threshold"].to_numpy()
-    if train.size == 0:
-        raise JetxInputError(f"{features_dir}: the train split has no rows.")
-    return float(train.mean())
+    before = pc.is_in(table["split"], pa.array(["train", "val"]))
+    prior = table.filter(before)["threshold"].to_numpy()
+    if prior.size == 0:
+        raise JetxInputError(f"{features_dir}: the train and validation splits have no rows.")
+    return float(prior.mean())
 
 
 def evaluate_run(
@@ -172,7 +178,7 @@ def evaluate_run(
         raise JetxInputError(f"`run_dir` has no stage checkpoint. Received: run_dir={run_dir}")
     model = build_model(data.model)
     cap = data.max_eval_samples
-    base_rate = train_base_rate(data.features_dir)
+    base_rate = prior_base_rate(data.features_dir)
     stages, by_stage, test = [], [], None
     for stage, checkpoint in found:
         restore_variables(checkpoint, {"model": model.variables})

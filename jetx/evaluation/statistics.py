@@ -1,4 +1,4 @@
-"""The statistics of a forecast evaluation: proper scores, block bootstrap, DM/HLN, Holm, power.
+"""The statistics of a forecast evaluation: proper scores, block bootstrap, DM, Holm, power.
 
 Pure numpy, with scipy for the distributions (t, normal, binomial) and one root. Every function
 takes plain arrays, so each is checked against hand-computed cases and simulations in tests
@@ -11,9 +11,11 @@ without a model. The standards are the forecasting literature's:
   of about n^(1/3) consecutive rounds are resampled, so serial dependence within a block is kept
   and cannot narrow an interval the way an i.i.d. resample would.
 - Equal predictive accuracy is tested on the per-round loss differential with the Diebold-Mariano
-  (1995) statistic and the small-sample correction of Harvey, Leybourne and Newbold (1997).
-- Several tests are adjusted with Holm's (1979) step-down method, which controls the chance of
-  any false claim among them without assuming they are independent.
+  (1995) statistic and a heteroskedasticity- and autocorrelation-robust (HAR) variance, the
+  equal-weighted cosine estimate with its Student-t reference (Lazarus, Lewis, Stock and Watson
+  2018), so that serially dependent forecasts do not make it reject too often.
+- Several tests of one run are adjusted with Holm's (1979) step-down method, which controls the
+  chance of any false claim among them without assuming they are independent.
 - What a test could have detected is in `jetx.evaluation.power`, calibration in
   `jetx.evaluation.calibration`.
 """
@@ -26,7 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
-from scipy import stats
+from scipy import fft, stats
 
 from jetx.errors import JetxInputError
 
@@ -36,6 +38,9 @@ EPS = 1e-15
 #: Resamples of every bootstrap interval: enough that the 2.5% and 97.5% quantiles move by
 #: well under their interval's width between seeds.
 RESAMPLES = 2000
+#: A differential whose long-run variance is below (this x its largest value)^2 does not vary:
+#: it is rounding of a constant, and a constant is no evidence either way.
+_FLAT = 1e-12
 #: Resamples evaluated at once (bounds memory to CHUNK x rounds indices).
 _CHUNK = 250
 
@@ -167,16 +172,16 @@ def skill_interval(
 
 @dataclass(frozen=True)
 class DieboldMariano:
-    """A Diebold-Mariano test with the Harvey-Leybourne-Newbold correction.
+    """A Diebold-Mariano test of equal expected loss with a HAR variance (EWC).
 
     Args:
-        statistic: the corrected statistic, t with `df` degrees of freedom under equal accuracy
-            (None when the differential is constant and not zero: the statistic is infinite).
-        p_value: of `alternative` ("less": the first forecast's loss is lower).
-        df: n - 1.
+        statistic: sqrt(n) mean / sqrt(EWC long-run variance), Student's t with `df` degrees of
+            freedom under equal accuracy; None when the differential does not vary (untestable).
+        p_value: of `alternative` ("less": the first forecast's loss is lower); 1 when the
+            differential does not vary: no variation is no evidence, never p = 0.
+        df: the number of cosines of the variance estimate (`har_cosines(rounds)`).
         mean_differential: mean of loss_a - loss_b per round (negative: a scores better).
         rounds: n.
-        horizon: forecast horizon h (autocovariances up to lag h - 1 enter the variance).
         alternative: "less", "greater" or "two-sided".
     """
 
@@ -185,36 +190,44 @@ class DieboldMariano:
     df: int
     mean_differential: float
     rounds: int
-    horizon: int
     alternative: str
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def diebold_mariano(
-    loss_a: np.ndarray,
-    loss_b: np.ndarray,
-    *,
-    horizon: int = 1,
-    alternative: Alternative = "less",
-) -> DieboldMariano:
-    """Test equal expected loss of two forecasts of the same rounds (DM 1995, HLN 1997).
+def har_cosines(rounds: int) -> int:
+    """Cosines of the EWC variance for `rounds` rounds: floor(0.41 n^(2/3)), the rule of Lazarus,
+    Lewis, Stock and Watson (2018) that balances size against power; 16 for 256 rounds, 48 for
+    1,280; at least 1 and below n."""
+    return max(1, min(rounds - 1, math.floor(0.41 * rounds ** (2.0 / 3.0))))
 
-    d_t = loss_a,t - loss_b,t; the variance of its mean is (gamma_0 + 2 sum_{k<h} gamma_k) / n
-    with autocovariances gamma_k = sum (d_t - dbar)(d_t-k - dbar) / n; DM = dbar / sqrt(that);
-    HLN multiply it by sqrt((n + 1 - 2h + h(h - 1) / n) / n) and compare with Student's t with
-    n - 1 degrees of freedom. A variance that comes out negative (possible for h > 1) falls back
-    to h = 1, as R's forecast::dm.test does.
+
+def diebold_mariano(
+    loss_a: np.ndarray, loss_b: np.ndarray, *, alternative: Alternative = "less"
+) -> DieboldMariano:
+    """Test equal expected loss of two forecasts of the same rounds (Diebold and Mariano 1995).
+
+    d_t = loss_a,t - loss_b,t. The variance of its mean is not the lag-0 variance: a model
+    whose forecasts drift slowly makes d_t serially dependent, and lag 0 alone then rejects too
+    often (measured: 8.5% at a nominal 5% for forecast errors following AR(0.95), 256 rounds).
+    The long-run variance is the equal-weighted cosine (EWC) estimate
+    Omega = mean_j Lambda_j^2 over the first nu = `har_cosines(n)` type-II cosine transforms
+    Lambda_j = sqrt(2 / n) sum_t cos(pi j (t + 1/2) / n) d_t, and
+    sqrt(n) mean(d) / sqrt(Omega) is Student's t with nu degrees of freedom under the null,
+    exactly for Gaussian d and in fixed-b asymptotics otherwise (Lazarus, Lewis, Stock and Watson
+    2018, "HAR inference: recommendations for practice"). Measured in
+    bench/gate_lifetime.py: 5% size for AR(0.95) forecast errors where Newey-West with the
+    usual bandwidths gave 6-8%. The cosines are orthogonal to a constant, so no centring is
+    needed, and scipy's DCT computes them in O(n log n).
 
     Args:
         loss_a, loss_b: float [N] per-round losses of the two forecasts, same rounds in order.
-        horizon: steps ahead the forecasts were made (1 for the next round).
         alternative: "less" tests that a's expected loss is lower (a has skill over b).
 
     Raises:
-        JetxInputError: arrays of different lengths, fewer than 2 rounds, a horizon outside
-            [1, n - 1] or an unknown alternative.
+        JetxInputError: arrays of different lengths, fewer than 2 rounds, or an unknown
+            alternative.
     """
     a = np.asarray(loss_a, dtype=np.float64).reshape(-1)
     b = np.asarray(loss_b, dtype=np.float64).reshape(-1)
@@ -223,38 +236,25 @@ def diebold_mariano(
         raise JetxInputError(
             f"`loss_a` and `loss_b` must be the same rounds, at least 2. Received: {n}, {b.size}"
         )
-    if not 1 <= horizon < n:
-        raise JetxInputError(f"`horizon` must be in [1, {n - 1}]. Received: horizon={horizon}")
     if alternative not in ALTERNATIVES:
         raise JetxInputError(
             f"`alternative` must be one of {ALTERNATIVES}. Received: alternative={alternative!r}"
         )
     d = a - b
     mean = float(d.mean())
-    centred = d - mean
-    gammas = [float(centred[k:] @ centred[: n - k]) / n for k in range(horizon)]
-    variance = (gammas[0] + 2.0 * sum(gammas[1:])) / n
-    if variance < 0:
-        return diebold_mariano(a, b, horizon=1, alternative=alternative)
-    correction = math.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)
-    if variance == 0:
-        statistic = 0.0 if mean == 0 else math.copysign(math.inf, mean)
-    else:
-        statistic = correction * mean / math.sqrt(variance)
+    nu = har_cosines(n)
+    weights = fft.dct(d, type=2)[1 : nu + 1] / 2.0 * math.sqrt(2.0 / n)
+    omega = float(np.mean(weights**2))
+    scale = float(np.abs(d).max())
+    if omega <= (_FLAT * max(scale, 1.0)) ** 2:  # no variation (up to rounding): untestable
+        return DieboldMariano(None, 1.0, nu, mean, n, alternative)
+    statistic = math.sqrt(n) * mean / math.sqrt(omega)
     p_value = {
-        "less": lambda: stats.t.cdf(statistic, n - 1),
-        "greater": lambda: stats.t.sf(statistic, n - 1),
-        "two-sided": lambda: 2.0 * stats.t.sf(abs(statistic), n - 1),
+        "less": lambda: stats.t.cdf(statistic, nu),
+        "greater": lambda: stats.t.sf(statistic, nu),
+        "two-sided": lambda: 2.0 * stats.t.sf(abs(statistic), nu),
     }[alternative]()
-    return DieboldMariano(
-        statistic=statistic if math.isfinite(statistic) else None,
-        p_value=float(min(1.0, p_value)),
-        df=n - 1,
-        mean_differential=mean,
-        rounds=n,
-        horizon=horizon,
-        alternative=alternative,
-    )
+    return DieboldMariano(statistic, float(min(1.0, p_value)), nu, mean, n, alternative)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -186,7 +186,7 @@ def score_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
         rows.append(_score_row(f"model, stage {stage['stage']}", model))
     if evaluation["stages"]:
         forecasters = evaluation["stages"][-1]["forecast"]["forecasters"]
-        for name, label in (("base_rate", "training base rate"), ("house", "house (0.97 / 1.5)")):
+        for name, label in (("base_rate", "prior base rate"), ("house", "house (0.97 / 1.5)")):
             rows.append(_score_row(f"constant: {label}", forecasters[name]))
     return rows
 
@@ -202,7 +202,7 @@ def _score_row(name: str, scores: Mapping[str, Any]) -> dict[str, str]:
 
 def skill_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
     """Per stage: skill scores against the base rate and the house with their block-bootstrap
-    intervals, and the skill test (DM/HLN) with its Holm-adjusted p-value."""
+    intervals, and the skill test (DM) with its Holm-adjusted p-value."""
     rows = []
     for stage in evaluation["stages"]:
         skill, test = stage["forecast"]["skill"], stage["skill_test"]
@@ -212,7 +212,7 @@ def skill_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
                 "log-loss skill vs base rate": _skill(skill["base_rate"]["log_loss"]),
                 "Brier skill vs base rate": _skill(skill["base_rate"]["brier"]),
                 "log-loss skill vs house": _skill(skill["house"]["log_loss"]),
-                "DM/HLN p": _p(test["p_value"]),
+                "DM p": _p(test["p_value"]),
                 f"p (Holm over {test['tests']})": _p(test["adjusted_p_value"]),
             }
         )
@@ -272,7 +272,7 @@ def origin_table(origins: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
             "log loss": f"{row['log loss']:.4f}",
             "base-rate log loss": f"{row['base-rate log loss']:.4f}",
             "log-loss skill [95% CI]": _skill({"estimate": row["skill"], "ci": row["skill_ci"]}),
-            "DM/HLN p": _p(row["p_value"]),
+            "DM p": _p(row["p_value"]),
             f"p (Holm over {len(origins)})": _p(row["adjusted_p_value"]),
             "validation cut": _num(row["val_cut"], 2),
             "bets at the given cut": str(row["bets"]),

@@ -5,13 +5,13 @@ chooses): stages x cuts trials. Reading the best of them without a correction cr
 (the best of 10 null trials has an expected z of about 1.5), so each verdict uses Holm-adjusted
 p-values and says over how many tests:
 
-- the skill test (DM/HLN on log loss against the base rate) has one test per stage: a cut does
+- the skill test (DM on log loss against the base rate) has one test per stage: a cut does
   not change a forecast, so both cuts of a stage share it; adjusted over the stages;
 - the bankroll test (the win rate against break-even) has one test per trial; adjusted over
   stages x cuts. A trial without a bet tested nothing and counts as p = 1.
 
-A comparison that spans runs (`adjust_runs`) counts the trials of every run in it. What each
-test could have detected with POWER is computed at Holm's first-step level ALPHA / tests.
+What each test could have detected with POWER is computed at Holm's first-step level
+ALPHA / tests.
 """
 
 from __future__ import annotations
@@ -143,17 +143,3 @@ def _tried_row(stage: Mapping[str, Any], key: str, skill: dict, bank: dict) -> d
 def run_trials(evaluation: Mapping[str, Any]) -> int:
     """Skill tests a run's evaluation made (one per stage): the count a gate adjusts for."""
     return int(evaluation["trials"]["skill_tests"])
-
-
-def adjust_runs(evaluations: Sequence[Mapping[str, Any]]) -> list[list[float]]:
-    """Skill p-values of several runs' stages adjusted together (Holm over all of them).
-
-    A comparison across runs (seeds, variants, data versions) reads every stage of every run,
-    so its family is all of them.
-
-    Returns:
-        Per run, the adjusted skill p-value of each of its stages, in order.
-    """
-    flat = [s["forecast"]["dm"]["p_value"] for e in evaluations for s in e["stages"]]
-    adjusted = iter(statistics.holm(flat))
-    return [[next(adjusted) for _ in e["stages"]] for e in evaluations]

@@ -36,7 +36,7 @@ def _level(alpha: float, tests: int) -> str:
 def skill_verdict(
     forecast: Mapping[str, Any], test: Mapping[str, Any], *, alpha: float, power: float
 ) -> str:
-    """One sentence on whether the forecasts beat the training base rate's.
+    """One sentence on whether the forecasts beat the prior base rate's.
 
     Args:
         forecast: `jetx.evaluation.forecasts.forecast_scores` of the rounds.
@@ -51,11 +51,12 @@ def skill_verdict(
     text = (
         f"The model's log loss on these {forecast['rounds']} rounds is "
         f"{scores['model']['log_loss']:.4f} nats per round against "
-        f"{scores['base_rate']['log_loss']:.4f} for the training base rate "
+        f"{scores['base_rate']['log_loss']:.4f} for the prior base rate "
         f"({_pct(scores['base_rate']['mean_forecast'])}) and "
         f"{scores['house']['log_loss']:.4f} for the house's "
         f"{_pct(scores['house']['mean_forecast'])}: skill {_pct(skill['estimate'], True)} "
-        f"{_interval(skill['ci'], True)} over the base rate; Diebold-Mariano/HLN one-sided "
+        f"{_interval(skill['ci'], True)} (unadjusted) over the base rate; Diebold-Mariano "
+        "(HAR variance) one-sided "
         f"p = {_p(test['p_value'])}, "
         f"{_p(test['adjusted_p_value'])} after Holm over {test['tests']} "
         f"test{'s' if test['tests'] != 1 else ''}: "

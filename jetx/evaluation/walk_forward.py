@@ -4,7 +4,7 @@ Each origin (`jetx.evaluation.origins`) is an ordinary run: the stage engine tra
 (`jetx.training.schedule`, with its checkpoints and resume) on the origin's own features dir and
 `jetx.evaluation.scoring.evaluate_run` scores its block. `pool_origins` then joins the K blocks
 into one set of out-of-sample rounds: one proper-score comparison per stage (each round's
-base-rate forecast is its own origin's training base rate), one DM/HLN test, one bankroll (each
+base-rate forecast is its own origin's prior base rate), one DM test, one bankroll (each
 origin's bets at its own validation-chosen cut), every test adjusted for the trials, and one row
 per origin and stage beside it, whose skill p-values are adjusted over all origin rows.
 

@@ -7,8 +7,8 @@ bundle.json with everything needed to use the model and to judge it: the feature
 names, the window lengths, the preset, variant and precision it was trained with, the Platt map
 fitted on validation that turns the threshold head's output into a probability (the `.keras`
 model alone gives the head's raw score), the cut chosen on validation, the sha256 of the series
-it was trained on, the number of rounds, the training base rate, and the test verdict with its
-figures and intervals; forecasts.npz keeps the test rounds' positions, outcomes and forecasts,
+it was trained on, the number of rounds, the prior base rate (training and validation rounds),
+and the test verdict with its figures and intervals; forecasts.npz keeps the test rounds' positions, outcomes and forecasts,
 which the promotion gate compares with the champion's on the same rounds. Nothing is pickled:
 the `.keras` format is JSON config plus weights, `load_bundle` loads it with `safe_mode=True`,
 and forecasts.npz is read with allow_pickle off.
@@ -32,7 +32,7 @@ from jetx import __version__
 from jetx.config import CASHOUT, HOUSE_RETURN
 from jetx.errors import JetxInputError
 from jetx.evaluation.recalibration import PlattMap
-from jetx.evaluation.scoring import train_base_rate
+from jetx.evaluation.scoring import prior_base_rate
 from jetx.evaluation.trials import run_trials
 from jetx.features import FEATURE_NAMES, FEATURE_VERSION
 from jetx.features.splits import Scaler
@@ -233,7 +233,7 @@ def _bundle_info(run: RunDir, data, evaluation: dict, final: dict, manifest: dic
         "recalibration": {key: final["recalibration"][key] for key in PLATT_KEYS},
         "data_sha256": manifest["series_sha256"],
         "rounds": manifest["n_rounds"],
-        "base_rate": train_base_rate(data.features_dir),
+        "base_rate": prior_base_rate(data.features_dir),
         "house_base_rate": HOUSE_RETURN / CASHOUT,
         "test": {
             "rounds": evaluation["rounds"],

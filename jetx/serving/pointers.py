@@ -28,6 +28,13 @@ def point(models: ModelsDir, name: str, bundle: str, **why: Any) -> None:
     write_json(Path(models.path) / name, {"bundle": bundle, **why})
 
 
+def unpoint(models: ModelsDir, name: str) -> None:
+    """Remove the pointer `models/<name>` (a demoted champion): no bundle is named any more."""
+    if name not in ModelsDir.POINTERS:
+        raise JetxInputError(f"`name` must be one of {ModelsDir.POINTERS}. Received: {name!r}")
+    (Path(models.path) / name).unlink(missing_ok=True)
+
+
 def pointed(models: ModelsDir, name: str) -> str | None:
     """The bundle name `models/<name>` points at, or None when there is no such pointer."""
     path = Path(models.path) / name
