@@ -234,9 +234,11 @@ def test_latest_always_moves_and_only_a_model_that_earns_it_becomes_champion(exp
         assert len(models.promotions.read_text().splitlines()) == number
         assert load_bundle(models.latest).path == models.bundle(name).path
     first, _, third = (json.loads(line) for line in models.promotions.read_text().splitlines())
-    assert first["reasons"][0].startswith("No evidence that it beats the training base rate")
-    assert "shares with the champion run-b is not lower" in third["reasons"][1]
-    assert third["scores"]["vs_champion"]["rounds"] == 1500
+    assert first["reasons"][0].startswith("It does not beat both references beyond noise")
+    assert "shares with the champion run-b, its log loss is" in third["reasons"][1]
+    assert ": worse beyond noise" in third["reasons"][1]
+    assert third["scores"]["vs_champion"]["comparison"]["rounds"] == 1500
+    assert [r["budget"]["look"] for r in (first, third)] == [1, 3]
     assert "**not blessed**" in decision_markdown(third)
 
 
@@ -291,8 +293,9 @@ def test_a_champion_is_rescored_on_the_newer_test_rounds_of_a_grown_history(expo
     assert without["blessed"] is False and "cannot be compared" in without["reasons"][1]
     record = promote_run(models, "run-b", features_dir=grown)
     assert record["blessed"] is True and record["champion"] == "run-b", record["reasons"]
-    assert "on which the champion run-a was re-scored" in record["reasons"][1]
-    versus = record["scores"]["vs_champion"]
+    assert "Re-scored on 128 rounds it never saw, the champion run-a" in record["reasons"][1]
+    assert "on which the champion run-a was re-scored" in record["reasons"][2]
+    versus = record["scores"]["vs_champion"]["comparison"]
     assert versus["rounds"] == index.size
     ours = forecasts.statistics.log_loss(forecasts.reached(y_value), p_champion).mean()
     assert versus["reference_log_loss"] == pytest.approx(ours)
@@ -405,3 +408,70 @@ def test_retention_prunes_old_runs_to_one_slim_checkpoint_and_never_champion_or_
         holder.join()
     assert "is in use" in again["skipped"]["r0"] and "r0" not in again["pruned"]
     assert [c.name for c in checkpoints(busy.stage(1).path)] == before
+
+
+def test_the_look_count_lives_in_the_ledger_and_survives_retention_a_pin_and_latest(
+    exported, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    models = Workspace(out).models
+    y_value, p_model = _iid_rounds(seed=3)
+    for number, name in enumerate(("run-a", "run-b"), start=1):
+        _bundle_with_forecasts(exported, models, name, p_model[number:], y_value[number:])
+        assert promote_run(models, name)["budget"]["look"] == number
+    # The same forecasts decided again (a rerun of the same export) keep their look.
+    assert promote_run(models, "run-a")["budget"]["look"] == 1
+    # Retention removes bundles, never the ledger; a pin is no look; `latest` may go.
+    assert retain(Workspace(out), keep_runs=1)["bundles_removed"] == ["run-b"]
+    assert main(["promote", str(models.bundle("run-a").path), "--out", str(out)]) == 0
+    models.latest.unlink()
+    with open(models.promotions, "a", encoding="utf-8") as log:
+        log.write("{not json\n")  # a damaged line counts as a look: the safe side
+    _bundle_with_forecasts(exported, models, "run-c", p_model[3:], y_value[3:])
+    record = promote_run(models, "run-c")
+    assert record["budget"]["look"] == 4 and record["blessed"] is False
+    assert "This is look 4 of the models dir" in record["reasons"][0]
+    assert record["budget"]["level"] == pytest.approx(0.05 * 6 / (np.pi**2 * 16))
+    assert json.loads(models.promotion.read_text()) == record
+
+
+def _iid_rounds(seed: int, rounds: int = 1500):
+    rng = np.random.default_rng(seed)
+    y_value = np.where(rng.random(rounds) < 0.66, 2.0, 1.2)
+    return y_value, np.clip(0.66 + rng.normal(0, 0.05, rounds), 0.01, 0.99)
+
+
+def test_a_champion_rescored_on_new_iid_rounds_is_demoted_and_predict_says_so(
+    exported, tmp_path, capsys
+):
+    # run-a (the tiny run: no skill on these i.i.d. rounds) is champion, blessed earlier and
+    # already scored on 900 new rounds where it was barely ahead (z = 0.3); the grown history's
+    # test rounds bring it past CONFIRM_ROUNDS, where it must beat the references beyond noise.
+    grown = make_features_dir(tmp_path / "grown", n_rounds=2400)
+    index = load_split(grown, "test", TINY.max_eval_samples).index
+    out = tmp_path / "out"
+    models = Workspace(out).models
+    shutil.copytree(exported["bundle"], models.bundle("run-a").path)
+    assert main(["promote", str(models.bundle("run-a").path), "--out", str(out)]) == 0
+    prior = {"champion": "run-a", "rounds": 900, "z": {"base_rate": 0.3, "house": 0.3},
+             "last_index": int(index.min()) - 1}  # fmt: skip
+    with open(models.promotions, "a", encoding="utf-8") as log:
+        log.write(json.dumps({"bundle": "earlier", "budget": None, "prospective": prior}) + "\n")
+    series = pq.read_table(FeaturesDir(grown).series, columns=["value"])["value"].to_numpy()
+    y_value = series[index]
+    noise = np.clip(0.66 + np.random.default_rng(4).normal(0, 0.05, index.size), 0.01, 0.99)
+    _bundle_with_forecasts(exported, models, "run-b", noise, y_value, index=index)
+    record = promote_run(models, "run-b", features_dir=grown)
+    assert record["demoted"] == "run-a" and record["champion"] is None, record["reasons"]
+    assert record["blessed"] is False and not models.champion.exists()
+    assert "it is demoted, as a champion must keep earning it" in record["reasons"][1]
+    assert record["prospective"]["total_rounds"] == 900 + index.size
+    assert record["scores"]["champion_vs_base_rate"]["comparison"]["rounds"] == index.size
+    capsys.readouterr()
+    bundle = str(models.bundle("run-a").path)
+    assert main(["predict", bundle, "--history", str(exported["history"])]) == 0
+    assert capsys.readouterr().out.startswith(f"DEMOTED on {record['decided_at']}: ")
+    assert main(["predict", bundle, "--history", str(exported["history"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["demoted"]["reasons"] == record["reasons"]
+    assert main(["predict", str(models.latest), "--history", str(exported["history"])]) == 0
+    assert "DEMOTED" not in capsys.readouterr().out

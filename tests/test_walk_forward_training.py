@@ -1,7 +1,7 @@
 """Validity of the walk-forward evaluation on the real pipeline: `jetx synth` rounds, ingest,
 5 origins each built, trained and evaluated for real (`run_walk_forward`), then pooled.
 
-- On planted rounds every origin alone beats its training base rate by log loss beyond its
+- On planted rounds every origin alone beats its prior base rate by log loss beyond its
   interval (its p-value after Holm over the five), and so does the pool.
 - On i.i.d. rounds the pooled verdict is "no evidence of skill" after the adjustment, with what
   the test could have detected.

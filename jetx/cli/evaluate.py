@@ -24,7 +24,8 @@ def register(subparsers) -> None:
         description="""
         Score the best checkpoint of every trained stage on the test rounds: its forecasts by
         log loss and Brier score against the prior base rate and the house's 0.97/1.5 (skill
-        with block-bootstrap intervals, a Diebold-Mariano (HAR variance) test, calibration), then its bets
+        with block-bootstrap intervals, a Diebold-Mariano test with a HAR variance,
+        calibration), then its bets
         against always-bet, never-bet and a bet at the base rate, at the given cut and at the cut
         chosen on validation (never on test). Every verdict is adjusted for the stages x cuts
         tried and says what its test could have detected. Writes RUN_DIR/report/:

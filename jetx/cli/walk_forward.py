@@ -28,7 +28,8 @@ def register(subparsers) -> None:
         Evaluate on a rolling forecasting origin: origin k trains on every round before it
         (nothing later is read), scores the block of rounds after it, and the out-of-sample
         rounds of all origins are pooled into one proper-score comparison (log loss and Brier
-        against the prior base rate and the house's 0.97/1.5), one Diebold-Mariano (HAR variance) test,
+        against the prior base rate and the house's 0.97/1.5), one Diebold-Mariano test (HAR
+        variance),
         one bankroll and a verdict adjusted for every trial, with one row per origin beside it.
         The stage engine, its checkpoints and resume are reused: running the command again on
         the same DIR keeps built origins and finished stages.""",

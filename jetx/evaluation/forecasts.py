@@ -1,11 +1,11 @@
 """The primary evidence: the threshold head's forecasts scored by proper scores against the
 constant forecasters on the same rounds.
 
-Two constant forecasters are the references: the prior base rate (the share of the
-training and validation rounds that reached 1.5x: what anyone knows before the test) and the house's own
-HOUSE_RETURN / CASHOUT = 0.6467 (the game's design). A model has skill only when the
-Diebold-Mariano (HAR variance) test on the per-round log-loss differential against the base rate says so;
-the bankroll is the consequence of the forecasts, not the evidence.
+Two constant forecasters are the references: the prior base rate (the share of the training
+and validation rounds that reached 1.5x: what anyone knows before the test) and the house's
+own HOUSE_RETURN / CASHOUT = 0.6467 (the game's design). A model has skill only when the
+Diebold-Mariano test (HAR variance) on the per-round log-loss differential against the base
+rate says so; the bankroll is the consequence of the forecasts, not the evidence.
 
 `compare_forecasts` is the one call for a gate (model vs the base rate, or model vs another
 model on the same rounds); `forecast_scores` is the JSON-ready block a report reads.

@@ -52,7 +52,8 @@ def stage_evaluation(
         stage: the stage number.
         test: predictions on the evaluated split.
         val: predictions on the validation split (its recalibration and cut choice are used).
-        base_rate: the prior base rate (train and validation rounds), the constant forecaster the model must beat.
+        base_rate: the prior base rate (train and validation rounds), the constant forecaster
+            the model must beat.
         cut: the given probability cut.
         checkpoint: the checkpoint evaluated, for the record.
         seed: seed of the bootstrap intervals.

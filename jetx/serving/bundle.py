@@ -8,10 +8,10 @@ names, the window lengths, the preset, variant and precision it was trained with
 fitted on validation that turns the threshold head's output into a probability (the `.keras`
 model alone gives the head's raw score), the cut chosen on validation, the sha256 of the series
 it was trained on, the number of rounds, the prior base rate (training and validation rounds),
-and the test verdict with its figures and intervals; forecasts.npz keeps the test rounds' positions, outcomes and forecasts,
-which the promotion gate compares with the champion's on the same rounds. Nothing is pickled:
-the `.keras` format is JSON config plus weights, `load_bundle` loads it with `safe_mode=True`,
-and forecasts.npz is read with allow_pickle off.
+and the test verdict with its figures and intervals; forecasts.npz keeps the test rounds'
+positions, outcomes and forecasts, which the promotion gate compares with the champion's on
+the same rounds. Nothing is pickled: the `.keras` format is JSON config plus weights,
+`load_bundle` loads it with `safe_mode=True`, and forecasts.npz is read with allow_pickle off.
 """
 
 from __future__ import annotations

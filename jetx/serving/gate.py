@@ -339,11 +339,12 @@ def decide(
         stays = sentence[0]
         demoted = None if stays else champion.name
         reasons.append(sentence[2])
-    replaces = stays is False or champion is None
-    if champion is not None and stays:
-        replaces, sentence, versus = _versus_champion(candidate, champion, seed)
+    replaces = champion is None
+    if champion is not None:  # recorded even against a demoted champion, which it need not beat
+        better, sentence, versus = _versus_champion(candidate, champion, seed)
         tests["vs_champion"] = versus
         reasons.append(sentence)
+        replaces = better or not stays
     return GateDecision(
         blessed=bool(skill and replaces),
         demoted=demoted,
