@@ -228,12 +228,12 @@ def test_detectable_win_rate_has_its_power_in_a_simulation_of_the_exact_test():
     assert np.mean(rejected) == pytest.approx(0.80, abs=0.03)
 
 
-def test_detectable_log_loss_improvement_has_its_power_in_a_simulation_of_dm_hln():
+def test_detectable_log_loss_improvement_has_its_power_in_a_simulation_of_dm():
     # A calibrated forecaster at 0.6467 +- s, s chosen so that its expected improvement over the
     # base rate is the detectable one: the one-sided DM test at 5% should reject ~80%.
     rounds, base = 1280, 0.97 / 1.5
     delta = power.detectable_log_loss_improvement(rounds)
-    assert delta == pytest.approx(2 * (stats.norm.ppf(0.95) + stats.norm.ppf(0.8)) ** 2 / 1280)
+    assert delta == pytest.approx(2 * (stats.t.ppf(0.95, 48) + stats.t.ppf(0.8, 48)) ** 2 / 1280)
 
     def kl(q):
         return q * np.log(q / base) + (1 - q) * np.log((1 - q) / (1 - base))

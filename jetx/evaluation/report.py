@@ -84,7 +84,7 @@ SCORE_NOTES = (
     "that slowly drifting forecasts cannot make it reject too often. The "
     "detectable improvement is the smallest mean log-loss gain that this many rounds show with "
     "80% power at the adjusted level, for a calibrated forecaster near the base rate "
-    "(2 (z_(1-a) + z_0.8)^2 / n)."
+    "(2 (t_(1-a) + t_0.8)^2 / n, with the test's own Student t)."
 )
 
 
