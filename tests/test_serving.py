@@ -475,3 +475,19 @@ def test_a_champion_rescored_on_new_iid_rounds_is_demoted_and_predict_says_so(
     assert json.loads(capsys.readouterr().out)["demoted"]["reasons"] == record["reasons"]
     assert main(["predict", str(models.latest), "--history", str(exported["history"])]) == 0
     assert "DEMOTED" not in capsys.readouterr().out
+
+
+def test_a_constant_forecaster_at_the_validation_rate_is_never_blessed(exported, tmp_path):
+    table = pq.read_table(
+        FeaturesDir(exported["features"]).features, columns=["threshold", "split"]
+    )
+    frame = table.to_pandas()
+    val_rate = float(frame.loc[frame["split"] == "val", "threshold"].mean())
+    models = ModelsDir(tmp_path / "models")
+    y_value, _ = _iid_rounds(seed=5)  # the tiny bundle's own 90 test rounds are under the minimum
+    _bundle_with_forecasts(exported, models, "run-a", np.full(y_value.size, val_rate), y_value)
+    record = promote_run(models, "run-a")
+    assert record["blessed"] is False and record["champion"] is None
+    assert (
+        f"Its forecasts are one constant ({val_rate:.4f}) for every round" in (record["reasons"][0])
+    )
