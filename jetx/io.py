@@ -117,6 +117,24 @@ def write_parquet(path: Path, table: pa.Table, **kwargs: Any) -> None:
         pq.write_table(table, tmp, **kwargs)
 
 
+def json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """(line number, record) of each non-empty line of a JSON-lines file, oldest first; the
+    record is None where the line is not a JSON object (each reader decides what that means).
+    An absent file has no line."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                record = None
+            yield number, record if isinstance(record, dict) else None
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's bytes, read in 1 MiB chunks so large files stay out of memory."""
     digest = hashlib.sha256()

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from jetx.io import write_json
+from jetx.io import json_lines, write_json
 from jetx.layout import ModelsDir
 from jetx.serving.gate import Evidence, GateForecasts
 
@@ -77,17 +77,8 @@ class Promotion:
 
 def _lines(models: ModelsDir) -> Iterator[dict[str, Any] | None]:
     """Each line of promotions.jsonl as a dict, or None where it cannot be read."""
-    if not models.promotions.is_file():
-        return
-    with open(models.promotions, encoding="utf-8", errors="replace") as log:
-        for line in log:
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                record = None
-            yield record if isinstance(record, dict) else None
+    for _, record in json_lines(models.promotions):
+        yield record
 
 
 def next_look(models: ModelsDir, test: str) -> int:

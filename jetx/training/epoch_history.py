@@ -6,10 +6,11 @@ stage loop's `EpochRecordWriter` callback writes them.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
+
+from jetx.io import json_lines
 
 logger = logging.getLogger(__name__)
 
@@ -19,19 +20,10 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
     A line that is not a JSON object is skipped with a warning naming it, never silently.
     """
-    path = Path(path)
-    if not path.is_file():
-        return []
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            record = None
-        if isinstance(record, dict):
-            records.append(record)
-        else:
+    for number, record in json_lines(path):
+        if record is None:
             logger.warning("%s:%d is not a JSON record; skipped", path, number)
+        else:
+            records.append(record)
     return records
