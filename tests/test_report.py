@@ -136,7 +136,7 @@ def test_training_rows_summarise_each_stage():
         "stage": 2,
         "epochs": 3,
         "best val_loss": pytest.approx(0.8),
-        "best epoch": 2,
+        "best epoch": 3,  # the third of 3 epochs (records count from 0, people from 1)
         "micro-batch": 4,
         "accumulation": 16,
         "peak memory (MiB)": 4.0,

@@ -107,7 +107,7 @@ def training_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "stage": stage,
                 "epochs": len(stage_records),
                 "best val_loss": min(val)[0] if val else None,
-                "best epoch": min(val)[1] if val else None,
+                "best epoch": min(val)[1] + 1 if val else None,  # 1-based, as the log counts
                 "micro-batch": last.get("micro_batch"),
                 "accumulation": last.get("accumulation"),
                 "peak memory (MiB)": None if peak is None else round(peak / MIB, 1),

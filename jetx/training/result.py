@@ -25,7 +25,8 @@ class StageResult:
         last_checkpoint: the newest checkpoint, relative to the run directory.
         resumed_from: the stage's own checkpoint this process continued from, if any.
         epochs_run, updates: epochs and optimizer updates done.
-        best_epoch, best_val_metrics: the best validation result.
+        best_epoch, best_val_metrics: the best validation result; best_epoch counts from 0, as
+            Keras and metrics.jsonl do (logs and reports show it counted from 1).
         micro_batch, accumulation: the batch shape the stage ended with.
         micro_batch_changes: its out-of-memory halvings.
         memory_peak_bytes, memory_source: the stage's peak memory and its source.

@@ -334,10 +334,15 @@ def _result(
         state.stage,
         result.epochs_run,
         result.updates,
-        result.best_epoch,
-        result.best_val_metrics.get("val_loss"),
+        "none" if result.best_epoch is None else result.best_epoch + 1,  # 1-based, as the log
+        _rounded(result.best_val_metrics.get("val_loss")),
         result.micro_batch,
         result.accumulation,
         NORMALIZATIONS[result.normalization],
     )
     return result
+
+
+def _rounded(value: float | None) -> str:
+    """A figure for a log line: 4 significant digits, not a float's 16."""
+    return "none" if value is None else f"{value:.4g}"
