@@ -48,7 +48,6 @@ except ImportError:  # Windows
 
 logger = logging.getLogger(__name__)
 
-_HASH_CHUNK = 1 << 20
 #: The lock file of a directory: it stays (removing it would race with a waiting writer).
 LOCK_FILE = ".lock"
 HOLD_ENV = "JETX_HOLD_FILE"
@@ -136,12 +135,9 @@ def json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks so large files stay out of memory."""
-    digest = hashlib.sha256()
+    """Hex sha256 of a file's bytes (`hashlib.file_digest`: read in chunks, out of memory)."""
     with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def hold(name: str) -> None:

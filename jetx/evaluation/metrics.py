@@ -16,16 +16,14 @@ Conventions, so that no degenerate case becomes a NaN:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from jetx.config import CASHOUT, CLASS_EDGES, NUM_CLASSES
 from jetx.errors import JetxInputError
 
-#: Two-sided 95% normal quantile used by every interval.
-Z95 = 1.959963984540054
 #: The original tool's targets: name -> (metric key, comparison, goal).
 TARGETS: dict[str, tuple[str, str, float]] = {
     "below-1.5 accuracy >= 75%": ("below_accuracy", ">=", 0.75),
@@ -37,24 +35,25 @@ TARGETS: dict[str, tuple[str, str, float]] = {
 CUT_GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)
 
 
-def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float] | None:
+def wilson_interval(
+    successes: int, trials: int, level: float = 0.95
+) -> tuple[float, float] | None:
     """Wilson score interval of a binomial rate; unlike the normal one it stays inside [0, 1].
+
+    scipy's `binomtest(...).proportion_ci(method="wilson")`, with the rate undefined at 0 trials.
 
     Args:
         successes: number of successes, 0 <= successes <= trials.
         trials: number of trials.
-        z: normal quantile of the interval (default 95%).
+        level: the interval's coverage.
 
     Returns:
         (low, high), or None when `trials` is 0 (the rate is undefined).
     """
     if trials == 0:
         return None
-    p = successes / trials
-    denom = 1.0 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denom
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    ci = stats.binomtest(int(successes), int(trials)).proportion_ci(level, method="wilson")
+    return (max(0.0, float(ci.low)), min(1.0, float(ci.high)))
 
 
 def _rate(num: int, den: int) -> float | None:

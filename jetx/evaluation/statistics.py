@@ -277,10 +277,11 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
 
 def win_rate_p_value(wins: int, bets: int, null: float) -> float | None:
-    """One-sided exact binomial p-value of a win rate above `null`: P(W >= wins | bets, null).
+    """One-sided exact binomial p-value of a win rate above `null`: P(W >= wins | bets, null),
+    scipy's `binomtest`.
 
     None when there is no bet (nothing was tested).
     """
     if bets == 0:
         return None
-    return float(stats.binom.sf(wins - 1, bets, null))
+    return float(stats.binomtest(int(wins), int(bets), null, alternative="greater").pvalue)
