@@ -35,9 +35,7 @@ TARGETS: dict[str, tuple[str, str, float]] = {
 CUT_GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)
 
 
-def wilson_interval(
-    successes: int, trials: int, level: float = 0.95
-) -> tuple[float, float] | None:
+def wilson_interval(successes: int, trials: int, level: float = 0.95) -> tuple[float, float] | None:
     """Wilson score interval of a binomial rate; unlike the normal one it stays inside [0, 1].
 
     scipy's `binomtest(...).proportion_ci(method="wilson")`, with the rate undefined at 0 trials.
