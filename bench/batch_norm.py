@@ -28,7 +28,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from jetx.config import PRESETS
+from jetx.config import PRESETS, MonitorConfig
 from jetx.training.callbacks.epoch_records import read_records
 from jetx.training.checkpoint import restore_variables
 from jetx.training.schedule import StageData, train_stage
@@ -47,7 +47,12 @@ def run_stage3(
     model = dataclasses.replace(DEMO.model, normalization=normalization)
     preset = dataclasses.replace(DEMO, model=model, max_train_samples=None, max_eval_samples=None)
     data = StageData(features, preset, "no1000", seed)
-    stage = dataclasses.replace(DEMO.stages[2], epochs=epochs, patience=epochs, checkpoint_every=0)
+    stage = dataclasses.replace(
+        DEMO.stages[2],
+        epochs=epochs,
+        early_stopping=MonitorConfig(patience=epochs),
+        checkpoint_every=0,
+    )
     run_dir = root / f"{normalization}-mb{micro_batch}-seed{seed}"
     result = train_stage(stage, data, None, run_dir, micro_batch=micro_batch, verbose=0)
     last = [r for r in read_records(run_dir / "metrics.jsonl") if r.get("stage") == 3][-1]

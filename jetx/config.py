@@ -250,6 +250,45 @@ def apply_variant(model: ModelConfig, variant: str) -> ModelConfig:
 # --- Stages -------------------------------------------------------------------------------------
 
 
+#: The directions a monitor can want.
+MONITOR_MODES = ("min", "max")
+
+
+@dataclass(frozen=True)
+class MonitorConfig(_Config):
+    """What a monitor watches and how long it waits.
+
+    Args:
+        monitor: the epoch log's key, e.g. "val_loss".
+        mode: "min" (lower is better) or "max".
+        min_delta: the least change that counts as an improvement, >= 0.
+        patience: epochs without improvement before the monitor acts, >= 1.
+    """
+
+    monitor: str = "val_loss"
+    mode: Literal["min", "max"] = "min"
+    min_delta: float = 0.0
+    patience: int = 1
+
+    def __post_init__(self) -> None:
+        if self.mode not in MONITOR_MODES:
+            raise JetxInputError(
+                f"`mode` must be one of {MONITOR_MODES}. Received: mode={self.mode!r}"
+            )
+        if self.min_delta < 0:
+            raise JetxInputError(f"`min_delta` must be >= 0. Received: min_delta={self.min_delta}")
+        if self.patience < 1:
+            raise JetxInputError(f"`patience` must be >= 1. Received: patience={self.patience}")
+
+    def improves(self, value: float, best: float | None) -> bool:
+        """Whether `value` improves on `best` (None: nothing yet) by more than min_delta."""
+        if best is None:
+            return True
+        if self.mode == "min":
+            return value < best - self.min_delta
+        return value > best + self.min_delta
+
+
 @dataclass(frozen=True)
 class StageConfig(_Config):
     """One training stage: what it optimises, with which batch and for how long.
@@ -267,8 +306,9 @@ class StageConfig(_Config):
         threshold_loss: "weighted_bce" (class 0 weighted by `class0_weight`) or "focal".
         class0_weight: weight of class 0 (value < 1.5) in the weighted BCE.
         focal_gamma, focal_alpha: the focal loss's parameters.
-        patience: early-stopping patience in epochs, on the validation loss.
-        plateau_patience, plateau_factor, min_learning_rate: reduce-on-plateau.
+        early_stopping: the monitor that ends the stage when it stops improving.
+        plateau: the monitor that multiplies the learning rate by `plateau_factor` (down to
+            `min_learning_rate`) each time it runs out of patience.
         checkpoint_every: also checkpoint every this many optimizer updates (0: epochs only).
     """
 
@@ -282,8 +322,8 @@ class StageConfig(_Config):
     class0_weight: float = 1.0
     focal_gamma: float = 2.0
     focal_alpha: float = 0.7
-    patience: int = 15
-    plateau_patience: int = 5
+    early_stopping: MonitorConfig = MonitorConfig(patience=15)
+    plateau: MonitorConfig = MonitorConfig(patience=5)
     plateau_factor: float = 0.5
     min_learning_rate: float = 1e-7
     checkpoint_every: int = 50
@@ -325,6 +365,20 @@ class StageConfig(_Config):
         half of it (accumulation doubles at least), or None when there is none."""
         smaller = self.micro_batches(replicas=replicas, at_most=micro_batch // 2)
         return smaller[0] if smaller else None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Also reads a stage saved before the two monitors (`patience`, `plateau_patience` on
+        `val_loss`, no min_delta)."""
+        data = dict(data)
+        legacy = {"patience": "early_stopping", "plateau_patience": "plateau"}
+        for old, new in legacy.items():
+            if old in data:
+                data.setdefault(new, {"patience": data.pop(old)})
+        for key in legacy.values():
+            if isinstance(data.get(key), dict):
+                data[key] = MonitorConfig.from_dict(data[key])
+        return super().from_dict(data)
 
     def with_micro_batch(self, micro_batch: int) -> StageConfig:
         """This stage with another micro-batch: accumulation follows, the effective batch stays."""
@@ -381,8 +435,8 @@ def _short_stages(epochs: int, checkpoint_every: int) -> tuple[StageConfig, ...]
         dataclasses.replace(
             s,
             epochs=epochs,
-            patience=max(2, epochs),
-            plateau_patience=1,
+            early_stopping=MonitorConfig(patience=max(2, epochs)),
+            plateau=MonitorConfig(patience=1),
             checkpoint_every=checkpoint_every,
         )
         for s in STAGES

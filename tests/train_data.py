@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jetx.config import PRESETS, Preset
+from jetx.config import PRESETS, MonitorConfig, Preset
 from jetx.features.build import build_features
 
 #: 1000 warm-up rounds (the longest feature window) + 600 samples: 420 train, 90 val, 90 test.
@@ -40,7 +40,7 @@ def learning_preset() -> Preset:
     stage = dataclasses.replace(
         tiny.stages[0],
         epochs=5,
-        patience=5,
+        early_stopping=MonitorConfig(patience=5),
         learning_rate=1e-2,
         loss_weights=(0.1, 0.1, 0.8),
         micro_batch=64,

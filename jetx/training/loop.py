@@ -161,26 +161,25 @@ class StageLoop:
         self.checkpoint(best=improved)
 
     def _watch(self, logs: dict) -> bool:
-        """Early stopping and reduce-on-plateau on `val_loss`; returns whether it improved."""
+        """The best result, then the plateau and early stopping, each its own monitor with its
+        own saved state; returns whether this epoch is the best so far (on val_loss)."""
         monitor, progress, stage = self.state.monitor, self.state.progress, self.stage
-        val_loss = logs["val_loss"]
-        if monitor.best_val_loss is None or val_loss < monitor.best_val_loss:
-            monitor.best_val_loss, monitor.best_epoch = val_loss, progress.epoch
+        improved = monitor.best_val_loss is None or logs["val_loss"] < monitor.best_val_loss
+        if improved:
+            monitor.best_val_loss, monitor.best_epoch = logs["val_loss"], progress.epoch
             monitor.best_metrics = {k: v for k, v in logs.items() if k.startswith("val_")}
-            monitor.wait = monitor.plateau_wait = 0
-            return True
-        monitor.wait += 1
-        monitor.plateau_wait += 1
-        if monitor.plateau_wait >= stage.plateau_patience:
+        if monitor.plateau.update(stage.plateau, logs):
             new_lr = max(monitor.learning_rate * stage.plateau_factor, stage.min_learning_rate)
-            logger.info("stage %d: val_loss plateau, learning rate -> %.3g", stage.stage, new_lr)
+            logger.info(
+                "stage %d: %s plateau, learning rate -> %.3g", stage.stage, stage.plateau.monitor,
+                new_lr,
+            )  # fmt: skip
             monitor.learning_rate = new_lr
             self.accumulator.optimizer.learning_rate.assign(new_lr)
-            monitor.plateau_wait = 0
-        if monitor.wait >= stage.patience:
+        if monitor.early_stopping.update(stage.early_stopping, logs):
             logger.info("stage %d: early stop after epoch %d", stage.stage, progress.epoch + 1)
             progress.finished = True
-        return False
+        return improved
 
     def _epoch_losses(self) -> dict[str, float]:
         sums = self.state.progress.epoch_sums

@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from jetx.training.monitors import MonitorState
+
 
 @dataclass
 class Progress:
@@ -33,20 +35,34 @@ class Progress:
 
 @dataclass
 class Monitor:
-    """Early stopping and reduce-on-plateau on the validation loss.
+    """The best validation result, and the two monitors' own states.
 
     Args:
-        learning_rate: current learning rate (after reduce-on-plateau).
-        best_val_loss, best_epoch, best_metrics: the best validation result so far.
-        wait, plateau_wait: epochs without improvement, for early stopping and the plateau.
+        learning_rate: current learning rate (after the plateau's reductions).
+        best_val_loss, best_epoch, best_metrics: the best validation result so far (the best
+            checkpoint's); best_epoch counts from 0.
+        early_stopping, plateau: each monitor's best and wait (`jetx.training.monitors`).
     """
 
     learning_rate: float
     best_val_loss: float | None = None
     best_epoch: int | None = None
     best_metrics: dict[str, float] = field(default_factory=dict)
-    wait: int = 0
-    plateau_wait: int = 0
+    early_stopping: MonitorState = field(default_factory=MonitorState)
+    plateau: MonitorState = field(default_factory=MonitorState)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Monitor:
+        """Also reads a checkpoint saved before the two monitors (`wait`, `plateau_wait` on
+        val_loss)."""
+        data = dict(data)
+        for old, new in (("wait", "early_stopping"), ("plateau_wait", "plateau")):
+            if old in data:
+                data.setdefault(new, {"best": data.get("best_val_loss"), "wait": data.pop(old)})
+        for key in ("early_stopping", "plateau"):
+            if isinstance(data.get(key), dict):
+                data[key] = MonitorState(**data[key])
+        return cls(**data)
 
 
 @dataclass
@@ -98,5 +114,9 @@ class TrainState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainState:
-        parts = {"progress": Progress, "monitor": Monitor, "batching": Batching}
-        return cls(**{k: parts[k](**v) if k in parts else v for k, v in data.items()})
+        parts = {
+            "progress": lambda v: Progress(**v),
+            "monitor": Monitor.from_dict,
+            "batching": lambda v: Batching(**v),
+        }
+        return cls(**{k: parts[k](v) if k in parts else v for k, v in data.items()})
