@@ -29,6 +29,7 @@ import numpy as np
 
 from jetx.config import BREAK_EVEN_WIN_RATE, CASHOUT, NORMALIZATIONS
 from jetx.evaluation import plots
+from jetx.evaluation.formatting import percent
 from jetx.evaluation.inference import read_predictions
 from jetx.evaluation.metrics import bet_signal
 from jetx.evaluation.tables import (
@@ -37,7 +38,6 @@ from jetx.evaluation.tables import (
     confusion_rows,
     fitted_tables,
     origin_table,
-    percent,
     result_rows,
     score_rows,
     skill_rows,

@@ -12,25 +12,10 @@ from typing import Any
 
 from jetx.config import CLASS_NAMES, MIB
 from jetx.evaluation import plots
+from jetx.evaluation.formatting import interval, number, p_value, percent
 from jetx.runtime import stage_peak
 
 logger = logging.getLogger(__name__)
-
-
-def percent(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "undefined"
-    return f"{100 * value:+.1f}%" if signed else f"{100 * value:.1f}%"
-
-
-def _ci(interval: Sequence[float] | None, signed: bool = False) -> str:
-    if interval is None:
-        return "undefined"
-    return "[" + ", ".join(percent(v, signed) for v in interval) + "]"
-
-
-def _num(value: float | None, digits: int = 3) -> str:
-    return "undefined" if value is None else f"{value:.{digits}f}"
 
 
 def metric_row(name: str, result: Mapping[str, Any], cut: str = "") -> dict[str, str]:
@@ -39,10 +24,10 @@ def metric_row(name: str, result: Mapping[str, Any], cut: str = "") -> dict[str,
         "rule": name,
         "cut": cut,
         "bets": f"{result['bets']} / {result['rounds']}",
-        "win rate [95% CI]": f"{percent(result['win_rate'])} {_ci(result['win_rate_ci'])}"
+        "win rate [95% CI]": f"{percent(result['win_rate'])} {interval(result['win_rate_ci'])}"
         if result["bets"]
         else "undefined (no bet)",
-        "ROI [95% CI]": f"{percent(result['roi'], True)} {_ci(result['roi_ci'], True)}"
+        "ROI [95% CI]": f"{percent(result['roi'], True)} {interval(result['roi_ci'], True)}"
         if result["bets"]
         else "0 (no bet)",
         "below-1.5 acc": percent(result["below_accuracy"]),
@@ -50,7 +35,7 @@ def metric_row(name: str, result: Mapping[str, Any], cut: str = "") -> dict[str,
         "money-loss risk": percent(result["money_loss_risk"]),
         "threshold acc": percent(result["threshold_accuracy"]),
         "precision": percent(result["precision"]),
-        "MAE": _num(result.get("mae")) if "mae" in result else "",
+        "MAE": number(result.get("mae")) if "mae" in result else "",
         "class acc": percent(result["classification_accuracy"]) if "mae" in result else "",
     }
 
@@ -167,14 +152,8 @@ def _cell(value: Any) -> str:
     return ("" if value is None else str(value)).replace("|", "\\|")
 
 
-def _p(value: float | None) -> str:
-    if value is None:
-        return "undefined"
-    return f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
-
-
 def _skill(block: Mapping[str, Any]) -> str:
-    return f"{percent(block['estimate'], True)} {_ci(block['ci'], True)}"
+    return f"{percent(block['estimate'], True)} {interval(block['ci'], True)}"
 
 
 def score_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -212,8 +191,8 @@ def skill_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
                 "log-loss skill vs base rate": _skill(skill["base_rate"]["log_loss"]),
                 "Brier skill vs base rate": _skill(skill["base_rate"]["brier"]),
                 "log-loss skill vs house": _skill(skill["house"]["log_loss"]),
-                "DM p": _p(test["p_value"]),
-                f"p (Holm over {test['tests']})": _p(test["adjusted_p_value"]),
+                "DM p": p_value(test["p_value"]),
+                f"p (Holm over {test['tests']})": p_value(test["adjusted_p_value"]),
             }
         )
     return rows
@@ -234,8 +213,8 @@ def calibration_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
                 "observed rate": percent(calibration["observed_rate"]),
                 "forecast sd": f"{100 * calibration['forecast_sd']:.2f} points",
                 "forecast range": f"{percent(low)} to {percent(high)}",
-                "Spiegelhalter z": _num(test["z"], 2),
-                "p (two-sided)": _p(test["p_value"]),
+                "Spiegelhalter z": number(test["z"], 2),
+                "p (two-sided)": p_value(test["p_value"]),
             }
         )
     return rows
@@ -249,10 +228,10 @@ def trial_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
             "stage": str(row["stage"]),
             "cut": row["cut"] + ("" if row["cut_value"] is None else f" ({row['cut_value']:.2f})"),
             "bets": str(row["bets"]),
-            "skill p": _p(row["skill_p_value"]),
-            f"skill p (Holm over {trials['skill_tests']})": _p(row["skill_adjusted_p_value"]),
-            "win-rate p": _p(row["bankroll_p_value"]) if row["bets"] else "no bet",
-            f"win-rate p (Holm over {trials['bankroll_tests']})": _p(
+            "skill p": p_value(row["skill_p_value"]),
+            f"skill p (Holm over {trials['skill_tests']})": p_value(row["skill_adjusted_p_value"]),
+            "win-rate p": p_value(row["bankroll_p_value"]) if row["bets"] else "no bet",
+            f"win-rate p (Holm over {trials['bankroll_tests']})": p_value(
                 row["bankroll_adjusted_p_value"]
             ),
         }
@@ -272,9 +251,9 @@ def origin_table(origins: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
             "log loss": f"{row['log loss']:.4f}",
             "base-rate log loss": f"{row['base-rate log loss']:.4f}",
             "log-loss skill [95% CI]": _skill({"estimate": row["skill"], "ci": row["skill_ci"]}),
-            "DM p": _p(row["p_value"]),
-            f"p (Holm over {len(origins)})": _p(row["adjusted_p_value"]),
-            "validation cut": _num(row["val_cut"], 2),
+            "DM p": p_value(row["p_value"]),
+            f"p (Holm over {len(origins)})": p_value(row["adjusted_p_value"]),
+            "validation cut": number(row["val_cut"], 2),
             "bets at the given cut": str(row["bets"]),
             "win rate": percent(row["win_rate"]),
         }

@@ -12,20 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jetx.config import BREAK_EVEN_WIN_RATE
-
-
-def _pct(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "undefined"
-    return f"{100 * value:+.1f}%" if signed else f"{100 * value:.1f}%"
-
-
-def _interval(ci: tuple[float, float] | None, signed: bool = False) -> str:
-    return "undefined" if ci is None else f"[{_pct(ci[0], signed)}, {_pct(ci[1], signed)}]"
-
-
-def _p(value: float) -> str:
-    return f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
+from jetx.evaluation.formatting import interval, p_value, percent
 
 
 def _level(alpha: float, tests: int) -> str:
@@ -52,13 +39,13 @@ def skill_verdict(
         f"The model's log loss on these {forecast['rounds']} rounds is "
         f"{scores['model']['log_loss']:.4f} nats per round against "
         f"{scores['base_rate']['log_loss']:.4f} for the prior base rate "
-        f"({_pct(scores['base_rate']['mean_forecast'])}) and "
+        f"({percent(scores['base_rate']['mean_forecast'])}) and "
         f"{scores['house']['log_loss']:.4f} for the house's "
-        f"{_pct(scores['house']['mean_forecast'])}: skill {_pct(skill['estimate'], True)} "
-        f"{_interval(skill['ci'], True)} (unadjusted) over the base rate; Diebold-Mariano "
+        f"{percent(scores['house']['mean_forecast'])}: skill {percent(skill['estimate'], True)} "
+        f"{interval(skill['ci'], True)} (unadjusted) over the base rate; Diebold-Mariano "
         "(HAR variance) one-sided "
-        f"p = {_p(test['p_value'])}, "
-        f"{_p(test['adjusted_p_value'])} after Holm over {test['tests']} "
+        f"p = {p_value(test['p_value'])}, "
+        f"{p_value(test['adjusted_p_value'])} after Holm over {test['tests']} "
         f"test{'s' if test['tests'] != 1 else ''}: "
     )
     if shown:
@@ -73,7 +60,7 @@ def skill_verdict(
         f" With {100 * power:.0f}% power at level {_level(alpha, test['tests'])} these rounds "
         "could only have shown a "
         f"log-loss improvement of {delta:.4f} nats per round (skill "
-        f"{_pct(test['detectable_skill'])}) or more."
+        f"{percent(test['detectable_skill'])}) or more."
     )
 
 
@@ -107,18 +94,19 @@ def bankroll_verdict(
     if model["bets"] == 0:
         return (
             f"At {cut} the model never bets on {model['rounds']} rounds: win rate undefined, "
-            f"ROI 0 on 0 bets; always-bet wins {_pct(ref)} at ROI {_pct(always['roi'], True)}."
+            f"ROI 0 on 0 bets; always-bet wins {percent(ref)} at ROI "
+            f"{percent(always['roi'], True)}."
         )
     low, high = model["win_rate_ci"]
     ref_ci = always["win_rate_ci"]
     differs = ref_ci is not None and (high < ref_ci[0] or low > ref_ci[1])
     text = (
         f"At {cut} the model bets {model['bets']} of {model['rounds']} rounds and wins "
-        f"{_pct(model['win_rate'])} {_interval(model['win_rate_ci'])} vs always-bet "
-        f"{_pct(ref)} {_interval(ref_ci)}: {'a' if differs else 'no'} difference beyond the 95% "
-        f"intervals; ROI {_pct(model['roi'], True)} {_interval(model['roi_ci'], True)}; "
-        f"one-sided binomial p = {_p(test['p_value'])} that it wins above break-even "
-        f"({_pct(BREAK_EVEN_WIN_RATE)}), {_p(test['adjusted_p_value'])} after Holm over "
+        f"{percent(model['win_rate'])} {interval(model['win_rate_ci'])} vs always-bet "
+        f"{percent(ref)} {interval(ref_ci)}: {'a' if differs else 'no'} difference beyond the 95% "
+        f"intervals; ROI {percent(model['roi'], True)} {interval(model['roi_ci'], True)}; "
+        f"one-sided binomial p = {p_value(test['p_value'])} that it wins above break-even "
+        f"({percent(BREAK_EVEN_WIN_RATE)}), {p_value(test['adjusted_p_value'])} after Holm over "
         f"{test['tests']} trials: "
     )
     if test["adjusted_p_value"] < alpha and skill_shown:
@@ -126,7 +114,7 @@ def bankroll_verdict(
     elif test["adjusted_p_value"] < alpha:
         text += (
             "above break-even beyond chance, but its forecasts show no skill and betting every "
-            f"round returned {_pct(always['roi'], True)} here: no evidence that the model's "
+            f"round returned {percent(always['roi'], True)} here: no evidence that the model's "
             "choices, rather than these rounds, beat the house."
         )
     elif model["roi_ci"][1] < 0:
@@ -141,6 +129,6 @@ def bankroll_verdict(
         )
     return text + (
         f" With {model['bets']} bets this test could only have detected a true win rate of "
-        f"{_pct(detectable)} or more ({100 * power:.0f}% power at level "
+        f"{percent(detectable)} or more ({100 * power:.0f}% power at level "
         f"{_level(alpha, test['tests'])})."
     )
