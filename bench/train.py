@@ -34,8 +34,9 @@ import tensorflow as tf  # noqa: E402
 
 from jetx.config import PRESETS  # noqa: E402
 from jetx.features.build import build_features  # noqa: E402
+from jetx.layout import RunDir  # noqa: E402
 from jetx.training.accumulation import GradientAccumulator  # noqa: E402
-from jetx.training.checkpoint import latest_checkpoint, load_state, stage_dir  # noqa: E402
+from jetx.training.checkpoint import latest_checkpoint, load_state  # noqa: E402
 from jetx.training.hooks import DELAY_ENV  # noqa: E402
 from jetx.training.inputs import StageData  # noqa: E402
 from jetx.training.losses import StageLoss  # noqa: E402
@@ -117,7 +118,7 @@ def work_redone_after_kill(features: Path, checkpoint_every: int, kills: int) ->
             process.send_signal(signal.SIGKILL)
             process.wait()
         done = [int(m) for m in re.findall(r"update (\d+) done", log.read_text(errors="replace"))]
-        resumed = load_state(latest_checkpoint(stage_dir(run_dir, 1))).progress.updates
+        resumed = load_state(latest_checkpoint(RunDir(run_dir).stage(1).path)).progress.updates
         redone.append(max(done) - resumed)
     print(
         f"[2] work redone after a kill: tiny preset, stage 1, checkpoint every {checkpoint_every}"

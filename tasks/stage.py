@@ -44,6 +44,7 @@ from jetx.config import get_preset
 from jetx.errors import EXIT_OUT_OF_MEMORY
 from jetx.io import write_json
 from jetx.layout import RunDir, Workspace
+from jetx.training.epoch_history import read_records
 from jetx.training.hooks import OOM_ENV
 from jetx.training.result import read_stage_result
 from tasks.caching import RECORDS, content_policy, task_code_digest
@@ -79,10 +80,8 @@ def is_retryable(task: Task, task_run: TaskRun, state: State) -> bool:
 
 
 def _epochs_done(metrics_file: Path, stage: int) -> int:
-    if not metrics_file.is_file():
-        return 0
-    lines = metrics_file.read_text(encoding="utf-8").splitlines()
-    return sum(1 for line in lines if line.strip() and json.loads(line).get("stage") == stage)
+    """Epochs of `stage` in metrics.jsonl, read by its one reader."""
+    return sum(1 for record in read_records(metrics_file) if record.get("stage") == stage)
 
 
 def _forward(logger: logging.Logger | logging.LoggerAdapter) -> Callable[[str], None]:

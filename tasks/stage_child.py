@@ -28,7 +28,7 @@ from jetx.config import GIB, StageConfig, get_preset
 from jetx.errors import EXIT_MACHINE, JetxInputError, classify
 from jetx.layout import RunDir
 from jetx.runtime import configure_tensorflow, import_tensorflow
-from jetx.training.checkpoint import load_state, newest_intact, stage_dir
+from jetx.training.checkpoint import load_state, newest_intact
 from tasks.child_process import die_with_parent
 
 logger = logging.getLogger("tasks.stage_child")
@@ -63,7 +63,7 @@ def _train(args: argparse.Namespace) -> None:
     stage = preset.stages[args.stage - 1]
     data = StageData(args.features_dir, preset, args.variant, args.seed)
     with RunDir(args.run_dir).lock(wait=None):  # another writer of this run: wait for it
-        resumed_from = newest_intact(stage_dir(args.run_dir, args.stage))
+        resumed_from = newest_intact(RunDir(args.run_dir).stage(args.stage).path)
         train_stage(
             stage,
             data,

@@ -28,7 +28,8 @@ from train_data import make_features_dir
 
 from jetx.config import STRATEGIES
 from jetx.errors import JetxInputError
-from jetx.training.checkpoint import latest_checkpoint, load_state, stage_dir
+from jetx.layout import RunDir
+from jetx.training.checkpoint import latest_checkpoint, load_state
 from jetx.training.distribute import (
     CPU_DEVICES_ENV,
     check_strategy,
@@ -81,13 +82,13 @@ def test_kill_under_mirrored_resumes_exactly(features, tmp_path):
     process = _start(features, run_dir, log, MIRRORED, **TWO_CPUS, **{DELAY_ENV: "0.05"})
     _wait_until(lambda: _sequence(run_dir) >= 3, process)
     _kill(process)
-    killed_at = load_state(latest_checkpoint(stage_dir(run_dir, 1)))
+    killed_at = load_state(latest_checkpoint(RunDir(run_dir).stage(1).path))
     assert not killed_at.progress.finished and killed_at.progress.updates >= 2
     resumed = _finish(features, run_dir, log, MIRRORED, **TWO_CPUS)
     assert reference.wait(TIMEOUT) == 0, (tmp_path / "reference.txt").read_text()[-3000:]
     _assert_same(resumed, _variables(reference_dir))
     assert log.read_text().count("resuming from ckpt-") == 1
-    result = json.loads((stage_dir(run_dir, 1) / "result.json").read_text())
+    result = json.loads((RunDir(run_dir).stage(1).path / "result.json").read_text())
     assert (result["strategy"], result["replicas"]) == ("mirrored", 2)
 
 

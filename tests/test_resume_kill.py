@@ -20,12 +20,12 @@ import pytest
 from train_data import make_features_dir
 
 from jetx.io import HOLD_ENV
+from jetx.layout import RunDir
 from jetx.training.checkpoint import (
     CHECKPOINTS,
     PAUSE_ENV,
     latest_checkpoint,
     load_state,
-    stage_dir,
 )
 from jetx.training.epoch_history import read_records
 from jetx.training.hooks import DELAY_ENV
@@ -47,7 +47,7 @@ def _start(
 
 
 def _sequence(run_dir: Path) -> int:
-    latest = latest_checkpoint(stage_dir(run_dir, 1))
+    latest = latest_checkpoint(RunDir(run_dir).stage(1).path)
     return load_state(latest).sequence if latest else 0
 
 
@@ -73,7 +73,7 @@ def _finish(
 
 
 def _variables(run_dir: Path) -> dict[str, np.ndarray]:
-    with np.load(latest_checkpoint(stage_dir(run_dir, 1)) / "variables.npz") as stored:
+    with np.load(latest_checkpoint(RunDir(run_dir).stage(1).path) / "variables.npz") as stored:
         return {key: stored[key] for key in stored.files}
 
 
@@ -104,7 +104,7 @@ def test_kills_at_random_updates_resume_exactly(features, reference, tmp_path):
         _wait_until(lambda first=first: _sequence(run_dir) >= first + 2, process)
         time.sleep(rng.uniform(0.0, 0.8))
         _kill(process)
-        state = load_state(latest_checkpoint(stage_dir(run_dir, 1)))
+        state = load_state(latest_checkpoint(RunDir(run_dir).stage(1).path))
         progress = state.progress
         resumed_at.append((progress.epoch, progress.samples_in_epoch, progress.updates))
         assert not progress.finished
@@ -119,7 +119,7 @@ def test_kills_at_random_updates_resume_exactly(features, reference, tmp_path):
 def test_kill_during_a_checkpoint_write_resumes_exactly(features, reference, tmp_path):
     run_dir, log = tmp_path / "run", tmp_path / "log.txt"
     process = _start(features, run_dir, log, **{PAUSE_ENV: "4:120"})
-    root = stage_dir(run_dir, 1) / CHECKPOINTS
+    root = RunDir(run_dir).stage(1).path / CHECKPOINTS
     paused = lambda: (root / "ckpt-000003").is_dir() and list(root.glob(".tmp-ckpt-*/*.npz"))  # noqa: E731
     _wait_until(paused, process)
     time.sleep(0.5)  # well inside the 120 s pause of the fourth write
@@ -192,7 +192,7 @@ def test_damaged_newest_checkpoints_resume_from_the_newest_intact_one_exactly(
     interrupted, features, reference, tmp_path
 ):
     run_dir = _copy(interrupted[0], tmp_path / "run")
-    root = stage_dir(run_dir, 1) / CHECKPOINTS
+    root = RunDir(run_dir).stage(1).path / CHECKPOINTS
     assert [p.name for p in sorted(root.glob("ckpt-*"))] == [
         "ckpt-000006",  # the best: the end of epoch 1
         "ckpt-000007",
@@ -214,14 +214,14 @@ def test_damaged_newest_checkpoints_resume_from_the_newest_intact_one_exactly(
         assert f"{root / name} is damaged ({problem}" in text, name
     assert "stage 1: resuming from ckpt-000006 (epoch 2, 0 samples into it, update 4" in text
     assert "Traceback" not in text
-    assert len(list((stage_dir(run_dir, 1) / "set-aside").iterdir())) == 3
+    assert len(list((RunDir(run_dir).stage(1).path / "set-aside").iterdir())) == 3
 
 
 def test_every_checkpoint_damaged_restarts_the_stage_and_ends_the_same(
     interrupted, features, reference, tmp_path
 ):
     run_dir = _copy(interrupted[0], tmp_path / "run")
-    for checkpoint in (stage_dir(run_dir, 1) / CHECKPOINTS).glob("ckpt-*"):
+    for checkpoint in (RunDir(run_dir).stage(1).path / CHECKPOINTS).glob("ckpt-*"):
         _cut(checkpoint / "variables.npz", size=0)  # zero-length
     log = tmp_path / "log.txt"
     _assert_same(_finish(features, run_dir, log), reference)

@@ -10,8 +10,9 @@ from train_data import make_features_dir
 
 from jetx.config import PLAN_MARGIN, PRESETS
 from jetx.errors import JetxInputError
+from jetx.layout import RunDir
 from jetx.training.callbacks.fault_injection import parse_oom_spec
-from jetx.training.checkpoint import CHECKPOINTS, stage_dir
+from jetx.training.checkpoint import CHECKPOINTS
 from jetx.training.epoch_history import read_records
 from jetx.training.precision import check_precision
 from jetx.training.result import StageResult
@@ -71,7 +72,7 @@ def test_schedule_trains_every_stage_with_its_batch_shape(schedule):
         assert (run_dir / result.last_checkpoint).is_dir()
         assert np.isfinite(result.best_val_metrics["val_loss"])
         assert result.micro_batch_changes == () and result.precision == "float32"
-        saved = json.loads((stage_dir(run_dir, stage.stage) / "result.json").read_text())
+        saved = json.loads((RunDir(run_dir).stage(stage.stage).path / "result.json").read_text())
         assert StageResult.from_dict(saved) == result
 
 
@@ -137,7 +138,9 @@ def test_tensorboard_has_train_and_validation_runs_with_shared_tags_in_update_st
 def test_each_stage_starts_from_the_previous_best(schedule):
     run_dir, results = schedule
     for previous, result in zip(results, results[1:], strict=False):
-        first = stage_dir(run_dir, result.stage) / CHECKPOINTS / "ckpt-000001"  # before training
+        first = (
+            RunDir(run_dir).stage(result.stage).path / CHECKPOINTS / "ckpt-000001"
+        )  # before training
         start, best = _model_arrays(first), _model_arrays(run_dir / previous.best_checkpoint)
         assert len(start) == len(best)
         for a, b in zip(start, best, strict=True):

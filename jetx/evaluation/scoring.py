@@ -168,12 +168,14 @@ def evaluate_run(
             checkpoint that does not fit the run's model.
     """
     from jetx.model.network import build_model
-    from jetx.training.checkpoint import best_checkpoint, restore_variables, stage_dir
+    from jetx.training.checkpoint import best_checkpoint, restore_variables
     from jetx.training.inputs import StageData
 
     run_dir = Path(run_dir)
     data = StageData.from_run(run_dir, features_dir)
-    found = [(s.stage, best_checkpoint(stage_dir(run_dir, s.stage))) for s in data.preset.stages]
+    found = [
+        (s.stage, best_checkpoint(RunDir(run_dir).stage(s.stage).path)) for s in data.preset.stages
+    ]
     found = [(stage, path) for stage, path in found if path is not None]
     if not found:
         raise JetxInputError(f"`run_dir` has no stage checkpoint. Received: run_dir={run_dir}")

@@ -36,7 +36,7 @@ import numpy as np
 
 from jetx.errors import JetxInputError
 from jetx.io import error_at, hold, sha256_file, write_json
-from jetx.layout import RunDir, StageDir
+from jetx.layout import StageDir
 from jetx.training.state import TrainState
 
 logger = logging.getLogger(__name__)
@@ -56,11 +56,6 @@ _writes = 0
 
 class CheckpointDamagedError(JetxInputError):
     """A checkpoint whose state does not parse or whose variables do not match their hash."""
-
-
-def stage_dir(run_dir: Path, stage: int) -> Path:
-    """Directory of one stage's checkpoints and records inside a run (see `jetx.layout`)."""
-    return RunDir(run_dir).stage(stage).path
 
 
 def save_checkpoint(

@@ -35,7 +35,6 @@ from jetx.training.checkpoint import (
     best_checkpoint,
     latest_checkpoint,
     restore_variables,
-    stage_dir,
 )
 from jetx.training.distribute import Distribution, get_distribution, synchronize_batch_norm
 from jetx.training.epoch_history import read_records
@@ -117,7 +116,7 @@ def train_stage(
     run_dir = distribution.worker_dir(Path(run_dir))
     with RunDir(run_dir).lock(wait=lock_wait):
         data.record(run_dir, distribution.name)
-        resumed_from = recover_checkpoints(stage_dir(run_dir, stage.stage))
+        resumed_from = recover_checkpoints(RunDir(run_dir).stage(stage.stage).path)
         loop = _build_loop(
             stage=stage,
             data=data,
@@ -289,7 +288,7 @@ def _initial_micro_batch(stage, data, budget_bytes, precision, replicas: int = 1
 
 
 def _previous_best(previous: StageConfig, run_dir: Path) -> Path:
-    directory = stage_dir(run_dir, previous.stage)
+    directory = RunDir(run_dir).stage(previous.stage).path
     best = best_checkpoint(directory)
     if best is None:
         raise JetxInputError(
