@@ -169,8 +169,37 @@ class StageDir:
         return self.result.is_file()
 
 
+class _Reported:
+    """The report/ folder of an evaluated directory (a run or a walk-forward): one layout."""
+
+    path: Path
+
+    REPORT = "report"
+    EVALUATION = "evaluation.json"
+    PREDICTIONS = "predictions.npz"
+    REPORT_MD = "report.md"
+
+    @property
+    def report(self) -> Path:
+        return Path(self.path) / self.REPORT
+
+    @property
+    def evaluation(self) -> Path:
+        """report/evaluation.json: the evaluation, written once by `jetx.evaluation.scoring`
+        (a run) or `jetx.evaluation.walk_forward` (the pooled origins)."""
+        return self.report / self.EVALUATION
+
+    @property
+    def predictions(self) -> Path:
+        return self.report / self.PREDICTIONS
+
+    @property
+    def report_md(self) -> Path:
+        return self.report / self.REPORT_MD
+
+
 @dataclass(frozen=True)
-class RunDir:
+class RunDir(_Reported):
     """A training run, whoever made it (`jetx train` or the flow): the same kind of directory."""
 
     path: Path
@@ -179,10 +208,6 @@ class RunDir:
     METRICS = "metrics.jsonl"
     TENSORBOARD = "tensorboard"
     MEMORY = "memory"
-    REPORT = "report"
-    EVALUATION = "evaluation.json"
-    PREDICTIONS = "predictions.npz"
-    REPORT_MD = "report.md"
     ATTEMPTS = "attempts"
 
     def stage(self, number: int) -> StageDir:
@@ -219,23 +244,6 @@ class RunDir:
     @property
     def memory(self) -> Path:
         return Path(self.path) / self.MEMORY
-
-    @property
-    def report(self) -> Path:
-        return Path(self.path) / self.REPORT
-
-    @property
-    def evaluation(self) -> Path:
-        """report/evaluation.json: the evaluation, written once by `jetx.evaluation.scoring`."""
-        return self.report / self.EVALUATION
-
-    @property
-    def predictions(self) -> Path:
-        return self.report / self.PREDICTIONS
-
-    @property
-    def report_md(self) -> Path:
-        return self.report / self.REPORT_MD
 
     def is_complete(self) -> bool:
         return self.run_file.is_file()
@@ -286,13 +294,12 @@ class OriginDir:
 
 
 @dataclass(frozen=True)
-class WalkForwardDir:
+class WalkForwardDir(_Reported):
     """A walk-forward evaluation: its plan, its origins (command line) and the pooled report."""
 
     path: Path
 
     PLAN = "plan.json"
-    REPORT = RunDir.REPORT
 
     @property
     def plan_file(self) -> Path:
@@ -305,22 +312,6 @@ class WalkForwardDir:
 
     def origin(self, number: int) -> OriginDir:
         return OriginDir(Path(self.path) / f"origin{number}")
-
-    @property
-    def report(self) -> Path:
-        return Path(self.path) / self.REPORT
-
-    @property
-    def evaluation(self) -> Path:
-        return self.report / RunDir.EVALUATION
-
-    @property
-    def predictions(self) -> Path:
-        return self.report / RunDir.PREDICTIONS
-
-    @property
-    def report_md(self) -> Path:
-        return self.report / RunDir.REPORT_MD
 
     def is_complete(self) -> bool:
         return self.evaluation.is_file()
