@@ -28,10 +28,12 @@ import hashlib
 import threading
 import time
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
@@ -220,4 +222,16 @@ def content_policy() -> CachePolicy:
     base = INPUTS + TASK_SOURCE + LibraryCode() + ResolvedPreset()
     return IntactOutputs(policy=base).configure(
         isolation_level=IsolationLevel.SERIALIZABLE, lock_manager=KEY_LOCKS
+    )
+
+
+def cached_task(name: str, **options: Any) -> Callable:
+    """The one decorator of a cached task: `task(name=...)` keyed by `content_policy()`, its
+    record persisted as JSON (`RECORDS`); `options` are the task's own (retries, run names)."""
+    return task(
+        name=name,
+        cache_policy=content_policy(),
+        persist_result=True,
+        result_serializer=RECORDS,
+        **options,
     )

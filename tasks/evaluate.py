@@ -1,19 +1,14 @@
 """Task: score every trained stage of a run on the test split, with baselines."""
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 
 from jetx.evaluation.scoring import evaluate_run as evaluate
 from jetx.layout import RunDir
-from tasks.caching import RECORDS, content_policy
+from tasks.caching import cached_task
 from tasks.records import EvaluationRecord, StageRecord
 
 
-@task(
-    name="evaluate_run",
-    cache_policy=content_policy(),
-    persist_result=True,
-    result_serializer=RECORDS,
-)
+@cached_task("evaluate_run")
 def evaluate_run(final: StageRecord, seed: int = 0) -> EvaluationRecord:
     """Evaluate the run that `final` (the last stage) ends; the library writes it once.
 

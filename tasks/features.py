@@ -4,20 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 
 from jetx.features.build import build_features as build
 from jetx.layout import FeaturesDir, SeriesDir, Workspace
-from tasks.caching import RECORDS, content_policy, task_code_digest
+from tasks.caching import cached_task, task_code_digest
 from tasks.records import DataRecord, FeaturesRecord
 
 
-@task(
-    name="build_features",
-    cache_policy=content_policy(),
-    persist_result=True,
-    result_serializer=RECORDS,
-)
+@cached_task("build_features")
 def build_features(data: DataRecord, out: Path) -> FeaturesRecord:
     """Build features of `data`'s series into `out/features/<series hash>-<code version>/`.
 

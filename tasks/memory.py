@@ -8,18 +8,13 @@ from prefect.artifacts import create_table_artifact
 from jetx.config import get_preset
 from jetx.io import exclusive, write_json
 from jetx.model.footprint import measure_step, predict_peak
-from tasks.caching import RECORDS, content_policy
+from tasks.caching import cached_task
 from tasks.records import AuditRecord
 
 AUDIT_DESCRIPTION = "Peak memory of one training step: predicted, and measured with its source"
 
 
-@task(
-    name="measure_memory",
-    cache_policy=content_policy(),
-    persist_result=True,
-    result_serializer=RECORDS,
-)
+@cached_task("measure_memory")
 def measure_memory(
     preset: str, variant: str, micro_batches: list[int], precision: str, out_dir: Path
 ) -> AuditRecord:

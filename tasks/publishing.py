@@ -9,16 +9,11 @@ from jetx.layout import BundleDir, ModelsDir, Workspace
 from jetx.serving.bundle import export_bundle
 from jetx.serving.promotion import decision_markdown, promote_run
 from jetx.serving.retention import retain
-from tasks.caching import RECORDS, content_policy
+from tasks.caching import cached_task
 from tasks.records import BundleRecord, EvaluationRecord, FeaturesRecord, PromotionRecord
 
 
-@task(
-    name="export_model",
-    cache_policy=content_policy(),
-    persist_result=True,
-    result_serializer=RECORDS,
-)
+@cached_task("export_model")
 def export_model(evaluation: EvaluationRecord, out: Path) -> BundleRecord:
     """Export the evaluated run to out/models/<run id>/ (`jetx export`).
 

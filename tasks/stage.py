@@ -33,7 +33,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from prefect import Task, get_run_logger, task
+from prefect import Task, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import task_run
@@ -47,7 +47,7 @@ from jetx.layout import RunDir, Workspace
 from jetx.training.epoch_history import read_records
 from jetx.training.hooks import OOM_ENV
 from jetx.training.result import read_stage_result
-from tasks.caching import RECORDS, content_policy, task_code_digest
+from tasks.caching import cached_task, task_code_digest
 from tasks.child_process import ChildExit, run_child
 from tasks.records import FeaturesRecord, StageRecord
 
@@ -113,14 +113,11 @@ def _files(directory: Path) -> list[Path]:
     return [p for p in sorted(directory.rglob("*")) if p.is_file()]
 
 
-@task(
-    name="train_stage",
+@cached_task(
+    "train_stage",
     task_run_name="train_stage-{stage}",
     retries=OOM_RETRIES,
     retry_condition_fn=is_retryable,
-    cache_policy=content_policy(),
-    persist_result=True,
-    result_serializer=RECORDS,
 )
 def train_stage(
     features: FeaturesRecord,

@@ -20,7 +20,7 @@ from jetx.evaluation.tables import origin_table
 from jetx.evaluation.walk_forward import pool_origins
 from jetx.features import FIRST_SAMPLE
 from jetx.layout import RunDir, SeriesDir, WalkForwardDir, Workspace
-from tasks.caching import RECORDS, content_policy, task_code_digest
+from tasks.caching import cached_task, task_code_digest
 from tasks.records import DataRecord, EvaluationRecord, FeaturesRecord, ReportRecord
 from tasks.report import inline_images
 
@@ -40,12 +40,9 @@ def plan_walk_forward(
     return plan
 
 
-@task(
-    name="build_origin",
+@cached_task(
+    "build_origin",
     task_run_name="build_origin-{origin.number}",
-    cache_policy=content_policy(),
-    persist_result=True,
-    result_serializer=RECORDS,
 )
 def build_origin_features(data: DataRecord, origin: Origin, out: Path) -> FeaturesRecord:
     """Cut the history after `origin`'s block and build its features into the workspace.
@@ -61,12 +58,7 @@ def build_origin_features(data: DataRecord, origin: Origin, out: Path) -> Featur
     return FeaturesRecord.of(features.path, features.FILES, samples=record["counts"])
 
 
-@task(
-    name="pool_origins",
-    cache_policy=content_policy(),
-    persist_result=True,
-    result_serializer=RECORDS,
-)
+@cached_task("pool_origins")
 def pool_walk_forward(
     evaluations: list[EvaluationRecord], origins: list[Origin], out: Path, seed: int = 0
 ) -> EvaluationRecord:
