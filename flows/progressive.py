@@ -21,12 +21,12 @@ from jetx.layout import RunDir, Workspace
 from jetx.runtime import configure_tensorflow, import_tensorflow
 from tasks.caching import RECORDS
 from tasks.data import load_raw
-from tasks.evaluate import evaluate_run
-from tasks.features import build_features
+from tasks.evaluate import evaluate_run_task
+from tasks.features import build_features_task
 from tasks.memory import audit_memory
 from tasks.publishing import export_model, promote_model, retain_runs
 from tasks.records import ReportRecord
-from tasks.report import write_report
+from tasks.report import write_report_task
 from tasks.stage import train_stages, training_dir
 
 VariantName = Literal[*VARIANTS]
@@ -59,7 +59,7 @@ def progressive(
     """
     variant = variant or get_preset(preset).variant
     data = load_raw(source, out)
-    features = build_features(data, out)
+    features = build_features_task(data, out)
     run_dir = training_dir(out, features=features, preset=preset, variant=variant, seed=seed)
     trained = train_stages(
         features,
@@ -74,8 +74,8 @@ def progressive(
     audit = audit_memory.submit(  # a probe in its own process, beside the evaluation
         preset, variant, [largest], trained[-1].precision, RunDir(run_dir).memory
     )
-    evaluation = evaluate_run(trained[-1], seed)
-    report = write_report(evaluation, audit.result())
+    evaluation = evaluate_run_task(trained[-1], seed)
+    report = write_report_task(evaluation, audit.result())
     bundle = export_model(evaluation, out)
     promotion = promote_model(bundle, features, seed)
     retain_runs(out, keep_runs, promotion)

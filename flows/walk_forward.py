@@ -24,7 +24,7 @@ from jetx.evaluation.origins import MIN_ORIGINS
 from jetx.runtime import configure_tensorflow, import_tensorflow
 from tasks.caching import RECORDS
 from tasks.data import load_raw
-from tasks.evaluate import evaluate_run
+from tasks.evaluate import evaluate_run_task
 from tasks.records import EvaluationRecord, ReportRecord
 from tasks.stage import train_stages, training_dir
 from tasks.walk_forward import (
@@ -81,7 +81,7 @@ def walk_forward(
             seed=seed,
             name=f"train_stage-o{origin.number}",
         )
-        scored.append(evaluate_run(trained[-1], seed))
+        scored.append(evaluate_run_task(trained[-1], seed))
     pool = pool_walk_forward(scored, plan, out, seed)
     return write_walk_forward_report(pool)
 

@@ -8,7 +8,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from jetx.evaluation.compare import compare_rows, previous_run
-from jetx.evaluation.report import write_report as write
+from jetx.evaluation.report import write_report
 from jetx.layout import RunDir
 from tasks.records import AuditRecord, EvaluationRecord, ReportRecord
 
@@ -31,14 +31,14 @@ def inline_images(markdown: str, directory: Path) -> str:
 
 
 @task(name="write_report")
-def write_report(evaluation: EvaluationRecord, audit: AuditRecord) -> ReportRecord:
+def write_report_task(evaluation: EvaluationRecord, audit: AuditRecord) -> ReportRecord:
     """Write the report of the run `evaluation` scored, compared with the run it replaces.
 
     Not cached: it is cheap, and its artifacts belong to this flow run.
     """
     run = RunDir(evaluation.directory.parent)
     with run.lock(wait=None):  # one writer of the run at a time
-        report = write(run.path)
+        report = write_report(run.path)
     previous = previous_run(run.path, run.read_evaluation())
     rows = compare_rows([run.path])
     against = f"vs {previous.name}, the run it replaces" if previous else "(no previous run)"

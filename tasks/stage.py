@@ -119,7 +119,7 @@ def _files(directory: Path) -> list[Path]:
     retries=OOM_RETRIES,
     retry_condition_fn=is_retryable,
 )
-def train_stage(
+def train_stage_task(
     features: FeaturesRecord,
     previous: StageRecord | None,
     *,
@@ -237,7 +237,7 @@ def training_dir(
     version = hash_objects(
         config.to_dict(),
         config.model_for(variant).to_dict(),
-        task_code_digest(train_stage.fn),
+        task_code_digest(train_stage_task.fn),
         raise_on_failure=True,
     )
     name = f"{features.digest[:12]}-{preset}-{variant}-s{seed}-{version[:8]}"
@@ -261,7 +261,11 @@ def train_stages(
     """
     trained: list[StageRecord] = []
     for number in range(1, stages + 1):
-        train = train_stage.with_options(task_run_name=f"{name}-{number}") if name else train_stage
+        train = (
+            train_stage_task.with_options(task_run_name=f"{name}-{number}")
+            if name
+            else train_stage_task
+        )
         trained.append(
             train(
                 features,

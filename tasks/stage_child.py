@@ -1,4 +1,4 @@
-"""The child process of the `train_stage` task: `python -m tasks.stage_child FEATURES RUN_DIR ...`.
+"""The child process of the `train_stage_task` task: `python -m tasks.stage_child FEATURES RUN_DIR`.
 
 It trains one stage with `jetx.training.schedule.train_stage`, which resumes from the stage's
 newest intact checkpoint in RUN_DIR, halves its micro-batch itself after an in-process

@@ -1,7 +1,7 @@
 """Tasks of the walk-forward flow: plan the origins, build each origin's data, pool, report.
 
-Training and scoring an origin are the `jetx` flow's own tasks (`tasks.stage.train_stage`,
-`tasks.evaluate.evaluate_run`): an origin is an ordinary run on its own features dir, with the
+Training and scoring an origin are the `jetx` flow's own tasks (`tasks.stage.train_stage_task`,
+`tasks.evaluate.evaluate_run_task`): an origin is an ordinary run on its own features dir, with the
 same caching, checkpoints and OOM retries.
 """
 

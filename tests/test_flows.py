@@ -30,7 +30,7 @@ from jetx.layout import Workspace
 from jetx.runtime import OOM_EVENTS_ENV
 from jetx.serving.bundle import load_bundle
 from tasks.records import FeaturesRecord
-from tasks.stage import train_stage
+from tasks.stage import train_stage_task
 
 pytestmark = pytest.mark.slow
 ROUNDS = 3000
@@ -176,7 +176,7 @@ def test_a_non_oom_error_fails_at_once_with_its_message(tmp_path):
 
     @flow
     def one_stage():
-        return train_stage(
+        return train_stage_task(
             empty,
             None,
             stage=1,
@@ -248,7 +248,7 @@ def test_a_failing_child_reports_its_own_error(tmp_path):
 
     @flow
     def one_stage():
-        return train_stage(
+        return train_stage_task(
             record,
             None,
             stage=1,

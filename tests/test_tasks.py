@@ -22,7 +22,7 @@ from jetx.errors import JetxInputError
 from jetx.io import sha256_file
 from tasks.child_process import ChildExit
 from tasks.data import load_raw
-from tasks.features import build_features
+from tasks.features import build_features_task
 from tasks.stage import ChildKilled, OutOfMemory, _outcome, is_retryable
 from tasks.stage_child import _halved, failure_line
 
@@ -45,7 +45,7 @@ def history(tmp_path: Path) -> Path:
 @flow
 def _prepare(source: Path, out: Path):
     data = load_raw(source, out, return_state=True)
-    features = build_features(data.result(), out, return_state=True)
+    features = build_features_task(data.result(), out, return_state=True)
     return data, features
 
 
@@ -56,7 +56,7 @@ def _names(states) -> list[str]:
 def test_load_raw_and_build_features_return_hashed_records(history: Path, tmp_path: Path):
     with disable_run_logger():
         data = load_raw.fn(history, tmp_path)
-        features = build_features.fn(data, tmp_path)
+        features = build_features_task.fn(data, tmp_path)
     assert (data.rows_read, data.rows_kept, data.rows_quarantined) == (3000, 3000, 0)
     assert data.content_sha256 == sha256_file(history)  # a CSV's digest: the bytes parsed
     assert data.directory.parent == tmp_path / "data"
