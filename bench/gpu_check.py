@@ -32,6 +32,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from jetx.cli.common import add_stages
 from jetx.config import GIB, MIB, get_preset
 from jetx.io import write_json
 from jetx.runtime import (
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--preset", default="full")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), help="audited")
     parser.add_argument("--variant", default="blockwise", help="trained, one epoch a stage")
-    parser.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3])
+    add_stages(parser)
     parser.add_argument("--precision", default="mixed_float16")
     parser.add_argument("--budget-gib", type=float, default=BUDGET_GIB)
     parser.add_argument("--rounds", type=int, default=3000, help="synthetic history length")
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     if args.smoke:
         args.preset, args.variants, args.variant = "tiny", ["blockwise"], "blockwise"
-        args.stages, args.rounds = [1], 1500
+        args.stages, args.rounds = 1, 1500
     configure_tensorflow()
     cap = cap_gpu(args.budget_gib)
     tf = import_tensorflow()
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     print(f"GPU check: preset {args.preset}, {cap}; {environment()}")
     preset = get_preset(args.preset)
-    stages = [s for s in preset.stages if s.stage in args.stages]
+    stages = [s for s in preset.stages if s.stage <= args.stages]
     budget = int(args.budget_gib * GIB)
     rows = audit_rows(args.preset, args.variants, stages, budget, args.precision)
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,7 +7,7 @@ so that building the `jetx` parser imports neither Prefect nor TensorFlow.
 import argparse
 from pathlib import Path
 
-from jetx.config import PRESETS, VARIANTS
+from jetx.cli.common import add_preset, add_seed, add_stages, add_variant
 
 
 def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,17 +19,11 @@ def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("runs/demo"), help="where data, features and runs go"
     )
-    parser.add_argument(
-        "--variant", choices=sorted(VARIANTS), help="model variant (default: the preset's)"
-    )
-    parser.add_argument(
-        "--preset", choices=sorted(PRESETS), default="demo", help="model size and schedule"
-    )
-    parser.add_argument(
-        "--stages", type=int, choices=(1, 2, 3), default=3, help="how many stages to train"
-    )
+    add_variant(parser)
+    add_preset(parser)
+    add_stages(parser)
     parser.add_argument("--budget-gib", type=float, help="memory budget: plan the micro-batch")
-    parser.add_argument("--seed", type=int, default=0, help="seed of weights and shuffling")
+    add_seed(parser)
     parser.add_argument(
         "--keep-runs",
         type=int,

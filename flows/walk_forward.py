@@ -19,6 +19,7 @@ from prefect import flow
 from pydantic import Field
 
 import tasks.logs  # noqa: F401  (the jetx.* loggers reach the run's logs)
+from jetx.cli.common import add_preset, add_seed, add_stages, add_variant
 from jetx.config import PRESETS, VARIANTS, get_preset
 from jetx.evaluation.origins import MIN_ORIGINS
 from jetx.runtime import configure_tensorflow, import_tensorflow
@@ -97,12 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--origins", type=int, default=MIN_ORIGINS, help="rolling origins, >= 5")
     parser.add_argument("--block", type=int, help="rounds scored per origin (default: eval cap)")
-    parser.add_argument("--variant", choices=sorted(VARIANTS), help="default: the preset's")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="demo", help="model size")
-    parser.add_argument(
-        "--stages", type=int, choices=(1, 2, 3), default=1, help="stages per origin"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of weights and shuffling")
+    add_variant(parser)
+    add_preset(parser)
+    add_stages(parser, default=1)
+    add_seed(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="TensorFlow's own log lines")
     args = vars(parser.parse_args(argv))
     configure_tensorflow(verbose=args.pop("verbose"))

@@ -56,6 +56,18 @@ def test_defaults_are_shown():
     assert "seed of weights and shuffling (default: 0)" in text
 
 
+@pytest.mark.parametrize("name, default", [("train", None), ("walk-forward", 1), ("run", 3)])
+def test_stages_means_how_many_stages_from_stage_1_in_every_command(name, default, capsys):
+    # One definition (`jetx.cli.common.add_stages`): `--stages 2` is stages 1 and 2 everywhere.
+    parser = SUBCOMMANDS[name]
+    action = next(a for a in parser._actions if a.dest == "stages")
+    assert action.default == default and "train stages 1 to N" in action.help
+    assert action.type("2") == 2
+    for wrong in ("1,2,3", "0", "4"):
+        with pytest.raises(argparse.ArgumentTypeError, match="how many stages to train, from"):
+            action.type(wrong)
+
+
 def test_the_main_help_lists_the_exit_codes():
     text = PARSER.format_help()
     for code, meaning in EXIT_CODES.items():

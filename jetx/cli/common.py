@@ -1,4 +1,5 @@
-"""What every `jetx` subcommand shares: its help layout, `-v` anywhere, and `--json`.
+"""What every `jetx` subcommand shares: its help layout, `-v` anywhere, `--json`, and the one
+definition of each option that several commands (and the flows' command lines) take.
 
 A subcommand is added with `add_command`, which gives it a description, an epilog with an
 example, defaults shown in `-h`, and `-v/--verbose` after the subcommand as well as before it.
@@ -10,6 +11,8 @@ from __future__ import annotations
 import argparse
 import textwrap
 from typing import Protocol
+
+from jetx.config import PRESETS, VARIANTS
 
 #: Exit codes of every command, listed in `jetx --help`.
 EXIT_CODES = {
@@ -80,3 +83,55 @@ def add_json(parser: argparse.ArgumentParser, what: str) -> None:
 def exit_codes_text() -> str:
     """The exit codes, for the main parser's epilog."""
     return "exit codes:\n" + "\n".join(f"  {code:<4} {what}" for code, what in EXIT_CODES.items())
+
+
+#: `--stages N` everywhere: how many stages, from stage 1 (stage k starts from stage k - 1's
+#: best weights, so a chain always starts at 1; a finished stage is not trained again).
+STAGE_COUNTS = (1, 2, 3)
+
+
+def add_preset(parser: argparse.ArgumentParser, default: str = "demo") -> None:
+    """`--preset`: model size and schedule."""
+    parser.add_argument(
+        "--preset", default=default, choices=sorted(PRESETS), help="model size and schedule"
+    )
+
+
+def add_variant(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """`--variant`: the model variant (default: the preset's own)."""
+    parser.add_argument(
+        "--variant",
+        required=required,
+        choices=sorted(VARIANTS),
+        help="model variant" + ("" if required else " (default: the preset's)"),
+    )
+
+
+def add_stages(parser: argparse.ArgumentParser, default: int = 3) -> None:
+    """`--stages N`: train stages 1 to N (`STAGE_COUNTS`)."""
+    parser.add_argument(
+        "--stages",
+        type=_stage_count,
+        default=default,
+        metavar="N",
+        help="train stages 1 to N (1, 2 or 3)",
+    )
+
+
+def add_seed(
+    parser: argparse.ArgumentParser, *, required: bool = False, what: str = "weights and shuffling"
+) -> None:
+    """`--seed`: the seed of `what`."""
+    parser.add_argument(
+        "--seed", type=int, default=None if required else 0, required=required,
+        help=f"seed of {what}",
+    )  # fmt: skip
+
+
+def _stage_count(text: str) -> int:
+    if text.strip() not in {str(n) for n in STAGE_COUNTS}:
+        raise argparse.ArgumentTypeError(
+            f"must be how many stages to train, from stage 1: one of {STAGE_COUNTS} (stage k "
+            f"starts from stage k - 1's best weights). Received: {text!r}"
+        )
+    return int(text)

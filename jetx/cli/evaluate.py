@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from jetx.cli.common import add_command, add_json
+from jetx.cli.common import add_command, add_json, add_seed
 from jetx.layout import RunDir
 
 
@@ -41,7 +41,7 @@ def register(subparsers) -> None:
         "--split", choices=("test", "val"), default="test", help="the split to score"
     )
     parser.add_argument("--cut", type=float, default=0.5, help="bet when p(value >= 1.5) >= cut")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
+    add_seed(parser, what="the random baseline")
     add_json(parser, "evaluation.json")
     parser.set_defaults(run=_run, needs_tensorflow=True)
 

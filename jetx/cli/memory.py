@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from jetx.cli.common import add_command, add_json
-from jetx.config import PRECISIONS, PRESETS, VARIANTS, get_preset
+from jetx.cli.common import add_command, add_json, add_preset, add_variant
+from jetx.config import PRECISIONS, get_preset
 from jetx.errors import JetxInputError
 from jetx.model.footprint import gib, measure_step, predict_peak
 
@@ -25,16 +25,12 @@ def register(subparsers) -> None:
         keeps no statistics (`rss`, never compared with the prediction).""",
         example="jetx memory --variant chunked --micro-batch 8 --precision mixed_bfloat16",
     )
-    parser.add_argument(
-        "--variant", required=True, choices=sorted(VARIANTS), help="the model variant"
-    )
+    add_variant(parser, required=True)
     parser.add_argument(
         "--micro-batch", type=int, required=True, help="samples in the measured step"
     )
     parser.add_argument("--precision", default="float32", choices=PRECISIONS, help="dtype policy")
-    parser.add_argument(
-        "--preset", default="full", choices=sorted(PRESETS), help="model sizes (full: the design's)"
-    )
+    add_preset(parser, default="full")
     parser.add_argument(
         "--no-measure", action="store_true", help="print the prediction only (no subprocess)"
     )

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from jetx.cli.common import add_command, add_json
+from jetx.cli.common import add_command, add_json, add_seed
 from jetx.data.synth import SIGNALS, synthesize, write_csv
 
 
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
         example="jetx synth --rounds 20000 --seed 2 --out data/sample.csv",
     )
     parser.add_argument("--rounds", type=int, required=True, help="number of rounds")
-    parser.add_argument("--seed", type=int, required=True, help="random seed (>= 0)")
+    add_seed(parser, required=True, what="the rounds (>= 0)")
     parser.add_argument("--out", type=Path, required=True, help="output CSV file")
     parser.add_argument(
         "--signal",

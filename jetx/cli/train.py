@@ -7,8 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from jetx.cli.common import add_command, add_json
-from jetx.config import GIB, PRECISIONS, PRESETS, STRATEGIES, VARIANTS, Preset, get_preset
+from jetx.cli.common import add_command, add_json, add_preset, add_seed, add_stages, add_variant
+from jetx.config import GIB, PRECISIONS, STRATEGIES, Preset, get_preset
 from jetx.errors import JetxInputError
 from jetx.layout import FeaturesDir
 
@@ -24,28 +24,23 @@ def register(subparsers) -> None:
         micro-batches and gradient accumulation (the effective batch is the stage's), mixed
         precision on a GPU, checkpoints every N optimizer updates and at each epoch's end, and
         an out-of-memory halving the micro-batch. Running it again on the same RUN_DIR resumes
-        from the exact update it reached; --stages 2 trains stage 2 alone from stage 1's best
-        checkpoint. --strategy mirrored trains on every visible GPU (or on the CPU split into
+        from the exact update it reached; --stages 2 trains stages 1 and 2 (a stage finished in
+        RUN_DIR is not trained again, so stage 2 starts from stage 1's best checkpoint).
+        --strategy mirrored trains on every visible GPU (or on the CPU split into
         JETX_CPU_DEVICES logical devices), multi-worker on the cluster TF_CONFIG describes; the
         micro-batch is global.""",
         example="jetx train runs/real/features --out runs/real/run --preset demo",
     )
     parser.add_argument("features_dir", type=Path, help="features dir (jetx features)")
     parser.add_argument("--out", type=Path, required=True, help="run dir (created or resumed)")
-    parser.add_argument(
-        "--preset", default="demo", choices=sorted(PRESETS), help="model size and schedule"
-    )
-    parser.add_argument(
-        "--variant", choices=sorted(VARIANTS), help="model variant (default: the preset's)"
-    )
-    parser.add_argument(
-        "--stages", default=None, help="comma-separated stages, e.g. 1,2,3 (default: all)"
-    )
+    add_preset(parser)
+    add_variant(parser)
+    add_stages(parser, default=None)
     parser.add_argument("--precision", choices=PRECISIONS, help="dtype policy (default: by device)")
     parser.add_argument(
         "--budget-gib", type=float, help="memory budget per device: plan the micro-batch"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of weights and shuffling")
+    add_seed(parser)
     parser.add_argument(
         "--strategy",
         default="none",
@@ -60,17 +55,6 @@ def register(subparsers) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_json(parser, "one stage result per line")
     parser.set_defaults(run=_run, needs_tensorflow=True)
-
-
-def _stages(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise JetxInputError(
-            f"`--stages` must be comma-separated stage numbers like 1,2,3. Received: {text!r}"
-        ) from None
 
 
 def _preset(args: argparse.Namespace) -> Preset:
@@ -104,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     results = run_schedule(
         data,
         args.out,
-        stages=_stages(args.stages),
+        stages=None if args.stages is None else tuple(range(1, args.stages + 1)),
         precision=args.precision,
         budget_bytes=int(args.budget_gib * GIB) if args.budget_gib else None,
         verbose=0 if args.quiet else 1,

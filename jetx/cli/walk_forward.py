@@ -13,8 +13,8 @@ import json
 import time
 from pathlib import Path
 
-from jetx.cli.common import add_command, add_json
-from jetx.config import PRESETS, VARIANTS, get_preset
+from jetx.cli.common import add_command, add_json, add_preset, add_seed, add_stages, add_variant
+from jetx.config import get_preset
 from jetx.errors import JetxInputError
 
 
@@ -41,16 +41,10 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--block", type=int, help="rounds scored per origin (default: the preset's eval cap)"
     )
-    parser.add_argument(
-        "--preset", default="demo", choices=sorted(PRESETS), help="model size and schedule"
-    )
-    parser.add_argument(
-        "--variant", choices=sorted(VARIANTS), help="model variant (default: the preset's)"
-    )
-    parser.add_argument(
-        "--stages", type=int, default=1, choices=(1, 2, 3), help="stages trained per origin"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of weights and shuffling")
+    add_preset(parser)
+    add_variant(parser)
+    add_stages(parser, default=1)
+    add_seed(parser)
     parser.add_argument("--cut", type=float, default=0.5, help="bet when p(value >= 1.5) >= cut")
     add_json(parser, "the pooled evaluation.json")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
