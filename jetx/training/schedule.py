@@ -138,8 +138,7 @@ def train_stage(
 
 def _train(loop: StageLoop, data: StageData, micro_batch: int, budget_bytes: int | None) -> None:
     change = None
-    for callback in loop.callbacks:
-        callback.on_train_begin()
+    loop.callbacks.on_train_begin()
     while True:
         loop.state = resume_state(loop, data, micro_batch, change)
         try:
@@ -147,8 +146,7 @@ def _train(loop: StageLoop, data: StageData, micro_batch: int, budget_bytes: int
             break
         except tf.errors.ResourceExhaustedError as error:
             micro_batch, change = halve_micro_batch(loop, data, budget_bytes, error)
-    for callback in loop.callbacks:
-        callback.on_train_end()
+    loop.callbacks.on_train_end()
 
 
 def run_schedule(
