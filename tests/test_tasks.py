@@ -14,7 +14,6 @@ import pytest
 from prefect import flow
 from prefect.logging import disable_run_logger
 from prefect.states import Completed, Failed
-from prefect.testing.utilities import prefect_test_harness
 
 from jetx.config import get_preset
 from jetx.data.synth import synthesize, write_csv
@@ -30,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+def harness(prefect_harness):
+    """The worker's one Prefect test harness (tests/conftest.py), shared with other modules."""
+    yield
 
 
 @pytest.fixture
