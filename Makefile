@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 # The fast tier: lint, then every unit of behaviour (`-m "not e2e"`), in at most 10 minutes on 2
 # cores. Two workers, one per core (tests/conftest.py gives each its share of the TensorFlow and
-# BLAS threads). XXX-MEASURE-N2-VS-N1 A module stays on one worker
+# BLAS threads). A module stays on one worker
 # (--dist loadfile), so its module fixtures are built once; tests/conftest.py's session fixtures
 # are built once per worker. Exit code 5 (no test collected) is not a failure.
 test: $(STAMP)
