@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# After a pytest command: its exit code, except that 5 (no test collected) is not a failure.
+NO_TESTS_OK = rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
 .PHONY: demo test test-e2e test-portable lint clean
 
 $(STAMP): pyproject.toml
@@ -25,20 +28,20 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check jetx tasks flows tests bench
 	$(BIN)/ruff format --check jetx tasks flows tests bench
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not e2e"; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not e2e"; $(NO_TESTS_OK)
 
 # The end-to-end proofs (`-m e2e`): flows killed at 10 moments, the cluster automation, the
 # deployment in a browser, the planted-validity and walk-forward runs, the first run on a fresh
 # PREFECT_HOME, the OOM-killed child, the GPU check's CPU path, the distributed runs. CI runs it
 # after `make test`.
 test-e2e: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m e2e; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m e2e; $(NO_TESTS_OK)
 
 # The key paths again on the two kinds of CPU: oneDNN off (most laptops, AMD and older Intel
 # machines: TensorFlow's CPU allocator keeps no statistics there) and oneDNN on.
 test-portable: $(STAMP)
-	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m pytest -q -m portable
-	TF_ENABLE_ONEDNN_OPTS=1 $(BIN)/python -m pytest -q -m portable
+	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m pytest -q -m portable; $(NO_TESTS_OK)
+	TF_ENABLE_ONEDNN_OPTS=1 $(BIN)/python -m pytest -q -m portable; $(NO_TESTS_OK)
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix jetx tasks flows tests bench
