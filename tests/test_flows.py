@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
+from prefect.testing.utilities import prefect_test_harness
 from train_data import make_features_dir
 
 from flows.progressive import progressive
@@ -38,9 +39,11 @@ E2E = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module", autouse=True)
-def harness(prefect_harness):
-    """The worker's one Prefect test harness (tests/conftest.py), shared with other modules."""
-    yield
+def harness():
+    """This module's own Prefect test harness, closed when the module ends (not one per session:
+    tests/conftest.py says why)."""
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
 
 
 def _checkpoints(out: Path, stage: int) -> list[Path]:

@@ -14,6 +14,7 @@ import pytest
 from prefect import flow
 from prefect.logging import disable_run_logger
 from prefect.states import Completed, Failed
+from prefect.testing.utilities import prefect_test_harness
 
 from jetx.config import get_preset
 from jetx.data.synth import synthesize, write_csv
@@ -29,9 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def harness(prefect_harness):
-    """The worker's one Prefect test harness (tests/conftest.py), shared with other modules."""
-    yield
+def harness():
+    """This module's own Prefect test harness, closed when the module ends (not one per session:
+    tests/conftest.py says why)."""
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
 
 
 @pytest.fixture
