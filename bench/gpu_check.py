@@ -105,18 +105,19 @@ def stage_rows(data, stages, run_dir: Path, budget: int, precision: str) -> list
 def oom_row(data, stage, run_dir: Path, budget: int, precision: str) -> dict:
     """Stage 1 with an out-of-memory injected at its first update: halved, finished."""
     from jetx.model.footprint import predict_peak
+    from jetx.testing import faults
     from jetx.training.schedule import train_stage
 
-    result = train_stage(
-        dataclasses.replace(stage, epochs=1),
-        data,
-        None,
-        run_dir,
-        precision=precision,
-        budget_bytes=budget,
-        verbose=0,
-        oom_at=[(stage.stage, 1)],
-    )
+    with faults.injected(oom=f"{stage.stage}:1"):
+        result = train_stage(
+            dataclasses.replace(stage, epochs=1),
+            data,
+            None,
+            run_dir,
+            precision=precision,
+            budget_bytes=budget,
+            verbose=0,
+        )
     change = result.micro_batch_changes[0] if result.micro_batch_changes else None
     label = f"stage {stage.stage} OOM at update 1"
     label += f": {change['from']} -> {change['to']}" if change else ": NOT RECOVERED"

@@ -35,9 +35,9 @@ import tensorflow as tf  # noqa: E402
 from jetx.config import PRESETS  # noqa: E402
 from jetx.features.build import build_features  # noqa: E402
 from jetx.layout import RunDir  # noqa: E402
+from jetx.testing import faults  # noqa: E402
 from jetx.training.accumulation import GradientAccumulator  # noqa: E402
 from jetx.training.checkpoint import latest_checkpoint, load_state  # noqa: E402
-from jetx.training.hooks import DELAY_ENV  # noqa: E402
 from jetx.training.inputs import StageData  # noqa: E402
 from jetx.training.losses import StageLoss  # noqa: E402
 
@@ -110,7 +110,7 @@ def work_redone_after_kill(features: Path, checkpoint_every: int, kills: int) ->
                    str(run_dir), "--preset", "tiny", "--stages", "1", "--quiet",
                    "--checkpoint-every", str(checkpoint_every)]  # fmt: skip
         with open(log, "wb") as handle:
-            env = {**os.environ, DELAY_ENV: "0.05"}
+            env = {**os.environ, **faults.environment(step_delay=0.05)}
             process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
             while "update 1 done" not in log.read_text(errors="replace"):
                 time.sleep(0.05)

@@ -43,6 +43,7 @@ def progressive(
     budget_gib: Annotated[float, Field(gt=0)] | None = None,
     seed: int = 0,
     keep_runs: Annotated[int, Field(ge=1)] = 3,
+    skip_memory_audit: bool = False,
 ) -> ReportRecord:
     """Train `variant` (default: the preset's) on `source` in `stages` stages and report.
 
@@ -56,6 +57,9 @@ def progressive(
         seed: seed of weights and shuffling.
         keep_runs: newest runs kept whole besides champion and latest; older runs keep one
             slim checkpoint per stage (`jetx.serving.retention`).
+        skip_memory_audit: leave out the memory audit's probe (a fresh TensorFlow process),
+            for tests whose subject is not memory; never among the deployment's parameters
+            (prefect.yaml) or `jetx run`'s options.
     """
     variant = variant or get_preset(preset).variant
     data = load_raw(source, out)
@@ -71,11 +75,15 @@ def progressive(
         budget_gib=budget_gib,
     )
     largest = max(stage.micro_batch for stage in trained)  # the run's peak: one probe
-    audit = audit_memory.submit(  # a probe in its own process, beside the evaluation
-        preset, variant, [largest], trained[-1].precision, RunDir(run_dir).memory
+    audit = (  # a probe in its own process, beside the evaluation; left out only by a test
+        None
+        if skip_memory_audit
+        else audit_memory.submit(
+            preset, variant, [largest], trained[-1].precision, RunDir(run_dir).memory
+        )
     )
     evaluation = evaluate_run_task(trained[-1], seed)
-    report = write_report_task(evaluation, audit.result())
+    report = write_report_task(evaluation, audit.result() if audit else None)
     bundle = export_model(evaluation, out)
     promotion = promote_model(bundle, features, seed)
     retain_runs(out, keep_runs, promotion)
@@ -116,8 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.progressive", description=__doc__)
     add_flow_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="TensorFlow's own log lines")
+    parser.add_argument(  # a test's option: not `jetx run`'s, not the deployment's
+        "--skip-memory-audit", action="store_true", help="leave out the memory audit's probe"
+    )
     args = parser.parse_args(argv)
-    return run_once(flow_parameters(args), verbose=args.verbose, prog=parser.prog)
+    parameters = flow_parameters(args)
+    if args.skip_memory_audit:
+        parameters["skip_memory_audit"] = True
+    return run_once(parameters, verbose=args.verbose, prog=parser.prog)
 
 
 if __name__ == "__main__":

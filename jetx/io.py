@@ -12,15 +12,12 @@ rather than the `filelock` package because the holder's pid is kept in the lock 
 guards its directory's tree down to the next directory with a lock of its own; whoever takes it
 first removes the temporary files (`.NAME.*.tmp`) that killed writers left in that tree.
 
-Test hook: `JETX_HOLD_FILE=PATH` names a file holding an output's name (`series.parquet`, or
-`state.json#3` for a process's third write of it). The process about to publish that output (its
-temporary file written, not yet renamed; `state.json` is a checkpoint's) writes
-`held NAME PID` into PATH and waits while PATH exists, so that a test can kill it right there.
+A test can hold a process just before it publishes an output, to kill it right there: the
+`hold` hook of `jetx.testing.faults`, consulted only when its `active()` says a test turned it on.
 """
 
 from __future__ import annotations
 
-import collections
 import errno
 import hashlib
 import json
@@ -39,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jetx.errors import DirectoryInUseError
+from jetx.testing import faults
 
 try:
     import fcntl
@@ -50,11 +48,9 @@ logger = logging.getLogger(__name__)
 
 #: The lock file of a directory: it stays (removing it would race with a waiting writer).
 LOCK_FILE = ".lock"
-HOLD_ENV = "JETX_HOLD_FILE"
 _POLL_SECONDS = 0.1
 _WINDOWS_BYTE = 1 << 30
 _ERRNO = re.compile(r"\[errno (\d+)\]", re.IGNORECASE)
-_holds: collections.Counter[str] = collections.Counter()
 _held: dict[tuple[str, int], list] = {}
 
 
@@ -83,7 +79,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         tmp.chmod(0o666 & ~umask)
         yield tmp
-        hold(path.name)
+        if (injected := faults.active()) is not None:  # a test's hook, None in production
+            injected.hold_before_publishing(path.name)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -138,24 +135,6 @@ def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's bytes (`hashlib.file_digest`: read in chunks, out of memory)."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def hold(name: str) -> None:
-    """The `JETX_HOLD_FILE` test hook (module docstring) at the publication of output `name`."""
-    gate = os.environ.get(HOLD_ENV)
-    if not gate:
-        return
-    _holds[name] += 1
-    try:
-        wanted = Path(gate).read_text(encoding="utf-8").split()
-    except OSError:
-        return
-    if not wanted or wanted[0] not in (name, f"{name}#{_holds[name]}"):
-        return
-    logger.warning("%s: holding before publishing %s (pid %d)", HOLD_ENV, name, os.getpid())
-    Path(gate).write_text(f"held {name} {os.getpid()}\n", encoding="utf-8")
-    while Path(gate).exists():
-        time.sleep(0.05)
 
 
 @contextmanager

@@ -31,8 +31,10 @@ def inline_images(markdown: str, directory: Path) -> str:
 
 
 @task(name="write_report")
-def write_report_task(evaluation: EvaluationRecord, audit: AuditRecord) -> ReportRecord:
+def write_report_task(evaluation: EvaluationRecord, audit: AuditRecord | None) -> ReportRecord:
     """Write the report of the run `evaluation` scored, compared with the run it replaces.
+
+    `audit` (None when the flow skipped it) orders the report after the memory audit.
 
     Not cached: it is cheap, and its artifacts belong to this flow run.
     """

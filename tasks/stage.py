@@ -44,8 +44,8 @@ from jetx.config import get_preset
 from jetx.errors import EXIT_OUT_OF_MEMORY
 from jetx.io import write_json
 from jetx.layout import RunDir, Workspace
+from jetx.testing.faults import retry_environment
 from jetx.training.epoch_history import read_records
-from jetx.training.hooks import OOM_ENV
 from jetx.training.result import read_stage_result
 from tasks.caching import cached_task, task_code_digest
 from tasks.child_process import ChildExit, run_child
@@ -136,9 +136,9 @@ def train_stage_task(
     preset's values and the code the child runs. Attempt k > 1 resumes from the last checkpoint,
     at half the micro-batch the last one used when attempt k - 1 ran out of memory.
 
-    The training library's test hook `JETX_INJECT_OOM` ("stage:update", an environment variable
-    of the flow's process, never a parameter of a deployment) reaches the first attempt's child
-    only: retries never inject.
+    An injected out-of-memory error (the `oom` test hook of `jetx.testing.faults`, set in the
+    flow's process environment, never a parameter of a deployment) reaches the first attempt's
+    child only: retries never inject.
     """
     attempt = max(task_run.run_count, 1)
     halve = attempt > 1 and _outcome_of(run_dir, stage, attempt - 1) == "out of memory"
@@ -152,7 +152,7 @@ def train_stage_task(
     command += ["--halve-micro-batch"] if halve else []
     command += ["--budget-gib", str(budget_gib)] if budget_gib else []
     command += ["--init", str(previous.best_checkpoint)] if previous else []
-    env = {k: v for k, v in os.environ.items() if k != OOM_ENV or attempt == 1}
+    env = retry_environment(dict(os.environ), attempt)
     get_run_logger().info(
         "Stage %d, attempt %d%s", stage, attempt, ", halving the micro-batch" if halve else ""
     )

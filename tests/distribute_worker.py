@@ -30,6 +30,7 @@ import tensorflow as tf  # noqa: E402
 from jetx.config import PRESETS  # noqa: E402
 from jetx.errors import JetxInputError  # noqa: E402
 from jetx.model.layers import dropout_mask  # noqa: E402
+from jetx.testing import faults  # noqa: E402
 from jetx.training.distribute import get_distribution  # noqa: E402
 from jetx.training.schedule import StageData, train_stage  # noqa: E402
 
@@ -79,9 +80,8 @@ def main(features: Path, out: Path) -> dict:
     }
     first = {name: _arrays(out / name / "stage1/checkpoints/ckpt-000001") for name in results}
     last = {name: _arrays(out / name / r.last_checkpoint) for name, r in results.items()}
-    oom = train_stage(
-        stage, data, None, out / "oom", verbose=0, strategy="mirrored", oom_at=[(1, 1)]
-    )
+    with faults.injected(oom="1:1"):
+        oom = train_stage(stage, data, None, out / "oom", verbose=0, strategy="mirrored")
     odd = dataclasses.replace(stage, effective_batch=24, micro_batch=3)
     try:
         train_stage(odd, data, None, out / "odd", verbose=0, strategy="mirrored")

@@ -25,7 +25,7 @@ from prefect_server import LocalPrefect
 
 from jetx.data.synth import synthesize, write_csv
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # make test-e2e; its own limit
 ROOT = Path(__file__).resolve().parents[1]
 CACHED = ("build_features", "train_stage-1", "evaluate_run", "measure_memory")
 

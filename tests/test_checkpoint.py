@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from jetx.errors import JetxInputError
+from jetx.testing import faults
 from jetx.training.checkpoint import (
     CHECKPOINTS,
-    PAUSE_ENV,
     CheckpointDamagedError,
     best_checkpoint,
     checkpoint_problem,
@@ -115,7 +115,7 @@ for fill in (1.0, 2.0, 3.0):
 
 
 def test_kill_during_a_write_leaves_the_previous_checkpoint(tmp_path):
-    env = {**os.environ, PAUSE_ENV: "3:60"}
+    env = {**os.environ, **faults.environment(checkpoint_pause="3:60")}
     process = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)], env=env)
     root = tmp_path / CHECKPOINTS
     deadline = time.monotonic() + 60

@@ -27,6 +27,7 @@ import yaml
 from packaging.requirements import Requirement
 from prefect_server import LocalPrefect
 
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # make test-e2e; its own limit
 ROOT = Path(__file__).resolve().parents[1]
 HADOLINT = str(Path(sys.executable).with_name("hadolint"))
 TEMPLATE = ROOT / "deploy" / "k8s-base-job-template.json"
@@ -342,7 +343,6 @@ def _wait(what: str, probe, timeout: float = 180):
     raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
 
 
-@pytest.mark.slow
 def test_sigkilled_run_is_crashed_and_rerun_with_same_parameters(prefect):
     deployment = _api(prefect, "/deployments/name/jetx/progressive")
     out = prefect.tmp / "runs"

@@ -39,7 +39,7 @@ TASKS = (
     "audit_memory",
     "write_report",
 )
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # make test-e2e; its own limit
 
 
 def _wait(condition, timeout: float, what: str):
@@ -115,6 +115,9 @@ def test_the_production_deployment_takes_no_test_hook(server, deployed_run):
     ]
     fields = deployment["parameter_openapi_schema"]["properties"]
     assert "inject_oom" not in fields
+    # The tests' option to leave out the memory audit is no parameter the deployment sets.
+    assert "skip_memory_audit" not in deployment["parameters"]
+    assert fields["skip_memory_audit"]["default"] is False
     assert {"source", "out", "preset", "variant", "stages", "budget_gib", "seed"} <= set(fields)
 
 

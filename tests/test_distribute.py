@@ -24,11 +24,11 @@ from test_resume_kill import (
     _variables,
     _wait_until,
 )
-from train_data import make_features_dir
 
 from jetx.config import STRATEGIES
 from jetx.errors import JetxInputError
 from jetx.layout import RunDir
+from jetx.testing import faults
 from jetx.training.checkpoint import latest_checkpoint, load_state
 from jetx.training.distribute import (
     CPU_DEVICES_ENV,
@@ -37,7 +37,6 @@ from jetx.training.distribute import (
     get_distribution,
     split_cpu,
 )
-from jetx.training.hooks import DELAY_ENV
 
 WORKER = Path(__file__).with_name("distribute_worker.py")
 MIRRORED = ("--strategy", "mirrored")
@@ -45,10 +44,11 @@ TWO_CPUS = {CPU_DEVICES_ENV: "2"}
 
 
 @pytest.fixture(scope="module")
-def features(tmp_path_factory):
-    return make_features_dir(tmp_path_factory.mktemp("distribute"))
+def features(tiny_features):
+    return tiny_features  # the session's (tests/conftest.py); the runs only read it
 
 
+@pytest.mark.e2e  # two TensorFlow runs in one child: 60-90 s
 def test_mirrored_with_dropout_on_two_cpu_devices_equals_one_device(features, tmp_path):
     # Dropout on: each replica keeps its rows of the global batch's mask (distribute_worker.py).
     done = subprocess.run(
@@ -75,11 +75,14 @@ def test_mirrored_with_dropout_on_two_cpu_devices_equals_one_device(features, tm
     )
 
 
+@pytest.mark.e2e  # a reference and a killed run: 60-70 s; the fast tier kills one run
 def test_kill_under_mirrored_resumes_exactly(features, tmp_path):
     reference_dir = tmp_path / "reference"
     reference = _start(features, reference_dir, tmp_path / "reference.txt", MIRRORED, **TWO_CPUS)
     run_dir, log = tmp_path / "run", tmp_path / "log.txt"
-    process = _start(features, run_dir, log, MIRRORED, **TWO_CPUS, **{DELAY_ENV: "0.05"})
+    process = _start(
+        features, run_dir, log, MIRRORED, **TWO_CPUS, **faults.environment(step_delay=0.05)
+    )
     _wait_until(lambda: _sequence(run_dir) >= 3, process)
     _kill(process)
     killed_at = load_state(latest_checkpoint(RunDir(run_dir).stage(1).path))
@@ -92,7 +95,8 @@ def test_kill_under_mirrored_resumes_exactly(features, tmp_path):
     assert (result["strategy"], result["replicas"]) == ("mirrored", 2)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
+@pytest.mark.timeout(1800)
 def test_multi_worker_from_tf_config_two_local_processes(features, tmp_path):
     """Two `jetx train` workers on localhost train one model; worker 1 writes RUN_DIR/worker1."""
     cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}

@@ -14,7 +14,7 @@ import pytest
 
 from jetx.data.synth import synthesize, write_csv
 
-pytestmark = [pytest.mark.slow, pytest.mark.portable]
+pytestmark = [pytest.mark.e2e, pytest.mark.portable, pytest.mark.timeout(1800)]  # make test-e2e
 
 
 def test_the_flow_completes_on_its_first_try_on_a_fresh_prefect_home(tmp_path):

@@ -29,15 +29,19 @@ from jetx.data.synth import synthesize, write_csv
 from jetx.layout import Workspace
 from jetx.runtime import OOM_EVENTS_ENV
 from jetx.serving.bundle import load_bundle
+from jetx.testing import faults
 from tasks.records import FeaturesRecord
 from tasks.stage import train_stage_task
 
-pytestmark = pytest.mark.slow
 ROUNDS = 3000
+#: Whole flow runs with killed children: `make test-e2e`. The two error paths stay in the fast tier.
+E2E = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module", autouse=True)
 def harness():
+    """This module's own Prefect test harness, closed when the module ends (not one per session:
+    tests/conftest.py says why)."""
     with prefect_test_harness(server_startup_timeout=120):
         yield
 
@@ -72,8 +76,8 @@ def killed_run(tmp_path_factory):
     write_csv(source, synthesize(ROUNDS, seed=3))
     events = work / "memory.events"
     events.write_text("oom_kill 0\n")
-    os.environ["JETX_STEP_DELAY"] = "0.1"
-    os.environ["JETX_INJECT_OOM"] = "1:2"  # a test hook of the flow's process, not a parameter
+    hooks = contextlib.ExitStack()  # test hooks of the flow's process, not parameters
+    hooks.enter_context(faults.injected(step_delay=0.1, oom="1:2"))
     os.environ[OOM_EVENTS_ENV] = str(events)
     box: dict = {}
 
@@ -83,6 +87,7 @@ def killed_run(tmp_path_factory):
             out=work / "out",
             preset="tiny",
             stages=1,
+            skip_memory_audit=True,  # its subject is the OOM retry; the retraining run audits
             return_state=True,
         )
 
@@ -95,18 +100,19 @@ def killed_run(tmp_path_factory):
         events.write_text("oom_kill 1\n")  # what the kernel's OOM killer counts
         os.kill(killed, signal.SIGKILL)
     finally:
-        os.environ.pop("JETX_STEP_DELAY")
-        os.environ.pop("JETX_INJECT_OOM")
+        hooks.close()
         thread.join(timeout=600)
         os.environ.pop(OOM_EVENTS_ENV)
     return work, source, box["state"], killed
 
 
+@E2E
 def test_oom_killed_child_is_retried_at_half_the_micro_batch_simulated_oom_counter(killed_run):
     work, _, state, killed = killed_run
     assert state.is_completed(), state.message
     runs = _task_runs(state.state_details.flow_run_id)
     assert runs["train_stage-1"].run_count == 2  # the SIGKILL was retried once
+    assert not [name for name in runs if "memory" in name]  # skip_memory_audit: no probe
     result = next((work / "out").glob("train/*/stage1/result.json")).read_text()
     assert re.search(r'"resumed_from": "ckpt-\d+"', result)
     assert state.result().path("report.md").is_file()
@@ -134,6 +140,7 @@ def test_oom_killed_child_is_retried_at_half_the_micro_batch_simulated_oom_count
     )
 
 
+@E2E
 def test_jetx_evaluate_works_on_a_run_the_flow_made(killed_run, capsys):
     work, _, state, _ = killed_run
     run_dir = state.result().directory.parent
@@ -144,6 +151,7 @@ def test_jetx_evaluate_works_on_a_run_the_flow_made(killed_run, capsys):
     assert again["stages"] == before["stages"] and again["preset"] == "tiny"
 
 
+@E2E
 def test_retraining_on_a_longer_history_reuses_nothing_stale_and_compares(killed_run):
     work, source, first, _ = killed_run
     longer = work / "longer.csv"
@@ -193,18 +201,20 @@ def test_a_non_oom_error_fails_at_once_with_its_message(tmp_path):
     assert _task_runs(state.state_details.flow_run_id)["train_stage-1"].run_count == 1
 
 
+@E2E
 def test_sigkill_of_the_flow_in_stage_2_resumes_with_cache_hits(tmp_path):
     source = tmp_path / "history.csv"
     write_csv(source, synthesize(ROUNDS, seed=4))
     command = [sys.executable, "-m", "flows.progressive", "--source", str(source)]
     command += ["--out", str(tmp_path / "out"), "--preset", "tiny", "--stages", "2"]
+    command += ["--skip-memory-audit"]  # its subject is the resume, not memory
     home = tmp_path / "home"
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_LOCAL_STORAGE_PATH": str(home / "s")}
     log = tmp_path / "first.log"
     with open(log, "wb") as handle:
         first = subprocess.Popen(
             command,
-            env={**env, "JETX_STEP_DELAY": "0.1"},
+            env={**env, **faults.environment(step_delay=0.1)},
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,

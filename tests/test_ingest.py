@@ -25,7 +25,8 @@ from jetx.data.ingest import QuarantineError, ingest
 from jetx.data.series import read_series
 from jetx.data.synth import synthesize, write_csv
 from jetx.errors import JetxInputError
-from jetx.io import HOLD_ENV, sha256_file
+from jetx.io import sha256_file
+from jetx.testing import faults
 
 #: The real history of 10,458 rounds (two cells damaged by a U+2028), kept in the repository.
 REAL = Path(__file__).resolve().parents[1] / "data" / "real"
@@ -567,7 +568,8 @@ def test_an_ingest_killed_before_its_manifest_leaves_nothing_a_reader_accepts(tm
     gate.write_text("manifest.json\n")
     newer = _aged(tmp_path / "b.csv", b"value\n3.5\n")
     process = subprocess.Popen(
-        [*JETX, "ingest", str(newer), "--out", str(out)], env={**os.environ, HOLD_ENV: str(gate)}
+        [*JETX, "ingest", str(newer), "--out", str(out)],
+        env={**os.environ, **faults.environment(hold=str(gate))},
     )
     deadline = time.monotonic() + 120
     while not gate.read_text().startswith("held"):

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from jetx.errors import DirectoryInUseError, classify
-from jetx.io import HOLD_ENV, LOCK_FILE, atomic_path, exclusive, is_locked, lock_holder
+from jetx.io import LOCK_FILE, atomic_path, exclusive, is_locked, lock_holder
 from jetx.layout import RunDir
+from jetx.testing import faults
 
 ROOT = Path(__file__).resolve().parents[1]
 #: A process that takes a directory's lock, says so, and keeps it until it is killed.
@@ -111,10 +112,9 @@ def test_a_failed_block_publishes_nothing_and_leaves_no_temporary_file(tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_hold_hook_holds_the_named_write_until_its_file_is_removed(tmp_path, monkeypatch):
+def test_the_hold_hook_holds_the_named_write_until_its_file_is_removed(tmp_path):
     gate = tmp_path / "gate"
     gate.write_text("report.md#2\n")
-    monkeypatch.setenv(HOLD_ENV, str(gate))
     target = tmp_path / "report.md"
 
     def write_twice() -> None:
@@ -122,15 +122,16 @@ def test_the_hold_hook_holds_the_named_write_until_its_file_is_removed(tmp_path,
             with atomic_path(target) as tmp:
                 tmp.write_text(text)
 
-    thread = threading.Thread(target=write_twice)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not gate.read_text().startswith("held"):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    assert gate.read_text().split() == ["held", "report.md", str(os.getpid())]
-    assert target.read_text() == "first"  # the second write is held before its rename
-    assert list(tmp_path.glob(".report.md.*.tmp"))
-    gate.unlink()
-    thread.join(timeout=30)
+    with faults.injected(hold=str(gate)):
+        thread = threading.Thread(target=write_twice)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not gate.read_text().startswith("held"):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert gate.read_text().split() == ["held", "report.md", str(os.getpid())]
+        assert target.read_text() == "first"  # the second write is held before its rename
+        assert list(tmp_path.glob(".report.md.*.tmp"))
+        gate.unlink()
+        thread.join(timeout=30)
     assert target.read_text() == "second"

@@ -8,7 +8,7 @@ Two workspaces share the server, the result storage and the source:
   record (Prefect's SERIALIZABLE isolation over `tasks.caching.KeyLocks`); one stage child
   trains; both end with the same report. It is the uninterrupted deterministic run.
 - the kill chain, started beside it: flow processes killed one after another with SIGKILL at
-  `MOMENTS` across a whole run, each one held there by the `JETX_HOLD_FILE` hook of `jetx.io`
+  `MOMENTS` across a whole run, each one held there by the `hold` hook of `jetx.testing.faults`
   (an output written under its temporary name, not yet renamed). Each victim is the flow
   process, or the stage child alone (whose task then resumes it). Every run after a kill must
   get past the moment it was killed at, and the last one completes with the reference's report
@@ -35,9 +35,9 @@ import pytest
 from prefect_server import LocalPrefect
 
 from jetx.data.synth import synthesize
-from jetx.io import HOLD_ENV
+from jetx.testing import faults
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # make test-e2e; its own limit
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS, IN_WAL = 2000, 800
 TIMEOUT = 900
@@ -109,9 +109,9 @@ def _flow(server: LocalPrefect, source: Path, out: Path, log: Path, gate: Path |
     command = [sys.executable, "-m", "flows.progressive", "--source", str(source)]
     command += ["--out", str(out), "--preset", "tiny", "--stages", "1"]
     env = {**server.env, "PYTHONPATH": str(ROOT), "TF_DETERMINISTIC_OPS": "1"}
-    env.pop(HOLD_ENV, None)
+    env.pop(faults.FAULTS_ENV, None)
     if gate is not None:
-        env[HOLD_ENV] = str(gate)
+        env.update(faults.environment(hold=str(gate)))
     with open(log, "wb") as handle:
         return subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,

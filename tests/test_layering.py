@@ -2,8 +2,10 @@
 
 Stages, in the order data flows: data -> features -> model -> training -> evaluation -> cli.
 The top-level modules (config, errors, io, layout, provenance, runtime) belong to every stage
-and import none of them. A module may import its own stage and earlier ones, never a later one
-(function-local imports included), and jetx/ never imports Prefect: tasks/ and flows/ do.
+and import none of them; so does `jetx.testing`, the test hooks that every stage consults at one
+injection point (`jetx.testing.faults.active()`). A module may import its own stage and earlier
+ones, never a later one (function-local imports included), and jetx/ never imports Prefect:
+tasks/ and flows/ do.
 """
 
 import re
@@ -15,6 +17,8 @@ from jetx.provenance import imported_names, module_file
 
 JETX = Path(__file__).resolve().parents[1] / "jetx"
 STAGES = ("data", "features", "model", "training", "evaluation", "serving", "cli")
+#: Subpackages outside the pipeline's order, at the top level's stage 0.
+TOP_LEVEL_PACKAGES = ("testing",)
 
 
 def _module(path: Path) -> str:
@@ -35,7 +39,7 @@ MODULES = sorted(_module(p) for p in JETX.rglob("*.py"))
 
 def test_jetx_is_grouped_into_the_pipelines_subpackages():
     subpackages = {m.split(".")[1] for m in MODULES if m.count(".") >= 2}
-    assert subpackages == set(STAGES)
+    assert subpackages == set(STAGES) | set(TOP_LEVEL_PACKAGES)
     top = sorted(m for m in MODULES if m.count(".") == 1 and _stage(m) == 0)
     assert top == [
         "jetx.config",
@@ -44,6 +48,7 @@ def test_jetx_is_grouped_into_the_pipelines_subpackages():
         "jetx.layout",
         "jetx.provenance",
         "jetx.runtime",
+        "jetx.testing",
     ]
 
 

@@ -88,7 +88,6 @@ def test_memory_plot_labels_each_stage_with_its_micro_batch(tmp_path, monkeypatc
     assert panels == [("Allocator peak (CPU:0)", labels), ("Process peak RSS", labels)]
 
 
-@pytest.mark.slow
 def test_writing_a_report_leaves_the_processs_matplotlib_backend_alone(tmp_path):
     # A caller's backend (a notebook's, a GUI's; here svg, which is not Agg) survives importing
     # jetx and writing a whole report, in a fresh process where nothing set it before.

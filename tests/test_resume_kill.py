@@ -17,18 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from train_data import make_features_dir
 
-from jetx.io import HOLD_ENV
 from jetx.layout import RunDir
+from jetx.testing import faults
 from jetx.training.checkpoint import (
     CHECKPOINTS,
-    PAUSE_ENV,
     latest_checkpoint,
     load_state,
 )
 from jetx.training.epoch_history import read_records
-from jetx.training.hooks import DELAY_ENV
 
 ARGS = ("--preset", "tiny", "--variant", "full", "--stages", "1", "--seed", "0")
 ARGS += ("--checkpoint-every", "1", "--deterministic", "--quiet")
@@ -84,8 +81,8 @@ def _assert_same(resumed: dict, reference: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def features(tmp_path_factory):
-    return make_features_dir(tmp_path_factory.mktemp("kill"))
+def features(tiny_features):
+    return tiny_features  # the session's (tests/conftest.py); the runs only read it
 
 
 @pytest.fixture(scope="module")
@@ -94,12 +91,13 @@ def reference(features, tmp_path_factory):
     return _finish(features, root / "run", root / "log.txt")
 
 
+@pytest.mark.e2e  # two kills: the fast tier keeps one (in a checkpoint write)
 def test_kills_at_random_updates_resume_exactly(features, reference, tmp_path):
     rng = random.Random(20240605)
     run_dir, log = tmp_path / "run", tmp_path / "log.txt"
     resumed_at = []
     for _ in range(2):
-        process = _start(features, run_dir, log, **{DELAY_ENV: "0.05"})
+        process = _start(features, run_dir, log, **faults.environment(step_delay=0.05))
         first = _sequence(run_dir)
         _wait_until(lambda first=first: _sequence(run_dir) >= first + 2, process)
         time.sleep(rng.uniform(0.0, 0.8))
@@ -118,7 +116,7 @@ def test_kills_at_random_updates_resume_exactly(features, reference, tmp_path):
 @pytest.mark.portable
 def test_kill_during_a_checkpoint_write_resumes_exactly(features, reference, tmp_path):
     run_dir, log = tmp_path / "run", tmp_path / "log.txt"
-    process = _start(features, run_dir, log, **{PAUSE_ENV: "4:120"})
+    process = _start(features, run_dir, log, **faults.environment(checkpoint_pause="4:120"))
     root = RunDir(run_dir).stage(1).path / CHECKPOINTS
     paused = lambda: (root / "ckpt-000003").is_dir() and list(root.glob(".tmp-ckpt-*/*.npz"))  # noqa: E731
     _wait_until(paused, process)
@@ -154,7 +152,7 @@ def interrupted(features, tmp_path_factory):
     root = tmp_path_factory.mktemp("interrupted")
     run_dir, log, gate = root / "run", root / "log.txt", root / "gate"
     gate.write_text("state.json#10\n")
-    first = _start(features, run_dir, log, **{HOLD_ENV: str(gate)})
+    first = _start(features, run_dir, log, **faults.environment(hold=str(gate)))
     try:
         _held(gate, first)
         before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}

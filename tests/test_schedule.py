@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from train_data import make_features_dir
 
 from jetx.config import PLAN_MARGIN, PRESETS
 from jetx.errors import JetxInputError
 from jetx.layout import RunDir
-from jetx.training.callbacks.fault_injection import parse_oom_spec
+from jetx.testing import faults
+from jetx.testing.faults import parse_oom_spec
 from jetx.training.checkpoint import CHECKPOINTS
 from jetx.training.epoch_history import read_records
 from jetx.training.precision import check_precision
@@ -45,9 +45,8 @@ EPOCH_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    features = make_features_dir(tmp_path_factory.mktemp("train"))
-    return StageData(features, TINY, "full", 0)
+def data(tiny_features):
+    return StageData(tiny_features, TINY, "full", 0)  # the session's features, read only
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +158,8 @@ def test_rerun_of_a_finished_run_trains_nothing(schedule, data):
 
 def test_out_of_memory_halves_the_micro_batch_and_keeps_the_effective_batch(data, tmp_path):
     stage = TINY.stages[0]
-    result = train_stage(stage, data, None, tmp_path, verbose=0, oom_at=[(1, 2)])
+    with faults.injected(oom="1:2"):
+        result = train_stage(stage, data, None, tmp_path, verbose=0)
     assert (result.micro_batch, result.accumulation) == (4, 16)
     (change,) = result.micro_batch_changes
     assert change["from"] == 8 and change["to"] == 4 and change["accumulation"] == 16
@@ -173,15 +173,16 @@ def test_out_of_memory_halves_the_micro_batch_and_keeps_the_effective_batch(data
 
 def test_out_of_memory_at_micro_batch_one_names_variant_and_budget(data, tmp_path):
     stage = TINY.stages[2]  # micro-batch 2: 2 -> 1 -> no further
-    with pytest.raises(StageOutOfMemoryError, match="variant 'full'.*micro-batch 1.*budget: none"):
-        train_stage(stage, data, None, tmp_path, verbose=0, oom_at=[(3, 0), (3, 0)])
+    expected = "variant 'full'.*micro-batch 1.*budget: none"
+    with faults.injected(oom="3:0,3:0"), pytest.raises(StageOutOfMemoryError, match=expected):
+        train_stage(stage, data, None, tmp_path, verbose=0)
 
 
 def test_resume_with_another_seed_is_refused(data, tmp_path):
     stage = dataclasses.replace(TINY.stages[0], epochs=1)
     other = dataclasses.replace(data, seed=5)
-    with pytest.raises(StageOutOfMemoryError):  # stops at its first step, after checkpoint 1
-        train_stage(stage, data, None, tmp_path, verbose=0, oom_at=[(1, 0)] * 4)
+    with faults.injected(oom="1:0,1:0,1:0,1:0"), pytest.raises(StageOutOfMemoryError):
+        train_stage(stage, data, None, tmp_path, verbose=0)  # stops after checkpoint 1
     with pytest.raises(JetxInputError, match="another seed .*Received: seed=5"):
         train_stage(stage, other, None, tmp_path, verbose=0)
 
@@ -209,7 +210,7 @@ def test_parse_oom_spec(spec, pairs):
 
 
 def test_parse_oom_spec_error():
-    with pytest.raises(JetxInputError, match="JETX_INJECT_OOM.*Received: '1-3'"):
+    with pytest.raises(JetxInputError, match="`JETX_FAULTS`'s `oom`.*Received: '1-3'"):
         parse_oom_spec("1-3")
 
 

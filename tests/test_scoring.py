@@ -1,14 +1,17 @@
-"""`jetx evaluate RUN_DIR` on a run that `jetx train` made: settings come from its run.json.
+"""`jetx evaluate RUN_DIR` on a trained run: settings come from its run.json.
 
-The same on a run that the flow made is in tests/test_flows.py.
+The run is a copy of the session's tiny run (tests/conftest.py: the stage engine that `jetx
+train --stages 1 --epochs 1` runs, which tests/test_resume_kill.py runs as a command), its
+report removed. The same on a run that the flow made is in tests/test_flows.py.
 """
 
 import json
+import shutil
 import subprocess
 import sys
 
 import pytest
-from train_data import make_features_dir
+from train_data import copy_of
 
 JETX = [sys.executable, "-m", "jetx"]
 
@@ -17,16 +20,10 @@ def _jetx(*args, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([*JETX, *args], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evaluate")
-    features = make_features_dir(root)
-    run_dir = root / "run"
-    train = _jetx(
-        "train", str(features), "--out", str(run_dir), "--preset", "tiny",
-        "--stages", "1", "--epochs", "1", "--quiet",
-    )  # fmt: skip
-    assert train.returncode == 0, train.stderr[-3000:]
+@pytest.fixture
+def trained_run(tiny_run, tmp_path):
+    run_dir = copy_of(tiny_run, tmp_path)  # `jetx evaluate` writes into the run
+    shutil.rmtree(run_dir / "report")
     return run_dir
 
 

@@ -9,7 +9,6 @@ copy the real bundle and run (real files), with planted or i.i.d. forecasts writ
 copies' forecasts.npz.
 """
 
-import dataclasses
 import json
 import os
 import shutil
@@ -29,8 +28,6 @@ from jetx.cli import main
 from jetx.config import PRESETS
 from jetx.data.synth import write_csv
 from jetx.evaluation import forecasts
-from jetx.evaluation.scoring import evaluate_run
-from jetx.io import HOLD_ENV
 from jetx.layout import BundleDir, FeaturesDir, ModelsDir, RunDir, StageDir, Workspace
 from jetx.serving.bundle import STAGING, export_bundle, load_bundle, read_forecasts
 from jetx.serving.pointers import point
@@ -38,31 +35,26 @@ from jetx.serving.predict import predict_next
 from jetx.serving.promotion import decision_markdown, promote_run
 from jetx.serving.rescoring import rescore, unseen_by
 from jetx.serving.retention import retain
+from jetx.testing import faults
 from jetx.training.checkpoint import best_checkpoint, checkpoint_problem, checkpoints
-from jetx.training.inputs import StageData
-from jetx.training.schedule import run_schedule
 from jetx.training.windows import load_split, make_dataset, next_round_inputs
 
-pytestmark = pytest.mark.slow
 TINY = PRESETS["tiny"]
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tiny_features, tiny_run, tiny_export, tmp_path_factory):
+    """The session's tiny run and its bundle (tests/conftest.py; shared, so every test here that
+    changes one works on a copy), and its history as a CSV."""
     root = tmp_path_factory.mktemp("serving")
-    features = make_features_dir(root)
-    one_stage = dataclasses.replace(TINY, stages=(dataclasses.replace(TINY.stages[0], epochs=1),))
-    run_dir = root / "run"
-    run_schedule(StageData(features, one_stage, "full", 0), run_dir, verbose=0)
-    evaluate_run(run_dir)
-    info = export_bundle(run_dir, root / "bundle")
+    features, run_dir, info = tiny_features, tiny_run, tiny_export["info"]
     values = FeaturesDir(features).series
     import pyarrow.parquet as pq
 
     series = pq.read_table(values, columns=["value"])["value"].to_numpy()
     history = root / "history.csv"
     write_csv(history, series)
-    return {"root": root, "run": run_dir, "bundle": root / "bundle", "info": info,
+    return {"root": root, "run": run_dir, "bundle": tiny_export["bundle"], "info": info,
             "features": features, "series": series, "history": history}  # fmt: skip
 
 
@@ -329,7 +321,7 @@ def test_an_export_killed_before_publishing_leaves_nothing_the_next_one_keeps(ex
     out = tmp_path / "models" / "run"
     gate = tmp_path / "gate"
     gate.write_text("bundle\n")
-    env = {**os.environ, HOLD_ENV: str(gate)}
+    env = {**os.environ, **faults.environment(hold=str(gate))}
     writer = subprocess.Popen(
         [sys.executable, "-m", "jetx", "export", str(exported["run"]), "--out", str(out)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

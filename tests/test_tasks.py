@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module", autouse=True)
 def harness():
+    """This module's own Prefect test harness, closed when the module ends (not one per session:
+    tests/conftest.py says why)."""
     with prefect_test_harness(server_startup_timeout=120):
         yield
 

@@ -25,7 +25,7 @@ from jetx.serving.bundle import export_bundle
 from jetx.serving.promotion import promote_run
 from jetx.training.schedule import StageData, run_schedule
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # make test-e2e; its own limit
 
 
 def _trained_evaluation(tmp_path, signal: str, rounds: int, seed: int) -> dict:

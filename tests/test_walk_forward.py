@@ -160,7 +160,6 @@ def _pooled(tmp_path, signal, forecast):
     return evaluation, report.render_report(WalkForwardDir(out).report, evaluation)
 
 
-@pytest.mark.slow
 def test_on_planted_rounds_the_pool_finds_skill_at_every_origin_beyond_its_interval(tmp_path):
     evaluation, path = _pooled(tmp_path, "planted", lambda v, base, seed: _planted_forecast(v))
     (stage,) = evaluation["stages"]
@@ -180,7 +179,6 @@ def test_on_planted_rounds_the_pool_finds_skill_at_every_origin_beyond_its_inter
     assert max(line.count("|") - 1 for line in text.splitlines() if line.startswith("|")) <= 7
 
 
-@pytest.mark.slow
 def test_on_iid_rounds_the_pool_finds_no_skill_and_says_what_it_could_have_seen(tmp_path):
     evaluation, path = _pooled(tmp_path, "none", _learned_nothing)
     (stage,) = evaluation["stages"]

@@ -19,7 +19,7 @@ from jetx.data.ingest import ingest
 from jetx.data.synth import synthesize, write_csv
 from jetx.evaluation.walk_forward import run_walk_forward
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # make test-e2e; its own limit
 
 
 def _walk_forward(root, signal: str, rounds: int, block: int) -> dict:

@@ -1,6 +1,7 @@
 """A small real features dir for the training tests: a seeded series, jetx.features.build."""
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,12 @@ def make_features_dir(root: Path, n_rounds: int = N_ROUNDS, seed: int = 0) -> Pa
     pq.write_table(table, series_dir / "series.parquet")
     build_features(series_dir, root / "features")
     return root / "features"
+
+
+def copy_of(path: Path, into: Path) -> Path:
+    """A copy of a shared artifact (a session fixture's directory, tests/conftest.py) under
+    `into`, for a test that changes it."""
+    return Path(shutil.copytree(path, Path(into) / Path(path).name, symlinks=True))
 
 
 def learning_preset() -> Preset:

@@ -36,9 +36,10 @@ from jetx.evaluation.scoring import prior_base_rate
 from jetx.evaluation.trials import run_trials
 from jetx.features import FEATURE_NAMES, FEATURE_VERSION
 from jetx.features.splits import Scaler
-from jetx.io import hold, write_json
+from jetx.io import write_json
 from jetx.layout import BundleDir, FeaturesDir, RunDir
 from jetx.serving.pointers import follow
+from jetx.testing import faults
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,8 @@ def export_bundle(run_dir: Path, out_dir: Path) -> dict[str, Any]:
         info = json.loads(json.dumps(_bundle_info(run, data, evaluation, final, manifest)))
         _save_forecasts(run, data, bundle.forecasts)
         write_json(bundle.info_path, info)
-        hold("bundle")
+        if (injected := faults.active()) is not None:  # a test's hook, None in production
+            injected.hold_before_publishing("bundle")
         _publish(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

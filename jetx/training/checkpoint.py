@@ -27,7 +27,6 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,9 @@ from typing import Any
 import numpy as np
 
 from jetx.errors import JetxInputError
-from jetx.io import error_at, hold, sha256_file, write_json
+from jetx.io import error_at, sha256_file, write_json
 from jetx.layout import StageDir
+from jetx.testing import faults
 from jetx.training.state import TrainState
 
 logger = logging.getLogger(__name__)
@@ -48,10 +48,6 @@ _PREFIX = "ckpt-"
 _TMP_PREFIX = ".tmp-ckpt-"
 #: state.json's layout: {"format": 2, "payload": {file: sha256}, "state": TrainState}.
 FORMAT = 2
-#: Test hook "k:seconds": sleep inside the k-th checkpoint write of this process (after the
-#: variables, before the state), so that a test can kill the process in the middle of a write.
-PAUSE_ENV = "JETX_CHECKPOINT_PAUSE"
-_writes = 0
 
 
 class CheckpointDamagedError(JetxInputError):
@@ -69,7 +65,7 @@ def save_checkpoint(
     """Write a checkpoint atomically, mark it best if asked, and prune older ones.
 
     Args:
-        directory: the stage's directory (`stage_dir`).
+        directory: the stage's directory (`RunDir.stage(n).path`).
         state: the resume state; its `sequence` is advanced here.
         variables: groups of variables (e.g. "model", "optimizer", "accumulator"), each a list
             of Keras or tf variables in a stable order.
@@ -113,8 +109,9 @@ def _write(tmp: Path, state: TrainState, variables: dict[str, list]) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     payload = {VARIABLES_FILE: sha256_file(tmp / VARIABLES_FILE)}
-    _pause_hook(tmp)
-    hold(STATE_FILE)
+    if (injected := faults.active()) is not None:  # a test's hooks, None in production
+        injected.pause_in_checkpoint_write(tmp)
+        injected.hold_before_publishing(STATE_FILE)
     with open(tmp / STATE_FILE, "w", encoding="utf-8") as handle:
         json.dump(
             {"format": FORMAT, "payload": payload, "state": state.to_dict()}, handle, indent=2
@@ -318,15 +315,3 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _pause_hook(tmp: Path) -> None:
-    global _writes
-    _writes += 1
-    spec = os.environ.get(PAUSE_ENV)
-    if not spec:
-        return
-    write, seconds = spec.split(":")
-    if int(write) == _writes:
-        logger.warning("%s: pausing %s s inside checkpoint write %s", PAUSE_ENV, seconds, tmp)
-        time.sleep(float(seconds))

@@ -23,11 +23,11 @@ from jetx.errors import JetxInputError
 from jetx.io import write_json
 from jetx.layout import RunDir
 from jetx.runtime import stage_peak, variable_bytes
+from jetx.testing import faults
 from jetx.training.accumulation import GradientAccumulator
 from jetx.training.callbacks import (
     EpochLogger,
     EpochRecordWriter,
-    FaultInjection,
     MemoryMonitor,
     TensorBoardLogger,
 )
@@ -67,7 +67,6 @@ def train_stage(
     budget_bytes: int | None = None,
     keep_last: int = 3,
     verbose: int = 1,
-    oom_at: list[tuple[int, int]] | None = None,
     strategy: str = "none",
     micro_batch: int | None = None,
     lock_wait: float | None = 0.0,
@@ -85,8 +84,6 @@ def train_stage(
         budget_bytes: memory budget; when given, the micro-batch is planned before training.
         keep_last: checkpoints kept besides the best.
         verbose: 1 shows a progress bar per epoch.
-        oom_at: (stage, update) pairs at which to inject an out-of-memory error (a test hook;
-            None reads `JETX_INJECT_OOM`).
         strategy: tf.distribute strategy, one of `jetx.config.STRATEGIES`; the stage's
             micro-batch is global and must be divisible by the replica count. Under
             "multi-worker" only the chief writes to `run_dir`; worker N writes to
@@ -123,7 +120,6 @@ def train_stage(
             start=start,
             run_dir=run_dir,
             precision=precision,
-            oom_at=oom_at,
             keep_last=keep_last,
             verbose=verbose,
             distribution=distribution,
@@ -195,7 +191,6 @@ def _build_loop(
     start: Path | keras.Model | None,
     run_dir: Path,
     precision: str,
-    oom_at: list[tuple[int, int]] | None,
     keep_last: int,
     verbose: int,
     distribution: Distribution,
@@ -229,8 +224,9 @@ def _build_loop(
         EpochLogger(stage.epochs),
         EpochRecordWriter(run.metrics),
         TensorBoardLogger(run.tensorboard / f"stage{stage.stage}"),
-        FaultInjection(stage.stage, oom_at),
     ]
+    if (injected := faults.active()) is not None:  # a test's hooks, None in production
+        callbacks.append(injected.callback(stage.stage))
     state = TrainState.start(
         stage=stage.stage,
         micro_batch=stage.micro_batch,

@@ -7,13 +7,11 @@ and hands to each in order; `MemoryMonitor` comes first because it adds the memo
 
 from jetx.training.callbacks.epoch_log import EpochLogger
 from jetx.training.callbacks.epoch_records import EpochRecordWriter
-from jetx.training.callbacks.fault_injection import FaultInjection
 from jetx.training.callbacks.memory_monitor import MemoryMonitor
 from jetx.training.callbacks.tensorboard import TensorBoardLogger
 
 __all__ = [
     "EpochLogger",
-    "FaultInjection",
     "MemoryMonitor",
     "EpochRecordWriter",
     "TensorBoardLogger",
