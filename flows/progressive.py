@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from prefect import flow
 from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
 
 import tasks.logs  # noqa: F401  (the jetx.* loggers reach the run's logs)
 from flows.options import add_flow_arguments, flow_parameters
@@ -43,7 +44,7 @@ def progressive(
     budget_gib: Annotated[float, Field(gt=0)] | None = None,
     seed: int = 0,
     keep_runs: Annotated[int, Field(ge=1)] = 3,
-    skip_memory_audit: bool = False,
+    skip_memory_audit: SkipJsonSchema[bool] = False,
 ) -> ReportRecord:
     """Train `variant` (default: the preset's) on `source` in `stages` stages and report.
 
@@ -58,8 +59,9 @@ def progressive(
         keep_runs: newest runs kept whole besides champion and latest; older runs keep one
             slim checkpoint per stage (`jetx.serving.retention`).
         skip_memory_audit: leave out the memory audit's probe (a fresh TensorFlow process),
-            for tests whose subject is not memory; never among the deployment's parameters
-            (prefect.yaml) or `jetx run`'s options.
+            for tests whose subject is not memory; kept out of the parameter schema
+            (`SkipJsonSchema`), so that no deployment's form shows it, and out of prefect.yaml
+            and `jetx run`'s options.
     """
     variant = variant or get_preset(preset).variant
     data = load_raw(source, out)
