@@ -40,9 +40,7 @@ class StageLoop:
         validator: the validation pass.
         state: where the stage is; advanced in place.
         directory: the stage's directory, for checkpoints.
-        callbacks: the stage's callbacks, in order (memory first); held as one
-            `keras.callbacks.CallbackList`, which gives each its model (`set_model`) and every
-            hook: train begin and end, epoch begin and end, batch begin.
+        callbacks: epoch callbacks, in order (memory first).
         keep_last: checkpoints kept besides the best.
         verbose: 1 shows a progress bar per epoch.
         distribution: the tf.distribute strategy; each global micro-batch is spread over its
@@ -55,16 +53,10 @@ class StageLoop:
     validator: Validator
     state: TrainState
     directory: Path
-    callbacks: keras.callbacks.CallbackList
+    callbacks: list
     keep_last: int = 3
     verbose: int = 1
     distribution: Distribution = field(default_factory=get_distribution)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.callbacks, keras.callbacks.CallbackList):
-            self.callbacks = keras.callbacks.CallbackList(
-                list(self.callbacks), model=self.accumulator.model
-            )
 
     @property
     def accumulation(self) -> int:
@@ -96,7 +88,6 @@ class StageLoop:
         progbar.update(skip)
         self._segment_start = time.monotonic()
         window, consumed, self._skipping = 0, 0, False
-        self.callbacks.on_epoch_begin(state.progress.epoch)
         for inputs, targets in dataset:
             self._micro_step(inputs, targets)
             window, consumed = window + 1, consumed + 1
@@ -109,7 +100,8 @@ class StageLoop:
         self._end_epoch()
 
     def _micro_step(self, inputs, targets) -> None:
-        self.callbacks.on_train_batch_begin(self.state.progress.updates)
+        for callback in self.callbacks:
+            callback.on_train_batch_begin(self.state.progress.updates)
         if self._skipping:
             return
         accumulator = self.accumulator
@@ -159,7 +151,8 @@ class StageLoop:
             skipped_windows=state.batching.skipped_windows,
             seconds=round(state.progress.epoch_seconds, 3),
         )
-        self.callbacks.on_epoch_end(state.progress.epoch, logs)
+        for callback in self.callbacks:
+            callback.on_epoch_end(state.progress.epoch, logs)
         improved = self._watch(logs)
         progress = state.progress
         progress.epoch += 1

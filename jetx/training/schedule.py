@@ -134,7 +134,8 @@ def train_stage(
 
 def _train(loop: StageLoop, data: StageData, micro_batch: int, budget_bytes: int | None) -> None:
     change = None
-    loop.callbacks.on_train_begin()
+    for callback in loop.callbacks:
+        callback.on_train_begin()
     while True:
         loop.state = resume_state(loop, data, micro_batch, change)
         try:
@@ -142,7 +143,8 @@ def _train(loop: StageLoop, data: StageData, micro_batch: int, budget_bytes: int
             break
         except tf.errors.ResourceExhaustedError as error:
             micro_batch, change = halve_micro_batch(loop, data, budget_bytes, error)
-    loop.callbacks.on_train_end()
+    for callback in loop.callbacks:
+        callback.on_train_end()
 
 
 def run_schedule(
