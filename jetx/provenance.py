@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import threading
 from functools import cache
 from pathlib import Path
 
 #: Top-level packages whose sources count as "the code": the library and its orchestration.
 PROJECT_PACKAGES = ("jetx", "tasks", "flows")
 _ROOT = Path(__file__).resolve().parents[1]
+#: CPython 3.11's `ast.parse` is not safe in two threads at once (it can raise "AST constructor
+#: recursion depth mismatch"): Prefect computes two tasks' cache keys in two threads, so every
+#: parse here takes this lock.
+_PARSE = threading.Lock()
 
 
 def module_file(name: str) -> Path | None:
@@ -35,7 +40,9 @@ def module_file(name: str) -> Path | None:
 def imported_names(path: Path) -> set[str]:
     """Every module name an `import` or `from ... import` of a source file names, anywhere in it
     (a `from m import x` names both `m` and `m.x`, which is a module when x is one)."""
-    tree = ast.parse(path.read_bytes(), filename=str(path))
+    source = path.read_bytes()
+    with _PARSE:
+        tree = ast.parse(source, filename=str(path))
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
