@@ -334,11 +334,10 @@ def decide(
     if champion is None:
         reasons.append("There is no champion yet.")
     elif champion.rescored:
-        evidence, sentence = _rejudge(champion, evidence or Evidence(), seed)
-        tests.update(sentence[1])
-        stays = sentence[0]
+        evidence, stays, kept, reason = _rejudge(champion, evidence or Evidence(), seed)
+        tests.update(kept)
         demoted = None if stays else champion.name
-        reasons.append(sentence[2])
+        reasons.append(reason)
     replaces = champion is None
     if champion is not None:  # recorded even against a demoted champion, which it need not beat
         better, sentence, versus = _versus_champion(candidate, champion, seed)
@@ -360,20 +359,22 @@ def decide(
 
 def _rejudge(
     champion: GateForecasts, evidence: Evidence, seed: int | None
-) -> tuple[Evidence, tuple[bool, dict[str, GateTest], str]]:
-    """The champion re-judged on its rounds it never saw: (evidence, (stays, tests, reason))."""
+) -> tuple[Evidence, bool, dict[str, GateTest], str]:
+    """The champion re-judged on its rounds it never saw: evidence, stays, tests, reason."""
     new = champion.index > evidence.last_index
-    if int(new.sum()) < MIN_ROUNDS:
-        return evidence, (
+    count = int(new.sum())
+    if count < MIN_ROUNDS:
+        return (
+            evidence,
             True,
             {},
-            f"The champion {champion.name} has {int(new.sum())} rounds it was not scored on "
+            f"The champion {champion.name} has {count} rounds it was not scored on "
             f"before; it is judged again when {MIN_ROUNDS} have come.",
         )
     fresh = champion.rows(new)
     kept = _skill_tests(fresh, "champion", level=ALPHA, trials=1, seed=seed)
     z = {role: _z(test.comparison.p_value) for role, test in kept.items()}
-    evidence = evidence.add(int(new.sum()), z, int(fresh.index.max()))
+    evidence = evidence.add(count, z, int(fresh.index.max()))
     pooled = evidence.pooled_p()
     confirming = evidence.total >= CONFIRM_ROUNDS
     level = ALPHA if confirming else 0.5
@@ -386,7 +387,7 @@ def _rejudge(
     )
     sentence = (
         _skill_sentence(
-            f"Re-scored on {int(new.sum())} rounds it never saw, the champion {champion.name}",
+            f"Re-scored on {count} rounds it never saw, the champion {champion.name}",
             kept,
             ALPHA,
         )
@@ -395,7 +396,7 @@ def _rejudge(
         + (": it stays." if stays else ": it is demoted, as a champion must keep earning it.")
     )
     roles = {"champion_vs_base_rate": kept["base_rate"], "champion_vs_house": kept["house"]}
-    return evidence, (stays, roles, sentence)
+    return evidence, stays, roles, sentence
 
 
 def _versus_champion(
