@@ -31,6 +31,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check jetx tasks flows tests bench
 	$(BIN)/ruff format --check jetx tasks flows tests bench
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not e2e"; $(NO_TESTS_OK)
 
 # The end-to-end proofs (`-m e2e`): flows killed at 10 moments, the cluster automation, the

@@ -47,8 +47,9 @@ from scipy import optimize, special, stats  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jetx.evaluation.recalibration import fit_platt  # noqa: E402
-from jetx.evaluation.statistics import diebold_mariano, log_loss  # noqa: E402
+from jetx.evaluation.calibration.platt import fit_platt  # noqa: E402
+from jetx.evaluation.scores.proper import log_loss  # noqa: E402
+from jetx.evaluation.significance.diebold_mariano import diebold_mariano  # noqa: E402
 from jetx.serving.gate import Evidence, GateForecasts, decide  # noqa: E402
 
 #: P(X >= 1.5) of the simulated game (the issue's i.i.d. figure used 0.645).

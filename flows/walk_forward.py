@@ -21,7 +21,7 @@ from pydantic import Field
 import tasks.logs  # noqa: F401  (the jetx.* loggers reach the run's logs)
 from jetx.cli.common import add_preset, add_seed, add_stages, add_variant
 from jetx.config import PRESETS, VARIANTS, get_preset
-from jetx.evaluation.origins import MIN_ORIGINS
+from jetx.evaluation.walk_forward.origins import MIN_ORIGINS
 from jetx.runtime import configure_tensorflow, import_tensorflow
 from tasks.caching import RECORDS
 from tasks.data import load_raw

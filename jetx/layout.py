@@ -185,8 +185,8 @@ class _Reported:
 
     @property
     def evaluation(self) -> Path:
-        """report/evaluation.json: the evaluation, written once by `jetx.evaluation.scoring`
-        (a run) or `jetx.evaluation.walk_forward` (the pooled origins)."""
+        """report/evaluation.json: the evaluation, written once by `jetx.evaluation.run`
+        (a run) or `jetx.evaluation.walk_forward.pool` (the pooled origins)."""
         return self.report / self.EVALUATION
 
     @property

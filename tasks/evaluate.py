@@ -2,7 +2,7 @@
 
 from prefect import get_run_logger
 
-from jetx.evaluation.scoring import evaluate_run
+from jetx.evaluation.run import evaluate_run
 from jetx.layout import RunDir
 from tasks.caching import cached_task
 from tasks.records import EvaluationRecord, StageRecord

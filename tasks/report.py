@@ -7,8 +7,9 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from jetx.evaluation.compare import compare_rows, previous_run
-from jetx.evaluation.report import write_report
+from jetx.evaluation.records import read_evaluation
+from jetx.evaluation.report.compare import compare_rows, previous_run
+from jetx.evaluation.report.markdown import write_report
 from jetx.layout import RunDir
 from tasks.records import AuditRecord, EvaluationRecord, ReportRecord
 
@@ -41,7 +42,7 @@ def write_report_task(evaluation: EvaluationRecord, audit: AuditRecord | None) -
     run = RunDir(evaluation.directory.parent)
     with run.lock(wait=None):  # one writer of the run at a time
         report = write_report(run.path)
-    previous = previous_run(run.path, run.read_evaluation())
+    previous = previous_run(run.path, read_evaluation(run))
     rows = compare_rows([run.path])
     against = f"vs {previous.name}, the run it replaces" if previous else "(no previous run)"
     create_table_artifact(rows, key="metric-comparison", description=f"{run.path.name} {against}")

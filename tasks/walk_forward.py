@@ -14,10 +14,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.utilities.hashing import hash_objects
 
 from jetx.config import get_preset
-from jetx.evaluation.origins import Origin, build_origin, plan_for_preset
-from jetx.evaluation.report import render_report
-from jetx.evaluation.tables import origin_table
-from jetx.evaluation.walk_forward import pool_origins
+from jetx.evaluation.records import read_evaluation
+from jetx.evaluation.report.markdown import render_report
+from jetx.evaluation.report.tables import origin_table
+from jetx.evaluation.walk_forward.origins import Origin, build_origin, plan_for_preset
+from jetx.evaluation.walk_forward.pool import pool_origins
 from jetx.features import FIRST_SAMPLE
 from jetx.layout import RunDir, SeriesDir, WalkForwardDir, Workspace
 from tasks.caching import cached_task, task_code_digest
@@ -85,7 +86,7 @@ def write_walk_forward_report(pool: EvaluationRecord) -> ReportRecord:
     Not cached: it is cheap, and its artifacts belong to this flow run.
     """
     layout = WalkForwardDir(pool.directory.parent)
-    evaluation = layout.read_evaluation()
+    evaluation = read_evaluation(layout)
     report = render_report(layout.report, evaluation)
     create_table_artifact(
         origin_table(evaluation["origins"]), key="walk-forward-origins", description=str(report)

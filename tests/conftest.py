@@ -61,7 +61,7 @@ def tiny_run(tiny_features, tmp_path_factory) -> Path:
     Read-only: a test that evaluates or trains it again works on `copy_of(tiny_run, tmp_path)`.
     """
     from jetx.config import PRESETS
-    from jetx.evaluation.scoring import evaluate_run
+    from jetx.evaluation.run import evaluate_run
     from jetx.training.schedule import StageData, run_schedule
 
     tiny = PRESETS["tiny"]

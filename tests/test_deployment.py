@@ -128,7 +128,7 @@ def test_the_run_logs_hold_the_library_lines_in_words(server, deployed_run):
     )
     messages = [log["message"] for log in logs]
     loggers = {log["name"] for log in logs}
-    assert {"jetx.data.ingest", "jetx.evaluation.scoring"} <= loggers  # the flow's own process
+    assert {"jetx.data.ingest", "jetx.evaluation.run"} <= loggers  # the flow's own process
     text = "\n".join(messages)
     assert "jetx.training.precision: precision float32" in text  # a stage child's lines
     assert "stage 1 epoch 2/2" in text and "mem(allocator CPU:0)" in text

@@ -5,15 +5,17 @@ The top-level modules (config, errors, io, layout, provenance, runtime) belong t
 and import none of them; so does `jetx.testing`, the test hooks that every stage consults at one
 injection point (`jetx.testing.faults.active()`). A module may import its own stage and earlier
 ones, never a later one (function-local imports included), and jetx/ never imports Prefect:
-tasks/ and flows/ do.
+tasks/ and flows/ do. The import rules are import-linter's contracts in pyproject.toml, run here
+on the code and on copies with a made-up violation; this module adds the grouping and names.
 """
 
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-
-from jetx.provenance import imported_names, module_file
 
 JETX = Path(__file__).resolve().parents[1] / "jetx"
 STAGES = ("data", "features", "model", "training", "evaluation", "serving", "cli")
@@ -69,20 +71,41 @@ def test_no_two_modules_share_a_stem():
     assert not near, f"one name for two jobs: {near}"  # validate vs validation
 
 
-@pytest.mark.parametrize("module", MODULES)
-def test_no_module_imports_a_later_stage_or_prefect(module):
-    names = imported_names(module_file(module))
-    assert not any(n == "prefect" or n.startswith("prefect.") for n in names), names
-    later = sorted(
-        n for n in names if n.startswith("jetx.") and module_file(n) and _stage(n) > _stage(module)
+def _lint_imports(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("lint-imports")), "--no-cache"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    assert not later, f"{module} (stage {_stage(module)}) imports {later}"
 
 
-def test_the_layering_check_sees_a_violation(tmp_path, monkeypatch):
-    # The same check on a made-up module: a data module that imports the evaluation.
-    bad = tmp_path / "bad.py"
-    bad.write_text("def f():\n    from jetx.evaluation.metrics import bankroll\n")
-    names = imported_names(bad)
-    assert "jetx.evaluation.metrics" in names
-    assert _stage("jetx.evaluation.metrics") > _stage("jetx.data.ingest")
+def test_the_import_contracts_hold():
+    # pyproject.toml's [tool.importlinter]: flows > tasks > jetx, jetx's subpackages in the order
+    # data flows (function-local imports included), and no Prefect in jetx/.
+    done = _lint_imports(JETX.parent)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "3 kept, 0 broken" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "line", "contract"),
+    [
+        ("jetx/data/series.py", "    from jetx.evaluation.scores import heads", "order data flows"),
+        ("jetx/io.py", "    from jetx.features import registry", "order data flows"),
+        ("jetx/training/loop.py", "    import prefect", "never imports Prefect"),
+        ("tasks/data.py", "    from flows import progressive", "tasks wrap jetx"),
+    ],
+)
+def test_the_contracts_see_a_violation(tmp_path, module, line, contract):
+    # The same contracts on a copy of the code with one made-up import inside a function.
+    for name in ("jetx", "tasks", "flows"):
+        shutil.copytree(JETX.parent / name, tmp_path / name)
+    shutil.copy(JETX.parent / "pyproject.toml", tmp_path)
+    with (tmp_path / module).open("a") as f:
+        f.write(f"\n\ndef _violation():\n{line}\n")
+    done = _lint_imports(tmp_path)
+    assert done.returncode == 1, done.stdout[-3000:]
+    broken = done.stdout.split("Broken contracts", 1)[1]
+    assert contract in broken and "2 kept, 1 broken" in done.stdout

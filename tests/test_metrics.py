@@ -1,11 +1,11 @@
-"""jetx.evaluation.metrics against hand-computed confusion matrices, the degenerate ones too."""
+"""jetx.evaluation.scores.heads against hand-computed confusion matrices, the degenerate ones."""
 
 import numpy as np
 import pytest
 
 from jetx.config import BREAK_EVEN_WIN_RATE
 from jetx.errors import JetxInputError
-from jetx.evaluation import metrics
+from jetx.evaluation.scores import heads
 
 # Each case: y, p, cut, and the counts and rates worked out by hand.
 CASES = [
@@ -110,7 +110,7 @@ CASES = [
 
 @pytest.mark.parametrize("y, p, cut, counts, rates", CASES)
 def test_threshold_metrics_match_hand_computed(y, p, cut, counts, rates):
-    result = metrics.threshold_metrics(np.array(y), metrics.bet_signal(np.array(p), cut))
+    result = heads.threshold_metrics(np.array(y), heads.bet_signal(np.array(p), cut))
     for key, expected in counts.items():
         assert result[key] == pytest.approx(expected), key
     for key, expected in rates.items():
@@ -133,18 +133,18 @@ def test_threshold_metrics_match_hand_computed(y, p, cut, counts, rates):
     ],
 )
 def test_wilson_interval_matches_published_values(successes, trials, expected):
-    low, high = metrics.wilson_interval(successes, trials)
+    low, high = heads.wilson_interval(successes, trials)
     assert (low, high) == pytest.approx(expected, abs=1e-4)
 
 
 def test_wilson_interval_of_no_trials_is_undefined():
-    assert metrics.wilson_interval(0, 0) is None
+    assert heads.wilson_interval(0, 0) is None
 
 
 def test_roi_interval_is_the_win_rate_interval_mapped_through_the_payout():
     y = np.array([2.0] * 7 + [1.1] * 3)
-    result = metrics.bankroll(y, np.ones(10, dtype=bool))
-    low, high = metrics.wilson_interval(7, 10)
+    result = heads.bankroll(y, np.ones(10, dtype=bool))
+    low, high = heads.wilson_interval(7, 10)
     assert result["roi"] == pytest.approx(1.5 * 0.7 - 1)
     assert result["roi_ci"] == pytest.approx((1.5 * low - 1, 1.5 * high - 1))
     assert result["profit"] == pytest.approx(7 * 0.5 - 3)
@@ -153,19 +153,19 @@ def test_roi_interval_is_the_win_rate_interval_mapped_through_the_payout():
 def test_break_even_win_rate_is_two_thirds():
     assert abs(BREAK_EVEN_WIN_RATE - 2 / 3) < 1e-12
     y = np.array([2.0, 2.0, 1.1])
-    assert metrics.bankroll(y, np.ones(3, dtype=bool))["roi"] == pytest.approx(0.0)
+    assert heads.bankroll(y, np.ones(3, dtype=bool))["roi"] == pytest.approx(0.0)
 
 
 def test_bankroll_curve_accumulates_only_bets():
     y = np.array([2.0, 1.1, 1.1, 3.0])
-    curve = metrics.bankroll_curve(y, np.array([True, True, False, True]))
+    curve = heads.bankroll_curve(y, np.array([True, True, False, True]))
     np.testing.assert_allclose(curve, [0.5, -0.5, -0.5, 0.0])
 
 
 def test_classification_confusion_matrix_rows_true_columns_predicted():
     y = np.array([1.2, 1.6, 12.0, 10.0, 1.5])
     proba = np.eye(3)[[0, 0, 2, 1, 1]]
-    result = metrics.classification_metrics(y, proba)
+    result = heads.classification_metrics(y, proba)
     assert result["confusion_matrix"] == [[1, 0, 0], [1, 1, 0], [0, 1, 1]]
     assert result["classification_accuracy"] == pytest.approx(3 / 5)
 
@@ -175,7 +175,7 @@ def test_evaluate_predictions_combines_heads_and_targets():
     p = np.array([[0.1], [0.2], [0.8], [0.9], [0.9], [0.1]])
     pred = y + np.array([1.0, -1.0, 0.5, 0.5, -3.0, 0.0])
     proba = np.eye(3)[[0, 0, 1, 1, 1, 0]]
-    result = metrics.evaluate_predictions(y, p, pred, proba, cut=0.5)
+    result = heads.evaluate_predictions(y, p, pred, proba, cut=0.5)
     assert result["mae"] == pytest.approx(6.0 / 6)
     assert result["median_abs_error"] == pytest.approx(0.75)
     assert result["classification_accuracy"] == pytest.approx(5 / 6)
@@ -189,7 +189,7 @@ def test_evaluate_predictions_combines_heads_and_targets():
 
 def test_targets_are_undefined_without_rounds_under_one_and_a_half():
     y = np.array([1.5, 2.0, 3.0])
-    result = metrics.evaluate_predictions(y, np.ones(3), y + 5, np.eye(3)[[1, 1, 1]])
+    result = heads.evaluate_predictions(y, np.ones(3), y + 5, np.eye(3)[[1, 1, 1]])
     assert result["targets"]["below-1.5 accuracy >= 75%"] is None
     assert result["targets"]["money-loss risk < 20%"] is None
     assert result["targets"]["MAE < 2"] is False
@@ -197,12 +197,12 @@ def test_targets_are_undefined_without_rounds_under_one_and_a_half():
 
 def test_baselines_on_the_same_rounds():
     y = np.array([1.2, 1.4, 1.6, 2.0, 12.0, 1.0, 3.0, 1.7])
-    rows = metrics.baselines(y, seed=3)
+    rows = heads.baselines(y, seed=3)
     assert rows["always"]["bets"] == 8
     assert rows["always"]["win_rate"] == pytest.approx(5 / 8)
     assert rows["never"]["bets"] == 0 and rows["never"]["roi"] == 0.0
     assert rows["never"]["win_rate"] is None
-    again = metrics.baselines(y, seed=3)["random"]
+    again = heads.baselines(y, seed=3)["random"]
     assert rows["random"] == again
     assert "0.625" in rows["random"]["rule"]
 
@@ -210,7 +210,7 @@ def test_baselines_on_the_same_rounds():
 def test_random_baseline_bets_at_the_base_rate_on_average():
     rng = np.random.default_rng(0)
     y = np.where(rng.random(20_000) < 0.64, 2.0, 1.2)
-    random_row = metrics.baselines(y, seed=1)["random"]
+    random_row = heads.baselines(y, seed=1)["random"]
     assert random_row["bets"] / y.size == pytest.approx(0.64, abs=0.02)
     assert random_row["win_rate"] == pytest.approx(0.64, abs=0.02)
 
@@ -224,24 +224,22 @@ def test_random_baseline_bets_at_the_base_rate_on_average():
     ],
 )
 def test_choose_cut_maximises_validation_profit(y, p, expected):
-    assert metrics.choose_cut(np.array(y, dtype=float), np.array(p)) == pytest.approx(expected)
+    assert heads.choose_cut(np.array(y, dtype=float), np.array(p)) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: metrics.bet_signal(np.ones(3), 1.5), "`cut` must be in [0, 1]. Received: cut=1.5"),
-        (lambda: metrics.threshold_metrics(np.array([0.5]), [True]), "multipliers >= 1.00"),
-        (lambda: metrics.threshold_metrics(np.ones(3), [True]), "`bet` must have one row"),
-        (lambda: metrics.bet_signal(np.array([np.nan]), 0.5), "holds NaN"),
+        (lambda: heads.bet_signal(np.ones(3), 1.5), "`cut` must be in [0, 1]. Received: cut=1.5"),
+        (lambda: heads.threshold_metrics(np.array([0.5]), [True]), "multipliers >= 1.00"),
+        (lambda: heads.threshold_metrics(np.ones(3), [True]), "`bet` must have one row"),
+        (lambda: heads.bet_signal(np.array([np.nan]), 0.5), "holds NaN"),
         (
-            lambda: metrics.classification_metrics(np.ones(2), np.ones((2, 2))),
+            lambda: heads.classification_metrics(np.ones(2), np.ones((2, 2))),
             "`class_proba` must be [N, 3]. Received: shape=(2, 2)",
         ),
         (
-            lambda: metrics.evaluate_predictions(
-                np.ones(2), np.ones(3), np.ones(2), np.ones((2, 3))
-            ),
+            lambda: heads.evaluate_predictions(np.ones(2), np.ones(3), np.ones(2), np.ones((2, 3))),
             "`p_threshold` must have one row per round (2)",
         ),
     ],

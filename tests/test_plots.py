@@ -1,4 +1,4 @@
-"""jetx.evaluation.plots writes readable PNGs from real records (pyplot-free, real files)."""
+"""jetx.evaluation.report.plots writes readable PNGs from real records (pyplot-free, real files)."""
 
 import os
 import subprocess
@@ -9,7 +9,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from jetx.evaluation import plots
+from jetx.evaluation.report import plots
 
 
 def _records():
@@ -94,7 +94,7 @@ def test_writing_a_report_leaves_the_processs_matplotlib_backend_alone(tmp_path)
     script = (
         "import sys, pathlib, matplotlib\n"
         "sys.path.insert(0, sys.argv[1])\n"
-        "import jetx.cli, jetx.evaluation.report\n"
+        "import jetx.cli, jetx.evaluation.report.markdown\n"
         "from test_report import _write_run\n"
         "run_dir, _ = _write_run(pathlib.Path(sys.argv[2]), 'run')\n"
         "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules,\n"

@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from jetx.evaluation.forecasts import HOUSE_FORECAST
-from jetx.evaluation.trials import ALPHA
+from jetx.evaluation.scores.forecasts import HOUSE_FORECAST
+from jetx.evaluation.significance.trials import ALPHA
 from jetx.serving.gate import (
     CONFIRM_ROUNDS,
     MIN_ROUNDS,

@@ -12,10 +12,10 @@ import pytest
 from scipy import special
 
 from jetx.errors import JetxInputError
-from jetx.evaluation import statistics
+from jetx.evaluation.calibration.platt import IDENTITY, PlattMap, fit_platt
 from jetx.evaluation.inference import Predictions
-from jetx.evaluation.recalibration import IDENTITY, PlattMap, fit_platt
-from jetx.evaluation.scoring import stage_evaluation
+from jetx.evaluation.run import stage_evaluation
+from jetx.evaluation.scores import proper
 
 
 def _rounds(n, seed, intercept, slope):
@@ -42,7 +42,7 @@ def test_the_fitted_map_has_the_highest_likelihood_nearby():
 
     def nll(intercept, slope):
         mapped = PlattMap(intercept, slope, 0).apply(scores)
-        return statistics.log_loss(outcome, mapped).mean()
+        return proper.log_loss(outcome, mapped).mean()
 
     best = nll(platt.intercept, platt.slope)
     for di, ds in [(0.02, 0), (-0.02, 0), (0, 0.02), (0, -0.02)]:

@@ -8,9 +8,10 @@ import pytest
 
 from jetx.config import NORMALIZATIONS
 from jetx.errors import JetxInputError
-from jetx.evaluation import compare, metrics, report, tables
 from jetx.evaluation.inference import Predictions, write_predictions
-from jetx.evaluation.scoring import build_evaluation, stage_evaluation
+from jetx.evaluation.report import compare, markdown, tables
+from jetx.evaluation.run import build_evaluation, stage_evaluation
+from jetx.evaluation.scores import heads
 from jetx.io import write_json
 from jetx.layout import RunDir
 from jetx.training.epoch_history import read_records
@@ -31,7 +32,7 @@ def _evaluation(run_dir, p_test=None, sha="abc123", stages=(1, 2)):
     rng = np.random.default_rng(3)
     test = _predictions(y_test, rng.random(300) if p_test is None else p_test(y_test))
     val = _predictions(y_val, rng.random(200))
-    baselines = metrics.baselines(y_test, seed=0)
+    baselines = heads.baselines(y_test, seed=0)
     evaluated = [stage_evaluation(s, test, val, base_rate=0.65) for s in stages]
     training = tables.training_rows(_records())
     evaluation = build_evaluation(
@@ -75,7 +76,7 @@ def _write_run(tmp_path, name, **kwargs):
     run_dir.mkdir()
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _records()))
     evaluation, test = _evaluation(run_dir, **kwargs)
-    run = RunDir(run_dir)  # what jetx.evaluation.scoring.evaluate_run writes
+    run = RunDir(run_dir)  # what jetx.evaluation.run.evaluate_run writes
     write_json(run.evaluation, evaluation)
     write_predictions(
         run.predictions,
@@ -84,7 +85,7 @@ def _write_run(tmp_path, name, **kwargs):
         p_threshold=np.stack([test.p_threshold for _ in evaluation["stages"]]),
         p_base_rate=np.full(test.y_value.size, 0.65),
     )
-    report.write_report(run_dir)
+    markdown.write_report(run_dir)
     return run_dir, evaluation
 
 
@@ -105,7 +106,7 @@ def test_write_report_writes_markdown_json_and_plots(tmp_path):
     saved = json.loads((out / "evaluation.json").read_text())
     assert saved["stages"][1]["at_cut"]["bets"] == evaluation["stages"][1]["at_cut"]["bets"]
     text = (out / "report.md").read_text()
-    assert report.INDEPENDENCE in text
+    assert markdown.INDEPENDENCE in text
     assert f"the fusion: {NORMALIZATIONS['batch']}." in text  # what accumulation guarantees
     assert "through a Platt map fitted on the 200 validation rounds" in text
     for stage in evaluation["stages"]:
@@ -168,7 +169,7 @@ def test_a_model_that_never_bets_reports_undefined_not_nan(tmp_path):
     stage = evaluation["stages"][0]
     assert stage["at_cut"]["bets"] == 0
     assert "never bets" in stage["verdict"]
-    text = report.render_markdown(evaluation)
+    text = markdown.render_markdown(evaluation)
     assert "nan" not in text.lower()
     assert "0 / 300" in text
 
@@ -176,7 +177,7 @@ def test_a_model_that_never_bets_reports_undefined_not_nan(tmp_path):
 def test_a_model_that_knows_the_outcome_is_called_a_leakage_suspect(tmp_path):
     evaluation, _ = _evaluation(tmp_path, p_test=lambda y: (y >= 1.5).astype(float))
     assert "leakage suspect" in evaluation["stages"][0]["verdict"]
-    assert "leakage suspect" in report.render_markdown(evaluation)
+    assert "leakage suspect" in markdown.render_markdown(evaluation)
 
 
 def test_target_rows_are_pass_fail_or_undefined(tmp_path):
@@ -247,3 +248,27 @@ def test_compare_command_prints_the_table_and_names_bad_runs(tmp_path, capsys):
     assert out.startswith("| run | variant | rule |") and "| run-a | full | stage 2 |" in out
     assert main(["compare", str(tmp_path / "missing")]) == 2
     assert "missing/report: no evaluation.json; run `jetx evaluate" in capsys.readouterr().err
+
+
+def test_an_evaluation_is_checked_against_its_typed_shape(tmp_path):
+    from jetx.evaluation.records import check_evaluation, read_evaluation
+
+    run_dir, evaluation = _write_run(tmp_path, "run-a")
+    assert read_evaluation(RunDir(run_dir)) == check_evaluation(evaluation, "x")
+    stage = evaluation["stages"][0]
+    damaged = [
+        ({**evaluation, "schema": 2}, "schema 2, this jetx reads schema 3; run `jetx evaluate`"),
+        ({**evaluation, "stages": [{**stage, "verdict": None}]}, "stages.0.verdict:"),
+        ({**evaluation, "stages": [{**stage, "p_value": 0.5}]}, "stages.0.p_value: Extra"),
+        (
+            {**evaluation, "trials": {**evaluation["trials"], "alpha": "five percent"}},
+            "trials.alpha:",
+        ),
+    ]
+    for data, line in damaged:
+        write_json(RunDir(run_dir).evaluation, data)
+        with pytest.raises(JetxInputError) as caught:
+            read_evaluation(RunDir(run_dir))
+        message = str(caught.value)
+        assert line in message and "\n" not in message, message
+        assert str(RunDir(run_dir).evaluation) in message

@@ -233,3 +233,40 @@ def test_memory_budget_plans_the_micro_batch_before_training(data, tmp_path):
     assert (record["micro_batch"], record["accumulation"]) == (2, 32)
     with pytest.raises(JetxInputError, match="does not fit the budget"):
         train_stage(stage, data, None, tmp_path / "small", verbose=0, budget_bytes=1024)
+
+
+def test_every_callback_gets_its_model_and_the_epoch_begins_and_ends(data, tmp_path):
+    # Keras's contract for a callback (set_model, then on_epoch_begin/end around the batches),
+    # kept without keras's CallbackList, whose pythonify_logs would turn integer logs to floats.
+    from keras.callbacks import Callback
+
+    from jetx.training.distribute import get_distribution
+    from jetx.training.schedule import _build_loop
+
+    loop = _build_loop(
+        stage=dataclasses.replace(TINY.stages[0], epochs=1),
+        data=data,
+        start=None,
+        run_dir=tmp_path,
+        precision="float32",
+        keep_last=2,
+        verbose=0,
+        distribution=get_distribution("none"),
+    )
+    assert all(callback.model is loop.accumulator.model for callback in loop.callbacks)
+    hooks = []
+
+    class Recorder(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            hooks.append(f"begin {epoch}")
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if hooks[-1] != "batches":
+                hooks.append("batches")
+
+        def on_epoch_end(self, epoch, logs=None):
+            hooks.append(f"end {epoch} {type(logs['stage']).__name__}")
+
+    loop.callbacks.append(Recorder())
+    loop.run()
+    assert hooks == ["begin 0", "batches", "end 0 int"]

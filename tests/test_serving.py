@@ -27,7 +27,7 @@ from train_data import make_features_dir
 from jetx.cli import main
 from jetx.config import PRESETS
 from jetx.data.synth import write_csv
-from jetx.evaluation import forecasts
+from jetx.evaluation.scores import forecasts
 from jetx.layout import BundleDir, FeaturesDir, ModelsDir, RunDir, StageDir, Workspace
 from jetx.serving.bundle import STAGING, export_bundle, load_bundle, read_forecasts
 from jetx.serving.pointers import point
@@ -96,7 +96,7 @@ def fresh_process(exported):
         import numpy as np, keras
         import jetx.model.layers
         from jetx.config import ModelConfig
-        from jetx.evaluation.recalibration import PlattMap
+        from jetx.evaluation.calibration.platt import PlattMap
         from jetx.training.windows import make_dataset
         model = keras.saving.load_model({str(bundle.model)!r}, safe_mode=True)
         info = json.load(open({str(bundle.info_path)!r}))
@@ -289,7 +289,7 @@ def test_a_champion_is_rescored_on_the_newer_test_rounds_of_a_grown_history(expo
     assert "on which the champion run-a was re-scored" in record["reasons"][2]
     versus = record["scores"]["vs_champion"]["comparison"]
     assert versus["rounds"] == index.size
-    ours = forecasts.statistics.log_loss(forecasts.reached(y_value), p_champion).mean()
+    ours = forecasts.proper.log_loss(forecasts.reached(y_value), p_champion).mean()
     assert versus["reference_log_loss"] == pytest.approx(ours)
 
 

@@ -18,7 +18,7 @@ from train_data import learning_preset
 
 from jetx.data.ingest import ingest
 from jetx.data.synth import PLANTED_BAYES_ACCURACY, planted_accuracies, synthesize, write_csv
-from jetx.evaluation.scoring import evaluate_run
+from jetx.evaluation.run import evaluate_run
 from jetx.features.build import build_features
 from jetx.layout import ModelsDir
 from jetx.serving.bundle import export_bundle

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from jetx.config import BREAK_EVEN_WIN_RATE
-from jetx.evaluation import forecasts, metrics, power, statistics, trials, verdicts
+from jetx.evaluation.scores import forecasts, heads
+from jetx.evaluation.significance import power, trials, verdicts
 
 ALPHA, POWER, TRIALS = 0.05, 0.8, 6
 NOT_ABOVE = "not above break-even"
@@ -13,11 +14,11 @@ NOT_ABOVE = "not above break-even"
 
 def _model(wins: int, bets: int, rounds: int = 1000) -> dict:
     y = np.array([2.0] * wins + [1.1] * (bets - wins) + [1.1] * (rounds - bets))
-    return metrics.threshold_metrics(y, np.arange(rounds) < bets)
+    return heads.threshold_metrics(y, np.arange(rounds) < bets)
 
 
 def _test(model: dict) -> dict:
-    p = statistics.win_rate_p_value(model["wins"], model["bets"], BREAK_EVEN_WIN_RATE)
+    p = heads.win_rate_p_value(model["wins"], model["bets"], BREAK_EVEN_WIN_RATE)
     return {
         "p_value": 1.0 if p is None else p,
         "adjusted_p_value": 1.0 if p is None else min(1.0, TRIALS * p),

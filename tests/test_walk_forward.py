@@ -1,6 +1,6 @@
-"""Walk-forward evaluation (jetx.evaluation.origins, jetx.evaluation.walk_forward), without
-training: the origins' construction on real ingested series and real features dirs, and the
-pooling and verdicts on real forecasts of real synth rounds.
+"""Walk-forward evaluation (jetx.evaluation.walk_forward: origins, pool), without training:
+the origins' construction on real ingested series and real features dirs, and the pooling and
+verdicts on real forecasts of real synth rounds.
 
 The pooling is tested here on forecasts with a known truth: on planted rounds, the planted
 rule's own probability (a model that learned the rule); on i.i.d. rounds, the training base
@@ -15,11 +15,12 @@ import pytest
 from jetx.data.ingest import ingest
 from jetx.data.synth import PLANTED_P_UNDER, PLANTED_RUN, synthesize, write_csv
 from jetx.errors import JetxInputError
-from jetx.evaluation import metrics, report
 from jetx.evaluation.inference import Predictions, write_predictions
-from jetx.evaluation.origins import MIN_ORIGINS, build_origin, plan_origins
-from jetx.evaluation.scoring import build_evaluation, stage_evaluation
-from jetx.evaluation.walk_forward import pool_origins
+from jetx.evaluation.report import markdown
+from jetx.evaluation.run import build_evaluation, stage_evaluation
+from jetx.evaluation.scores import heads
+from jetx.evaluation.walk_forward.origins import MIN_ORIGINS, build_origin, plan_origins
+from jetx.evaluation.walk_forward.pool import pool_origins
 from jetx.features import FIRST_SAMPLE
 from jetx.io import write_json
 from jetx.layout import RunDir, WalkForwardDir
@@ -128,7 +129,7 @@ def _origin_run(run_dir, values, origin, forecast, seed):
     evaluation = build_evaluation(
         test.y_value,
         stages,
-        metrics.baselines(test.y_value, seed),
+        heads.baselines(test.y_value, seed),
         run_dir=run_dir,
         split="test",
         base_rate=base_rate,
@@ -157,7 +158,7 @@ def _pooled(tmp_path, signal, forecast):
     ]
     out = tmp_path / "walk-forward"
     evaluation = pool_origins(plan, runs, out, seed=0)
-    return evaluation, report.render_report(WalkForwardDir(out).report, evaluation)
+    return evaluation, markdown.render_report(WalkForwardDir(out).report, evaluation)
 
 
 def test_on_planted_rounds_the_pool_finds_skill_at_every_origin_beyond_its_interval(tmp_path):

@@ -17,7 +17,7 @@ from train_data import learning_preset
 
 from jetx.data.ingest import ingest
 from jetx.data.synth import synthesize, write_csv
-from jetx.evaluation.walk_forward import run_walk_forward
+from jetx.evaluation.walk_forward.pool import run_walk_forward
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # make test-e2e; its own limit
 

@@ -31,8 +31,8 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from jetx.evaluation.compare import compare_rows
-    from jetx.evaluation.tables import markdown_table
+    from jetx.evaluation.report.compare import compare_rows
+    from jetx.evaluation.report.tables import markdown_table
 
     rows = compare_rows(args.run_dirs, include_previous=not args.no_previous)
     print(json.dumps(rows, indent=2) if args.json else markdown_table(rows))

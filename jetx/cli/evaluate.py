@@ -47,8 +47,8 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from jetx.evaluation.report import write_report
-    from jetx.evaluation.scoring import evaluate_run
+    from jetx.evaluation.report.markdown import write_report
+    from jetx.evaluation.run import evaluate_run
 
     with RunDir(args.run_dir).lock():  # a run being trained or evaluated elsewhere: refuse
         evaluation = evaluate_run(

@@ -53,7 +53,7 @@ def register(subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from jetx.data.ingest import ingest
-    from jetx.evaluation.walk_forward import run_walk_forward
+    from jetx.evaluation.walk_forward.pool import run_walk_forward
     from jetx.layout import WalkForwardDir
 
     if not 0.0 <= args.cut <= 1.0:

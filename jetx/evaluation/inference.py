@@ -16,8 +16,8 @@ import numpy as np
 
 from jetx.config import EVAL_BATCH, NUM_CLASSES, ModelConfig
 from jetx.errors import JetxInputError
-from jetx.evaluation import metrics
-from jetx.evaluation.recalibration import PlattMap
+from jetx.evaluation.calibration.platt import PlattMap
+from jetx.evaluation.scores import heads
 from jetx.features.splits import Scaler
 from jetx.io import atomic_path
 from jetx.layout import FeaturesDir
@@ -44,8 +44,8 @@ class Predictions:
         return replace(self, p_threshold=platt.apply(self.p_threshold))
 
     def score(self, cut: float) -> dict[str, Any]:
-        """`jetx.evaluation.metrics.evaluate_predictions` of these predictions at `cut`."""
-        return metrics.evaluate_predictions(
+        """`jetx.evaluation.scores.heads.evaluate_predictions` of these predictions at `cut`."""
+        return heads.evaluate_predictions(
             self.y_value, self.p_threshold, self.y_pred_value, self.class_proba, cut
         )
 

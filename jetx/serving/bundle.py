@@ -31,9 +31,10 @@ import numpy as np
 from jetx import __version__
 from jetx.config import CASHOUT, HOUSE_RETURN
 from jetx.errors import JetxInputError
-from jetx.evaluation.recalibration import PlattMap
-from jetx.evaluation.scoring import prior_base_rate
-from jetx.evaluation.trials import run_trials
+from jetx.evaluation.calibration.platt import PlattMap
+from jetx.evaluation.records import read_evaluation
+from jetx.evaluation.run import prior_base_rate
+from jetx.evaluation.significance.trials import run_trials
 from jetx.features import FEATURE_NAMES, FEATURE_VERSION
 from jetx.features.splits import Scaler
 from jetx.io import write_json
@@ -107,7 +108,7 @@ def export_bundle(run_dir: Path, out_dir: Path) -> dict[str, Any]:
 
     run = RunDir(run_dir)
     data = StageData.from_run(run.path)
-    evaluation = run.read_evaluation()
+    evaluation = read_evaluation(run)
     if not evaluation["stages"]:
         raise JetxInputError(f"{run_dir}: its evaluation holds no stage; nothing to export")
     final = evaluation["stages"][-1]

@@ -25,9 +25,10 @@ bench/gate_lifetime.py runs this very code over simulated lifetimes. The rules
 4. **Candidate against champion is a test.** The candidate replaces a standing champion only
    if it is not worse beyond noise (the one-sided test that its loss is higher, at ALPHA).
 
-Every test is the Diebold-Mariano test with a HAR variance (`jetx.evaluation.statistics`) on
-the per-round log-loss differential; the candidate's p-values against the references are
-Bonferroni-adjusted for the skill tests its run made.
+Every test is the Diebold-Mariano test with a HAR variance
+(`jetx.evaluation.significance.diebold_mariano`) on the per-round log-loss differential; the
+candidate's p-values against the references are Bonferroni-adjusted for the skill tests its run
+made.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from jetx.evaluation.forecasts import HOUSE_FORECAST, ForecastComparison, compare_forecasts
-from jetx.evaluation.statistics import har_cosines
-from jetx.evaluation.trials import ALPHA
+from jetx.evaluation.scores.forecasts import HOUSE_FORECAST, ForecastComparison, compare_forecasts
+from jetx.evaluation.significance.diebold_mariano import har_cosines
+from jetx.evaluation.significance.trials import ALPHA
 
 #: Fewest test rounds the gate judges: below 100 the HAR test has under 8 degrees of freedom and
 #: a model with 5% log-loss skill would pass look 1 less than half the time.

@@ -86,6 +86,8 @@ class StageLoop:
         )
         progbar = keras.utils.Progbar(self.data.num_train() // micro, verbose=self.verbose)
         progbar.update(skip)
+        for callback in self.callbacks:  # a resumed epoch begins again in this process
+            callback.on_epoch_begin(state.progress.epoch)
         self._segment_start = time.monotonic()
         window, consumed, self._skipping = 0, 0, False
         for inputs, targets in dataset:

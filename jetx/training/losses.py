@@ -2,7 +2,7 @@
 
 Each loss returns the mean over the batch, so that the mean of the losses of k equal
 micro-batches is the loss of their union: gradient accumulation relies on it. Evaluation
-metrics live apart, in `jetx.evaluation.metrics` (numpy).
+metrics live apart, in `jetx.evaluation.scores.heads` (numpy).
 """
 
 from __future__ import annotations

@@ -229,6 +229,8 @@ def _build_loop(
     ]
     if (injected := faults.active()) is not None:  # a test's hooks, None in production
         callbacks.append(injected.callback(stage.stage))
+    for callback in callbacks:  # what keras.callbacks.CallbackList would do, without its
+        callback.set_model(model)  # pythonify_logs, which turns every integer log into a float
     state = TrainState.start(
         stage=stage.stage,
         micro_batch=stage.micro_batch,

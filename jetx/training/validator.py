@@ -1,7 +1,7 @@
 """Validation pass of the stage loop: the stage's losses and a few head metrics on the val split.
 
 Early stopping and reduce-on-plateau watch `val_loss`. The full evaluation (bankroll, intervals,
-baselines) is `jetx.evaluation.metrics`, run on predictions after training; these are only the
+baselines) is `jetx.evaluation.scores.heads`, run on predictions after training; these are only the
 running figures a user watches per epoch.
 """
 

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from jetx.errors import JetxInputError
-from jetx.evaluation.tables import metric_row
+from jetx.evaluation.records import Evaluation, read_evaluation
+from jetx.evaluation.report.tables import metric_row
 from jetx.layout import RunDir
 
 logger = logging.getLogger(__name__)
 
 
-def previous_run(run_dir: Path, evaluation: Mapping[str, Any]) -> Path | None:
+def previous_run(run_dir: Path, evaluation: Evaluation) -> Path | None:
     """The newest sibling run evaluated before this one, of any data version, if any."""
     run_dir = Path(run_dir).resolve()
     created = evaluation.get("created_at", "")
@@ -30,7 +31,7 @@ def previous_run(run_dir: Path, evaluation: Mapping[str, Any]) -> Path | None:
         if sibling == run_dir or not other.is_evaluated():
             continue
         try:
-            stamp = other.read_evaluation().get("created_at", "")
+            stamp = read_evaluation(other).get("created_at", "")
         except JetxInputError as error:
             logger.warning("%s; not a candidate previous run", error)
             continue
@@ -39,14 +40,14 @@ def previous_run(run_dir: Path, evaluation: Mapping[str, Any]) -> Path | None:
     return max(found)[1] if found else None
 
 
-def previous_note(evaluation: Mapping[str, Any], previous: Mapping[str, Any]) -> str:
+def previous_note(evaluation: Evaluation, previous: Mapping[str, Any]) -> str:
     """How the previous run relates to this one: the same data, or an older history."""
     if previous.get("data_sha256") == evaluation.get("data_sha256"):
         return "previous run, same data"
     return f"previous run, other data ({previous.get('rounds')} test rounds)"
 
 
-def run_rows(run_dir: Path, evaluation: Mapping[str, Any], note: str = "") -> list[dict[str, str]]:
+def run_rows(run_dir: Path, evaluation: Evaluation, note: str = "") -> list[dict[str, str]]:
     """Rows of one run: each stage at its given cut, then its always-bet baseline."""
     training = {row["stage"]: row for row in evaluation.get("training", [])}
     rows = []
@@ -84,7 +85,7 @@ def compare_rows(run_dirs: Sequence[Path], include_previous: bool = True) -> lis
 
     Returns:
         Rows (column -> printable value): run, variant, rule (stage or baseline), cut, the
-        metrics of `jetx.evaluation.report.metric_row`, peak memory, seconds and parameters.
+        metrics of `tables.metric_row`, peak memory, seconds and parameters.
 
     Raises:
         JetxInputError: a run without an evaluation (report/evaluation.json).
@@ -93,12 +94,12 @@ def compare_rows(run_dirs: Sequence[Path], include_previous: bool = True) -> lis
     seen = {d.resolve() for d in wanted}
     rows: list[dict[str, str]] = []
     for run_dir in wanted:
-        evaluation = RunDir(run_dir).read_evaluation()
+        evaluation = read_evaluation(RunDir(run_dir))
         rows += run_rows(run_dir, evaluation)
         previous = previous_run(run_dir, evaluation) if include_previous else None
         if previous is not None and previous.resolve() not in seen:
             seen.add(previous.resolve())
-            before = RunDir(previous).read_evaluation()
+            before = read_evaluation(RunDir(previous))
             note = f"{previous_note(evaluation, before)} of {run_dir.name}"
             rows += run_rows(previous, before, note)
     return rows

@@ -19,8 +19,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from jetx.config import BREAK_EVEN_WIN_RATE
-from jetx.evaluation import power, statistics, verdicts
+from jetx.errors import JetxInputError
+from jetx.evaluation.records import Evaluation
+from jetx.evaluation.scores import heads
+from jetx.evaluation.significance import power, verdicts
 
 #: Level of every test: the adjusted p-value is read against it.
 ALPHA = 0.05
@@ -28,6 +33,25 @@ ALPHA = 0.05
 POWER = 0.8
 #: The two cuts of a stage: key of its metrics -> how the trials table names it.
 CUTS = {"at_cut": "given", "at_val_cut": "validation-chosen"}
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given.
+
+    The k-th smallest of m p-values becomes max over j <= k of (m - j + 1) p_(j), capped at 1;
+    rejecting where the adjusted value is below alpha keeps the chance of any false rejection
+    among the m at most alpha, whatever their dependence.
+    """
+    p = np.asarray(p_values, dtype=np.float64).reshape(-1)
+    if p.size == 0:
+        return []
+    if np.isnan(p).any() or p.min() < 0 or p.max() > 1:
+        raise JetxInputError(f"`p_values` must be in [0, 1]. Received: {p.tolist()}")
+    order = np.argsort(p, kind="stable")
+    scaled = (p.size - np.arange(p.size)) * p[order]
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return adjusted.tolist()
 
 
 def _cut_words(stage: Mapping[str, Any], key: str) -> str:
@@ -59,7 +83,7 @@ def adjust_stages(
     """The stages with their tests adjusted for every trial and their verdicts, and the trials.
 
     Args:
-        stages: `jetx.evaluation.scoring.stage_evaluation` dicts (forecast, at_cut, at_val_cut).
+        stages: `jetx.evaluation.run.stage_evaluation` dicts (forecast, at_cut, at_val_cut).
         always: the always-bet baseline on the same rounds.
 
     Returns:
@@ -68,13 +92,13 @@ def adjust_stages(
         bankroll) and verdict_at_val_cut; trials holds count (stages x cuts), skill_tests,
         bankroll_tests, alpha, power and tried (one row per trial).
     """
-    skill_adjusted = statistics.holm([s["forecast"]["dm"]["p_value"] for s in stages])
+    skill_adjusted = holm([s["forecast"]["dm"]["p_value"] for s in stages])
     raw = {
-        (i, key): statistics.win_rate_p_value(s[key]["wins"], s[key]["bets"], BREAK_EVEN_WIN_RATE)
+        (i, key): heads.win_rate_p_value(s[key]["wins"], s[key]["bets"], BREAK_EVEN_WIN_RATE)
         for i, s in enumerate(stages)
         for key in CUTS
     }
-    bank_adjusted = dict(zip(raw, statistics.holm([p or 1.0 for p in raw.values()]), strict=True))
+    bank_adjusted = dict(zip(raw, holm([p or 1.0 for p in raw.values()]), strict=True))
     n_skill, n_bank = len(stages), len(raw)
     out, tried = [], []
     for i, stage in enumerate(stages):
@@ -140,6 +164,6 @@ def _tried_row(stage: Mapping[str, Any], key: str, skill: dict, bank: dict) -> d
     }
 
 
-def run_trials(evaluation: Mapping[str, Any]) -> int:
+def run_trials(evaluation: Evaluation) -> int:
     """Skill tests a run's evaluation made (one per stage): the count a gate adjusts for."""
     return int(evaluation["trials"]["skill_tests"])

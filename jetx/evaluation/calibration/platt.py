@@ -24,7 +24,7 @@ import numpy as np
 from scipy import optimize, special
 
 from jetx.errors import JetxInputError
-from jetx.evaluation.statistics import binary_forecasts
+from jetx.evaluation.scores.proper import binary_forecasts
 
 #: Scores are clipped to [_CLIP, 1 - _CLIP] before the logit: a saturated sigmoid stays finite.
 _CLIP = 1e-6

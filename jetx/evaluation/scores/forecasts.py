@@ -20,12 +20,14 @@ import numpy as np
 
 from jetx.config import CASHOUT, HOUSE_RETURN
 from jetx.errors import JetxInputError
-from jetx.evaluation import calibration, statistics
+from jetx.evaluation.calibration import reliability
+from jetx.evaluation.scores import proper
+from jetx.evaluation.significance import bootstrap, diebold_mariano
 
 #: The house's forecast of P(X >= 1.5): x P(X >= x) = 0.97 for every x (docs/design.md).
 HOUSE_FORECAST = HOUSE_RETURN / CASHOUT
 #: The scores of the comparison, each a per-round loss of (outcomes, forecasts).
-SCORES = {"log_loss": statistics.log_loss, "brier": statistics.brier}
+SCORES = {"log_loss": proper.log_loss, "brier": proper.brier}
 
 
 def reached(y_value: np.ndarray) -> np.ndarray:
@@ -80,7 +82,7 @@ def compare_forecasts(
     p_reference: np.ndarray,
     *,
     trials: int = 1,
-    alternative: statistics.Alternative = "less",
+    alternative: diebold_mariano.Alternative = "less",
     interval: bool = True,
     seed: int = 0,
 ) -> ForecastComparison:
@@ -106,15 +108,15 @@ def compare_forecasts(
     if trials < 1:
         raise JetxInputError(f"`trials` must be at least 1. Received: trials={trials}")
     outcome = reached(y_value)
-    model = statistics.log_loss(outcome, p_model)
-    reference = statistics.log_loss(outcome, p_reference)
-    test = statistics.diebold_mariano(model, reference, alternative=alternative)
+    model = proper.log_loss(outcome, p_model)
+    reference = proper.log_loss(outcome, p_reference)
+    test = diebold_mariano.diebold_mariano(model, reference, alternative=alternative)
     return ForecastComparison(
         rounds=int(outcome.size),
         model_log_loss=float(model.mean()),
         reference_log_loss=float(reference.mean()),
-        skill=statistics.skill_score(model, reference),
-        skill_ci=statistics.skill_interval(model, reference, seed=seed) if interval else None,
+        skill=proper.skill_score(model, reference),
+        skill_ci=bootstrap.skill_interval(model, reference, seed=seed) if interval else None,
         statistic=test.statistic,
         p_value=test.p_value,
         adjusted_p_value=min(1.0, trials * test.p_value),
@@ -128,8 +130,8 @@ def _skills(
 ) -> dict[str, dict[str, Any]]:
     return {
         score: {
-            "estimate": statistics.skill_score(by_forecaster["model"], by_forecaster[reference]),
-            "ci": statistics.skill_interval(
+            "estimate": proper.skill_score(by_forecaster["model"], by_forecaster[reference]),
+            "ci": bootstrap.skill_interval(
                 by_forecaster["model"], by_forecaster[reference], seed=seed
             ),
         }
@@ -153,8 +155,9 @@ def forecast_scores(
     Returns:
         rounds; forecasters (model, base_rate, house: mean forecast, log_loss, brier); skill
         (vs base_rate and vs house: per score, estimate and ci); dm (model vs base rate, log
-        loss, one-sided: `statistics.DieboldMariano`); calibration (Spiegelhalter z and p-value,
-        mean forecast vs observed rate, the forecasts' spread); reliability (the diagram's bins).
+        loss, one-sided: `diebold_mariano.DieboldMariano`); calibration (Spiegelhalter z and
+        p-value, mean forecast vs observed rate, the forecasts' spread); reliability (the
+        diagram's bins).
 
     Raises:
         JetxInputError: fewer than 2 rounds or arrays that do not match.
@@ -170,7 +173,7 @@ def forecast_scores(
         for score, loss in SCORES.items()
     }
     model = forecasts["model"]
-    test = statistics.diebold_mariano(
+    test = diebold_mariano.diebold_mariano(
         losses["log_loss"]["model"], losses["log_loss"]["base_rate"], alternative="less"
     )
     return {
@@ -185,11 +188,11 @@ def forecast_scores(
         "skill": {ref: _skills(losses, ref, seed) for ref in ("base_rate", "house")},
         "dm": test.to_dict(),
         "calibration": {
-            "spiegelhalter": calibration.spiegelhalter(outcome, model),
+            "spiegelhalter": reliability.spiegelhalter(outcome, model),
             "mean_forecast": float(model.mean()),
             "observed_rate": float(outcome.mean()),
             "forecast_sd": float(model.std()),
             "forecast_range": (float(model.min()), float(model.max())),
         },
-        "reliability": calibration.reliability_bins(outcome, model),
+        "reliability": reliability.reliability_bins(outcome, model),
     }

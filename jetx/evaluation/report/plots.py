@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from jetx.config import CLASS_NAMES, MIB
-from jetx.evaluation.metrics import bankroll_curve
+from jetx.evaluation.scores.heads import bankroll_curve
 from jetx.io import atomic_path
 
 #: Panels of the memory plot -> how a metrics.jsonl record gives its figure in bytes (or None).
@@ -200,7 +200,7 @@ def plot_reliability(
     carries its 95% Wilson interval; the last series' points carry their count of rounds.
 
     Args:
-        bins: label (e.g. "stage 3") -> `jetx.evaluation.calibration.reliability_bins` rows.
+        bins: label (e.g. "stage 3") -> `reliability.reliability_bins` rows.
         base_rate: the prior base rate, drawn as a reference line.
         path: the PNG to write.
         title: what the forecasts are of (split, rounds).

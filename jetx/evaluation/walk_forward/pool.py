@@ -1,8 +1,8 @@
 """Walk-forward evaluation: train at K rolling origins and pool their out-of-sample rounds.
 
-Each origin (`jetx.evaluation.origins`) is an ordinary run: the stage engine trains it
+Each origin (`jetx.evaluation.walk_forward.origins`) is an ordinary run: the stage engine trains it
 (`jetx.training.schedule`, with its checkpoints and resume) on the origin's own features dir and
-`jetx.evaluation.scoring.evaluate_run` scores its block. `pool_origins` then joins the K blocks
+`jetx.evaluation.run.evaluate_run` scores its block. `pool_origins` then joins the K blocks
 into one set of out-of-sample rounds: one proper-score comparison per stage (each round's
 base-rate forecast is its own origin's prior base rate), one DM test, one bankroll (each
 origin's bets at its own validation-chosen cut), every test adjusted for the trials, and one row
@@ -23,11 +23,13 @@ import numpy as np
 
 from jetx.config import Preset
 from jetx.errors import JetxInputError
-from jetx.evaluation import forecasts, metrics, statistics
 from jetx.evaluation.inference import read_predictions, write_predictions
-from jetx.evaluation.origins import Origin, build_origin, plan_for_preset
-from jetx.evaluation.report import render_report
-from jetx.evaluation.scoring import build_evaluation, evaluate_run
+from jetx.evaluation.records import read_evaluation, write_evaluation
+from jetx.evaluation.report.markdown import render_report
+from jetx.evaluation.run import build_evaluation, evaluate_run
+from jetx.evaluation.scores import forecasts, heads
+from jetx.evaluation.significance import trials
+from jetx.evaluation.walk_forward.origins import Origin, build_origin, plan_for_preset
 from jetx.features import FIRST_SAMPLE
 from jetx.io import write_json
 from jetx.layout import RunDir, SeriesDir, WalkForwardDir
@@ -37,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 def _origin_arrays(origin: Origin, run_dir: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     run = RunDir(run_dir)
-    evaluation, saved = run.read_evaluation(), read_predictions(run.predictions)
+    evaluation, saved = read_evaluation(run), read_predictions(run.predictions)
     if evaluation["rounds"] != origin.test:
         raise JetxInputError(
             f"Origin {origin.number} scored {evaluation['rounds']} rounds, not its block of "
@@ -56,8 +58,8 @@ def _pooled_stage(
         "cut": cut,
         "val_cut": None,
         "forecast": forecasts.forecast_scores(y, p, pooled["p_base_rate"], seed=seed),
-        "at_cut": metrics.threshold_metrics(y, metrics.bet_signal(p, cut)),
-        "at_val_cut": metrics.threshold_metrics(y, p >= pooled["val_cut"][index]),
+        "at_cut": heads.threshold_metrics(y, heads.bet_signal(p, cut)),
+        "at_val_cut": heads.threshold_metrics(y, p >= pooled["val_cut"][index]),
     }
 
 
@@ -100,7 +102,7 @@ def origin_rows(
                     "val_cut": stage["val_cut"],
                 }
             )
-    adjusted = statistics.holm([row["p_value"] for row in rows])
+    adjusted = trials.holm([row["p_value"] for row in rows])
     return [{**row, "adjusted_p_value": p} for row, p in zip(rows, adjusted, strict=True)]
 
 
@@ -163,7 +165,7 @@ def pool_origins(
     evaluation = build_evaluation(
         pooled["y_value"],
         stages,
-        metrics.baselines(pooled["y_value"], seed),
+        heads.baselines(pooled["y_value"], seed),
         run_dir=layout.path,
         split="walk-forward",
         base_rate=float(pooled["p_base_rate"].mean()),
@@ -176,7 +178,7 @@ def pool_origins(
         origins=origin_rows(origins, evaluations, [_train_cap(r) for r in run_dirs]),
     )
     Path(layout.report).mkdir(parents=True, exist_ok=True)
-    write_json(layout.evaluation, evaluation)
+    write_evaluation(layout.evaluation, evaluation)
     write_predictions(
         layout.predictions,
         y_value=pooled["y_value"],

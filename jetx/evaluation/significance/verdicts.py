@@ -26,7 +26,7 @@ def skill_verdict(
     """One sentence on whether the forecasts beat the prior base rate's.
 
     Args:
-        forecast: `jetx.evaluation.forecasts.forecast_scores` of the rounds.
+        forecast: `jetx.evaluation.scores.forecasts.forecast_scores` of the rounds.
         test: the skill test after adjustment: p_value, adjusted_p_value, tests (how many the
             adjustment counted), detectable_log_loss_improvement and detectable_skill.
         alpha, power: the level the adjusted p-value is read at, and the power of the
@@ -83,7 +83,7 @@ def bankroll_verdict(
     leakage suspect.
 
     Args:
-        model: `jetx.evaluation.metrics.threshold_metrics` of the model's bets.
+        model: `jetx.evaluation.scores.heads.threshold_metrics` of the model's bets.
         always: the always-bet baseline on the same rounds.
         test: p_value, adjusted_p_value (None without a bet), tests, detectable_win_rate.
         cut: how the cut reads ("cut 0.50", "the validation cut 0.37").

@@ -283,3 +283,14 @@ def choose_cut(y_val: np.ndarray, p_val: np.ndarray) -> float:
     profits = np.array([gain[p >= cut].sum() for cut in CUT_GRID])
     best = np.flatnonzero(np.isclose(profits, profits.max()))[-1]
     return float(CUT_GRID[best])
+
+
+def win_rate_p_value(wins: int, bets: int, null: float) -> float | None:
+    """One-sided exact binomial p-value of a win rate above `null`: P(W >= wins | bets, null),
+    scipy's `binomtest`.
+
+    None when there is no bet (nothing was tested).
+    """
+    if bets == 0:
+        return None
+    return float(stats.binomtest(int(wins), int(bets), null, alternative="greater").pvalue)

@@ -3,19 +3,10 @@
 The report leads with the evidence (the forecasts' proper scores against the constant
 forecasters, the skill test adjusted for every trial and what it could have detected, the
 reliability diagram), lists what was tried, and then shows the bankroll as the consequence.
-A walk-forward pool (`jetx.evaluation.walk_forward`) is rendered by the same code, with its
+A walk-forward pool (`jetx.evaluation.walk_forward.pool`) is rendered by the same code, with its
 origins.
 
-An evaluation (what `scoring.evaluate_run` returns and RUN_DIR/report/evaluation.json holds):
-    schema, run_dir, created_at (ISO UTC), split, rounds, base_rate (the train split's share of
-    rounds >= 1.5), data_sha256 (the raw input's sha256 from the features manifest: "same data"
-    for `compare`), features_dir, variant, preset, parameters, training (`training_rows` of
-    metrics.jsonl), baselines (`metrics.baselines`), trials (`trials.adjust_stages`: count,
-    skill_tests, bankroll_tests, alpha, power, tried), and stages: one dict per evaluated stage
-    with stage, checkpoint, cut, val_cut, forecast (`forecasts.forecast_scores`), at_cut and
-    at_val_cut (`metrics.evaluate_predictions`), skill_test, bankroll_tests, skill_verdict,
-    bankroll_verdict, bankroll_verdict_at_val_cut, verdict (skill, then the bankroll at the
-    given cut) and verdict_at_val_cut. A walk-forward pool adds walk_forward and origins.
+The evaluation it renders is `jetx.evaluation.records.Evaluation` (report/evaluation.json).
 """
 
 from __future__ import annotations
@@ -28,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from jetx.config import BREAK_EVEN_WIN_RATE, CASHOUT, NORMALIZATIONS
-from jetx.evaluation import plots
 from jetx.evaluation.formatting import percent
 from jetx.evaluation.inference import read_predictions
-from jetx.evaluation.metrics import bet_signal
-from jetx.evaluation.tables import (
+from jetx.evaluation.records import Evaluation, read_evaluation
+from jetx.evaluation.report import plots
+from jetx.evaluation.report.tables import (
     calibration_rows,
     columns,
     confusion_rows,
@@ -44,6 +35,7 @@ from jetx.evaluation.tables import (
     target_rows,
     trial_rows,
 )
+from jetx.evaluation.scores.heads import bet_signal
 from jetx.io import atomic_path
 from jetx.layout import RunDir
 from jetx.training.epoch_history import read_records
@@ -95,7 +87,7 @@ def _stage_lines(stages: Sequence[Mapping[str, Any]], key: str, label: str) -> l
     return lines
 
 
-def _trials_text(evaluation: Mapping[str, Any]) -> str:
+def _trials_text(evaluation: Evaluation) -> str:
     trials = evaluation["trials"]
     stages = len(trials["stages"])
     return (
@@ -110,7 +102,7 @@ def _trials_text(evaluation: Mapping[str, Any]) -> str:
     )
 
 
-def _calibration_text(evaluation: Mapping[str, Any]) -> str:
+def _calibration_text(evaluation: Evaluation) -> str:
     final = evaluation["stages"][-1]
     calibration = final["forecast"]["calibration"]
     low, high = calibration["forecast_range"]
@@ -125,7 +117,7 @@ def _calibration_text(evaluation: Mapping[str, Any]) -> str:
     )
 
 
-def _recalibration_text(evaluation: Mapping[str, Any], final: Mapping[str, Any]) -> str:
+def _recalibration_text(evaluation: Evaluation, final: Mapping[str, Any]) -> str:
     """What recalibration did to the last stage's forecasts (a walk-forward pool's stages have
     one map per origin, each in its origin's report)."""
     platt = final.get("recalibration")
@@ -148,7 +140,7 @@ def _recalibration_text(evaluation: Mapping[str, Any], final: Mapping[str, Any])
     )
 
 
-def _header(evaluation: Mapping[str, Any]) -> list[str]:
+def _header(evaluation: Evaluation) -> list[str]:
     walk, name = evaluation.get("walk_forward"), Path(evaluation["run_dir"]).name
     lines = [
         f"# jetx walk-forward report: {name}" if walk else f"# jetx report: {name}",
@@ -183,7 +175,7 @@ def _origin_tables(origins: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
 
 
-def _result_tables(evaluation: Mapping[str, Any]) -> list[str]:
+def _result_tables(evaluation: Evaluation) -> list[str]:
     """The bankroll and the threshold head's accuracies for every rule, then the model's other
     heads (the baselines have none)."""
     rows = result_rows(evaluation)
@@ -194,7 +186,7 @@ def _result_tables(evaluation: Mapping[str, Any]) -> list[str]:
     return [part for table in tables for part in (table, "")]
 
 
-def render_markdown(evaluation: Mapping[str, Any], figures: Sequence[str] = ()) -> str:
+def render_markdown(evaluation: Evaluation, figures: Sequence[str] = ()) -> str:
     """report.md's text: the evidence first (skill with its power, calibration, trials), then
     the bankroll. Every table has at most 7 columns."""
     stages = evaluation["stages"]
@@ -252,7 +244,7 @@ def _bankroll_notes() -> str:
 
 
 def render_report(
-    out: Path, evaluation: Mapping[str, Any], records: Sequence[Mapping[str, Any]] = ()
+    out: Path, evaluation: Evaluation, records: Sequence[Mapping[str, Any]] = ()
 ) -> Path:
     """Write report.md and its plots into `out`, beside evaluation.json and predictions.npz.
 
@@ -313,7 +305,7 @@ def write_report(run_dir: Path) -> Path:
     """Write report.md and its PNG plots from the run's evaluation and training records.
 
     Args:
-        run_dir: an evaluated run (`jetx.evaluation.scoring.evaluate_run` wrote its
+        run_dir: an evaluated run (`jetx.evaluation.run.evaluate_run` wrote its
             report/evaluation.json and report/predictions.npz; metrics.jsonl feeds the training
             plots).
 
@@ -324,4 +316,4 @@ def write_report(run_dir: Path) -> Path:
         JetxInputError: the run has not been evaluated.
     """
     run = RunDir(run_dir)
-    return render_report(run.report, run.read_evaluation(), read_records(run.metrics))
+    return render_report(run.report, read_evaluation(run), read_records(run.metrics))

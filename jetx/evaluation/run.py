@@ -2,10 +2,10 @@
 
 The scoring (`stage_evaluation`, `build_evaluation`) is pure numpy over `Predictions`, so it is
 testable without a model; `evaluate_run` loads TensorFlow only when called. The forecasts are
-scored first by proper scores against the constant forecasters (`jetx.evaluation.forecasts`),
-then as bets; the cut chosen on validation (`jetx.evaluation.metrics.choose_cut`) is applied to
+scored first by proper scores against the constant forecasters (`jetx.evaluation.scores.forecasts`),
+then as bets; the cut chosen on validation (`jetx.evaluation.scores.heads.choose_cut`) is applied to
 the evaluated split, never chosen on it, and every verdict is adjusted for the run's trials
-(`jetx.evaluation.trials`).
+(`jetx.evaluation.significance.trials`).
 """
 
 from __future__ import annotations
@@ -19,17 +19,16 @@ from typing import Any
 import numpy as np
 
 from jetx.errors import JetxInputError
-from jetx.evaluation import forecasts, metrics, recalibration, statistics
+from jetx.evaluation.calibration import platt
 from jetx.evaluation.inference import Predictions, predict, write_predictions
-from jetx.evaluation.tables import training_rows
-from jetx.evaluation.trials import adjust_stages
-from jetx.io import write_json
+from jetx.evaluation.records import SCHEMA, Evaluation, write_evaluation
+from jetx.evaluation.report.tables import training_rows
+from jetx.evaluation.scores import forecasts, heads, proper
+from jetx.evaluation.significance.trials import adjust_stages
 from jetx.layout import FeaturesDir, RunDir
 from jetx.training.epoch_history import read_records
 
 logger = logging.getLogger(__name__)
-
-SCHEMA = 3
 
 
 def stage_evaluation(
@@ -44,7 +43,7 @@ def stage_evaluation(
 ) -> dict[str, Any]:
     """One stage's scores on the evaluated split: its forecasts by proper scores, and its bets at
     `cut` and at the cut validation chooses. The head's outputs are first recalibrated by the
-    Platt map fitted on the validation rounds (`jetx.evaluation.recalibration`), so that what is
+    Platt map fitted on the validation rounds (`jetx.evaluation.calibration.platt`), so that what is
     scored is a probability. Its verdicts need the whole run's trials: they are added by
     `build_evaluation`.
 
@@ -61,12 +60,12 @@ def stage_evaluation(
     Returns:
         stage, checkpoint, cut, val_cut, recalibration (the Platt map, and the raw head's mean
         forecast and log loss on the evaluated split), forecast (`forecasts.forecast_scores` of
-        the recalibrated forecasts), at_cut and at_val_cut (`metrics.evaluate_predictions`).
+        the recalibrated forecasts), at_cut and at_val_cut (`heads.evaluate_predictions`).
     """
-    platt = recalibration.fit_platt(forecasts.reached(val.y_value), val.p_threshold)
+    platt_map = platt.fit_platt(forecasts.reached(val.y_value), val.p_threshold)
     raw = test.p_threshold
-    val, test = val.recalibrated(platt), test.recalibrated(platt)
-    val_cut = metrics.choose_cut(val.y_value, val.p_threshold)
+    val, test = val.recalibrated(platt_map), test.recalibrated(platt_map)
+    val_cut = heads.choose_cut(val.y_value, val.p_threshold)
     base = forecasts.constant_forecast(base_rate, test.y_value.size)
     return {
         "stage": stage,
@@ -74,9 +73,9 @@ def stage_evaluation(
         "cut": float(cut),
         "val_cut": val_cut,
         "recalibration": {
-            **platt.to_dict(),
+            **platt_map.to_dict(),
             "raw_mean_forecast": float(raw.mean()),
-            "raw_log_loss": float(statistics.log_loss(forecasts.reached(test.y_value), raw).mean()),
+            "raw_log_loss": float(proper.log_loss(forecasts.reached(test.y_value), raw).mean()),
         },
         "forecast": forecasts.forecast_scores(test.y_value, test.p_threshold, base, seed=seed),
         "at_cut": test.score(cut),
@@ -89,19 +88,19 @@ def build_evaluation(
     stages: Sequence[Mapping[str, Any]],
     baselines: Mapping[str, Any],
     **run: Any,
-) -> dict[str, Any]:
-    """The evaluation dict that `jetx.evaluation.report.write_report` and `jetx compare` read:
+) -> Evaluation:
+    """The evaluation dict that the report (`markdown.write_report`) and `jetx compare` read:
     the stages with their tests adjusted for every trial of the run, and their verdicts.
 
     Args:
         y_value: float64 [N] true multipliers of the evaluated rounds.
         stages: `stage_evaluation` dicts, in stage order.
-        baselines: `jetx.evaluation.metrics.baselines` of the same rounds.
+        baselines: `jetx.evaluation.scores.heads.baselines` of the same rounds.
         **run: run_dir, split, base_rate, data_sha256, features_dir, variant, normalization,
             preset, parameters, training (and, for a walk-forward pool, walk_forward and origins).
 
     Returns:
-        A JSON-ready dict (see `jetx.evaluation.report`'s module docstring).
+        The run's `Evaluation` (`jetx.evaluation.records`), JSON-ready.
     """
     adjusted, trials = adjust_stages(stages, baselines["always"])
     return {
@@ -192,13 +191,13 @@ def evaluate_run(
             stage, test, val, base_rate=base_rate, cut=cut, checkpoint=rel, seed=seed
         )
         stages.append(evaluated)
-        platt = recalibration.PlattMap.from_dict(evaluated["recalibration"])
-        by_stage.append(platt.apply(test.p_threshold))
+        platt_map = platt.PlattMap.from_dict(evaluated["recalibration"])
+        by_stage.append(platt_map.apply(test.p_threshold))
     run = RunDir(run_dir)
     evaluation = build_evaluation(
         test.y_value,
         stages,
-        metrics.baselines(test.y_value, seed),
+        heads.baselines(test.y_value, seed),
         run_dir=run_dir,
         split=split,
         base_rate=base_rate,
@@ -212,7 +211,7 @@ def evaluate_run(
     )
     for stage in evaluation["stages"]:
         logger.info("stage %d: %s", stage["stage"], stage["verdict"])
-    write_json(run.evaluation, evaluation)
+    write_evaluation(run.evaluation, evaluation)
     write_predictions(
         run.predictions,
         y_value=test.y_value,

@@ -11,8 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jetx.config import CLASS_NAMES, MIB
-from jetx.evaluation import plots
 from jetx.evaluation.formatting import interval, number, p_value, percent
+from jetx.evaluation.records import Evaluation
+from jetx.evaluation.report import plots
 from jetx.runtime import stage_peak
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def metric_row(name: str, result: Mapping[str, Any], cut: str = "") -> dict[str,
     }
 
 
-def result_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
+def result_rows(evaluation: Evaluation) -> list[dict[str, str]]:
     """The model at each stage (at the given cut and at the validation-chosen cut), then the
     baselines, all on the same rounds."""
     rows = []
@@ -54,7 +55,7 @@ def result_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
-def target_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
+def target_rows(evaluation: Evaluation) -> list[dict[str, str]]:
     """The original tool's targets as pass/fail/undefined, per stage at the given cut."""
     labels = {True: "pass", False: "FAIL", None: "undefined"}
     rows = []
@@ -156,7 +157,7 @@ def _skill(block: Mapping[str, Any]) -> str:
     return f"{percent(block['estimate'], True)} {interval(block['ci'], True)}"
 
 
-def score_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
+def score_rows(evaluation: Evaluation) -> list[dict[str, str]]:
     """The proper scores: the model at each stage, then the two constant forecasters, all on
     the same rounds."""
     rows = []
@@ -179,7 +180,7 @@ def _score_row(name: str, scores: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def skill_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
+def skill_rows(evaluation: Evaluation) -> list[dict[str, str]]:
     """Per stage: skill scores against the base rate and the house with their block-bootstrap
     intervals, and the skill test (DM) with its Holm-adjusted p-value."""
     rows = []
@@ -198,7 +199,7 @@ def skill_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
-def calibration_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
+def calibration_rows(evaluation: Evaluation) -> list[dict[str, str]]:
     """Per stage: the forecasts' mean against the observed rate, their spread, and
     Spiegelhalter's calibration test."""
     rows = []
@@ -220,7 +221,7 @@ def calibration_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
-def trial_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
+def trial_rows(evaluation: Evaluation) -> list[dict[str, str]]:
     """What was tried: one row per trial (stage x cut) with its raw and adjusted p-values."""
     trials = evaluation["trials"]
     return [
@@ -240,7 +241,7 @@ def trial_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
 
 
 def origin_table(origins: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """A walk-forward's per-origin rows (`jetx.evaluation.walk_forward.origin_rows`), printable."""
+    """A walk-forward's per-origin rows (`walk_forward.pool.origin_rows`), printable."""
     return [
         {
             "origin": str(row["origin"]),

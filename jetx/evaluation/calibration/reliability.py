@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from jetx.evaluation.metrics import wilson_interval
-from jetx.evaluation.statistics import binary_forecasts
+from jetx.evaluation.scores.heads import wilson_interval
+from jetx.evaluation.scores.proper import binary_forecasts
 
 
 def spiegelhalter(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:

@@ -1,0 +1,1 @@
+"""What people read: tables, plots, report.md, and the comparison across runs."""

@@ -1,0 +1,2 @@
+"""What a forecast or a bet scores on the rounds: proper scores, the forecasters
+compared, each head's metrics."""

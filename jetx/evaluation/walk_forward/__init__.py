@@ -1,0 +1,1 @@
+"""Walk-forward evaluation: rolling origins, each an ordinary run, and their pooled rounds."""
