@@ -70,7 +70,7 @@ def test_keys_follow_the_code_that_runs(package, tmp_path):
         assert {unchanged[name] for name in CACHED} == {"Cached"}, unchanged
         assert unchanged["write_report"] == unchanged["load_raw"] == "Completed"
 
-        report_code = package / "jetx" / "evaluation" / "report.py"
+        report_code = package / "jetx" / "evaluation" / "report" / "markdown.py"
         edited = report_code.read_text().replace("# jetx report:", "# jetx report (edited):")
         assert edited != report_code.read_text()
         report_code.write_text(edited)

@@ -190,7 +190,9 @@ def test_on_iid_rounds_the_pool_finds_no_skill_and_says_what_it_could_have_seen(
     assert "these rounds could only have shown a log-loss improvement of" in verdict
     assert evaluation["trials"]["count"] == 2  # one stage x the given and validation cuts
     assert "not above break-even" in stage["bankroll_verdict"] or stage["at_cut"]["bets"] == 0
-    assert verdict in path.read_text()
+    text = path.read_text()  # the report: the verdict in one sentence, its figures tabled
+    assert "- **Stage 1:** No evidence of skill; at cut 0.50: " in text
+    assert f"{stage['skill_test']['detectable_log_loss_improvement']:.4f} nats" in text
 
 
 def test_pooling_origins_of_other_stages_is_refused(tmp_path):

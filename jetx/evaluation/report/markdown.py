@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 
 from jetx.config import BREAK_EVEN_WIN_RATE, CASHOUT, NORMALIZATIONS
-from jetx.evaluation.formatting import percent
+from jetx.evaluation.formatting import number, percent
 from jetx.evaluation.inference import read_predictions
 from jetx.evaluation.records import Evaluation, read_evaluation
 from jetx.evaluation.report import plots
 from jetx.evaluation.report.tables import (
+    baseline_rules,
     calibration_rows,
     columns,
     confusion_rows,
@@ -33,9 +34,10 @@ from jetx.evaluation.report.tables import (
     score_rows,
     skill_rows,
     target_rows,
-    trial_rows,
+    verdict_rows,
 )
 from jetx.evaluation.scores.heads import bet_signal
+from jetx.evaluation.significance import verdicts
 from jetx.io import atomic_path
 from jetx.layout import RunDir
 from jetx.training.epoch_history import read_records
@@ -49,18 +51,14 @@ INDEPENDENCE = (
 )
 RELIABILITY = "reliability.png"
 BANKROLL = "bankroll.png"
-#: The wide tables, split into narrow ones that fit the Prefect UI's artifact pane (~7 columns).
-RESULT_TABLES = (
-    ("rule", "cut", "bets", "win rate [95% CI]", "ROI [95% CI]"),
-    ("rule", "cut", "threshold acc", "precision", "below-1.5 acc", "above-1.5 acc",
-     "money-loss risk"),
-)  # fmt: skip
-HEADS_TABLE = ("rule", "cut", "MAE", "class acc")
-TRAINING_TABLES = (
-    ("stage", "epochs", "best val_loss", "best epoch", "seconds"),
-    ("stage", "micro-batch", "accumulation", "peak memory (MiB)", "memory source",
-     "peak RSS (MiB)"),
-)  # fmt: skip
+#: The training rows' columns in the report (the values are `tables.training_rows`').
+TRAINING_COLUMNS = ("stage", "epochs", "best val_loss", "best epoch", "seconds",
+                    "micro-batch", "accumulation", "peak memory (MiB)", "memory source",
+                    "peak RSS (MiB)", "MAE", "class acc")  # fmt: skip
+#: The bankroll table's columns, and the other heads' (model rows only).
+#: Precision (wins / bets) is the win rate, so it is shown once, as the win rate.
+RESULT_COLUMNS = ("stage @ cut", "bets", "win rate [95% CI]", "ROI [95% CI]", "accuracy",
+                  "below-1.5 acc", "above-1.5 acc", "money-loss risk")  # fmt: skip
 ORIGIN_DATA = ("origin", "stage", "train rounds", "scored rounds", "base rate",
                "bets at the given cut", "win rate")  # fmt: skip
 
@@ -80,10 +78,26 @@ SCORE_NOTES = (
 )
 
 
-def _stage_lines(stages: Sequence[Mapping[str, Any]], key: str, label: str) -> list[str]:
+def _verdicts(evaluation: Evaluation) -> list[str]:
+    """One sentence of verdict per stage (its figures are in the verdict table)."""
+    always, alpha = evaluation["baselines"]["always"], evaluation["trials"]["alpha"]
+    return [
+        f"- **Stage {stage['stage']}:** {verdicts.stage_summary(stage, always, alpha=alpha)}"
+        for stage in evaluation["stages"]
+    ]
+
+
+def _targets(evaluation: Evaluation) -> list[str]:
+    """The original tool's targets at the given cut, one line per stage."""
     lines = []
-    for stage in stages:
-        lines += [f"**Stage {stage['stage']}{label}:** {stage[key]}", ""]
+    for row in target_rows(evaluation):
+        stage, cut = row.pop("stage"), row.pop("cut")
+        by = {
+            label: [name for name, got in row.items() if got == label]
+            for label in set(row.values())
+        }
+        said = "; ".join(f"{label} {', '.join(names)}" for label, names in sorted(by.items()))
+        lines.append(f"- Stage {stage} at cut {cut}: {said}.")
     return lines
 
 
@@ -98,7 +112,10 @@ def _trials_text(evaluation: Evaluation) -> str:
         f"test against break-even has one per trial ({trials['bankroll_tests']}, adjusted over "
         f"{trials['bankroll_tests']}). Every verdict reads the adjusted p-values at "
         f"{trials['alpha']:g}, and each detectable effect is at Holm's first-step level "
-        f"{trials['alpha']:g} / tests."
+        f"{trials['alpha']:g} / tests. In the tables above, p (adj.) is a test's p-value with its "
+        "Holm-adjusted value in brackets, and could show is the smallest effect the test could "
+        "have detected with 80% power: a log-loss gain per round (and its skill), or a true win "
+        "rate."
     )
 
 
@@ -175,58 +192,58 @@ def _origin_tables(origins: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
 
 
-def _result_tables(evaluation: Evaluation) -> list[str]:
-    """The bankroll and the threshold head's accuracies for every rule, then the model's other
-    heads (the baselines have none)."""
-    rows = result_rows(evaluation)
-    tables = [fitted_tables(columns(rows, names), keys=2) for names in RESULT_TABLES]
-    heads = [row for row in rows if row.get("MAE")]
-    if heads:
-        tables.append(fitted_tables(columns(heads, HEADS_TABLE), keys=2))
-    return [part for table in tables for part in (table, "")]
+def _stage_rows(evaluation: Evaluation) -> list[dict[str, Any]]:
+    """Per stage: its training row and its other heads on the evaluated split (MAE and class
+    accuracy, which the cut does not change)."""
+    heads = {s["stage"]: s["at_cut"] for s in evaluation["stages"]}
+    rows = []
+    for row in evaluation.get("training", []):
+        at_cut = heads.get(row["stage"], {})
+        rows.append(
+            {
+                **row,
+                "best val_loss": number(row.get("best val_loss"), 4),
+                "MAE": number(at_cut.get("mae")),
+                "class acc": percent(at_cut.get("classification_accuracy")),
+            }
+        )
+    return rows
 
 
 def render_markdown(evaluation: Evaluation, figures: Sequence[str] = ()) -> str:
-    """report.md's text: the evidence first (skill with its power, calibration, trials), then
-    the bankroll. Every table has at most 7 columns."""
+    """report.md's text: the verdict (one table, one sentence per stage, what was tried), the
+    evidence (skill, calibration), the bankroll, then per stage training and the other heads.
+    Every table fits the Prefect UI's artifact pane."""
     stages = evaluation["stages"]
     final = stages[-1] if stages else None
     lines = _header(evaluation)
     if stages:
-        lines += ["## Skill: proper scores against the constant forecasters", ""]
-        lines += _stage_lines(stages, "skill_verdict", "")
+        lines += ["## Verdict", "", fitted_tables(verdict_rows(evaluation)), ""]
+        lines += [_trials_text(evaluation), "", *_verdicts(evaluation), "", f"> {INDEPENDENCE}"]
+        lines += ["", "## Skill: proper scores against the constant forecasters", ""]
         lines += [fitted_tables(score_rows(evaluation)), ""]
-        lines += [
-            "Skill scores with unadjusted 95% block-bootstrap intervals; the DM test is one-sided:",
-            "",
-        ]
-        lines += [fitted_tables(skill_rows(evaluation)), ""]
+        lines += [fitted_tables(skill_rows(evaluation)), "", SCORE_NOTES, ""]
         lines += ["## Calibration", ""]
         lines += [f"![{RELIABILITY}]({RELIABILITY})", ""] if RELIABILITY in figures else []
         lines += [_calibration_text(evaluation), ""]
         lines += [fitted_tables(calibration_rows(evaluation)), ""]
-        lines += ["## How the scores and tests are computed", "", SCORE_NOTES, ""]
-        lines += ["## What was tried", "", _trials_text(evaluation), ""]
-        lines += [fitted_tables(trial_rows(evaluation), keys=2), ""]
     if evaluation.get("origins"):
         lines += ["## Origins", "", evaluation["walk_forward"]["origins_note"], ""]
         lines += [*_origin_tables(evaluation["origins"]), ""]
     lines += ["## The bankroll: the consequence, not the evidence", ""]
-    lines += _stage_lines(stages, "bankroll_verdict", "")
-    lines += _stage_lines(stages, "bankroll_verdict_at_val_cut", " (validation cut)")
-    lines += [f"> {INDEPENDENCE}", ""]
-    lines += [*_result_tables(evaluation), _bankroll_notes(), ""]
+    lines += [fitted_tables(columns(result_rows(evaluation), RESULT_COLUMNS)), ""]
+    lines += [f"Baselines: {baseline_rules(evaluation)}. {_bankroll_notes()}", ""]
     lines += [f"![{BANKROLL}]({BANKROLL})", ""] if BANKROLL in figures else []
-    if final and "targets" in final["at_cut"]:
-        lines += ["## The original tool's targets", "", fitted_tables(target_rows(evaluation))]
-        lines += ["", f"## Confusion matrix (stage {final['stage']}, classification head)", ""]
-        lines += [fitted_tables(confusion_rows(final["at_cut"]["confusion_matrix"])), ""]
     if evaluation.get("training"):
-        lines += ["## Training", ""]
-        for names in TRAINING_TABLES:
-            lines += [fitted_tables(columns(evaluation["training"], names)), ""]
-    lines += [f"![{name}]({name})" for name in figures if name not in (RELIABILITY, BANKROLL)]
-    return "\n".join(lines) + "\n"
+        lines += ["## Per stage: training and the other heads", ""]
+        lines += [fitted_tables(columns(_stage_rows(evaluation), TRAINING_COLUMNS)), ""]
+    if final and "targets" in final["at_cut"]:
+        lines += ["The original tool's targets:", "", *_targets(evaluation), ""]
+        lines += [f"Confusion matrix (stage {final['stage']}, classification head):", ""]
+        lines += [fitted_tables(confusion_rows(final["at_cut"]["confusion_matrix"])), ""]
+    rest = [f"![{name}]({name})" for name in figures if name not in (RELIABILITY, BANKROLL)]
+    lines += [" ".join(rest)]  # one paragraph: the plots side by side where the pane is wide
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _bankroll_notes() -> str:

@@ -34,7 +34,7 @@ def metric_row(name: str, result: Mapping[str, Any], cut: str = "") -> dict[str,
         "below-1.5 acc": percent(result["below_accuracy"]),
         "above-1.5 acc": percent(result["above_accuracy"]),
         "money-loss risk": percent(result["money_loss_risk"]),
-        "threshold acc": percent(result["threshold_accuracy"]),
+        "accuracy": percent(result["threshold_accuracy"]),
         "precision": percent(result["precision"]),
         "MAE": number(result.get("mae")) if "mae" in result else "",
         "class acc": percent(result["classification_accuracy"]) if "mae" in result else "",
@@ -43,16 +43,27 @@ def metric_row(name: str, result: Mapping[str, Any], cut: str = "") -> dict[str,
 
 def result_rows(evaluation: Evaluation) -> list[dict[str, str]]:
     """The model at each stage (at the given cut and at the validation-chosen cut), then the
-    baselines, all on the same rounds."""
+    baselines, all on the same rounds; one short key column, so that more columns fit."""
     rows = []
     for stage in evaluation["stages"]:
-        name = f"model, stage {stage['stage']}"
-        rows.append(metric_row(name, stage["at_cut"], f"{stage['cut']:.2f} (given)"))
         chosen = "each origin's" if stage["val_cut"] is None else f"{stage['val_cut']:.2f}"
-        rows.append(metric_row(name, stage["at_val_cut"], f"{chosen} (validation)"))
+        for key, cut in (("at_cut", f"{stage['cut']:.2f}"), ("at_val_cut", f"val {chosen}")):
+            rows.append(_rule_row(f"{stage['stage']} @ {cut}", stage[key]))
     for key, baseline in evaluation["baselines"].items():
-        rows.append(metric_row(f"baseline: {key} ({baseline['rule']})", baseline))
+        rows.append(_rule_row(key, baseline))
     return rows
+
+
+def _rule_row(name: str, result: Mapping[str, Any]) -> dict[str, str]:
+    """`metric_row` with one short key column ("stage @ cut", or the baseline's name)."""
+    row = metric_row(name, result)
+    del row["rule"], row["cut"]
+    return {"stage @ cut": name, **row}
+
+
+def baseline_rules(evaluation: Evaluation) -> str:
+    """What each baseline row bets on, in words ("always: bet every round; ...")."""
+    return "; ".join(f"{key}: {b['rule']}" for key, b in evaluation["baselines"].items())
 
 
 def target_rows(evaluation: Evaluation) -> list[dict[str, str]]:
@@ -92,7 +103,7 @@ def training_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             {
                 "stage": stage,
                 "epochs": len(stage_records),
-                "best val_loss": min(val)[0] if val else None,
+                "best val_loss": round(min(val)[0], 4) if val else None,
                 "best epoch": min(val)[1] + 1 if val else None,  # 1-based, as the log counts
                 "micro-batch": last.get("micro_batch"),
                 "accumulation": last.get("accumulation"),
@@ -181,22 +192,43 @@ def _score_row(name: str, scores: Mapping[str, Any]) -> dict[str, str]:
 
 
 def skill_rows(evaluation: Evaluation) -> list[dict[str, str]]:
-    """Per stage: skill scores against the base rate and the house with their block-bootstrap
-    intervals, and the skill test (DM) with its Holm-adjusted p-value."""
+    """Per stage: the skill scores beside the verdict table's (Brier against the base rate,
+    log loss against the house), with their block-bootstrap intervals."""
+    return [
+        {
+            "stage": str(stage["stage"]),
+            "Brier skill vs base rate": _skill(stage["forecast"]["skill"]["base_rate"]["brier"]),
+            "log-loss skill vs house": _skill(stage["forecast"]["skill"]["house"]["log_loss"]),
+        }
+        for stage in evaluation["stages"]
+    ]
+
+
+def verdict_rows(evaluation: Evaluation) -> list[dict[str, str]]:
+    """Per stage, every figure its verdict reads: the skill test (log-loss skill over the base
+    rate, DM p with its Holm-adjusted value in brackets, the smallest gain these rounds could
+    show) and the win-rate test at the given and the validation cut (p (adjusted), the smallest
+    win rate those bets could show)."""
     rows = []
     for stage in evaluation["stages"]:
-        skill, test = stage["forecast"]["skill"], stage["skill_test"]
-        rows.append(
-            {
-                "stage": str(stage["stage"]),
-                "log-loss skill vs base rate": _skill(skill["base_rate"]["log_loss"]),
-                "Brier skill vs base rate": _skill(skill["base_rate"]["brier"]),
-                "log-loss skill vs house": _skill(skill["house"]["log_loss"]),
-                "DM p": p_value(test["p_value"]),
-                f"p (Holm over {test['tests']})": p_value(test["adjusted_p_value"]),
-            }
-        )
+        skill, test = stage["forecast"]["skill"]["base_rate"]["log_loss"], stage["skill_test"]
+        row = {
+            "stage": str(stage["stage"]),
+            "log-loss skill vs base rate": _skill(skill),
+            "DM p (adj.)": _adjusted(test),
+            "could show": f"{number(test['detectable_log_loss_improvement'], 4)} nats "
+            f"({percent(test['detectable_skill'])})",
+        }
+        for key, cut in (("at_cut", "given"), ("at_val_cut", "val")):
+            bank = stage["bankroll_tests"][key]
+            row[f"{cut}: p (adj.)"] = _adjusted(bank) if stage[key]["bets"] else "no bet"
+            row[f"{cut}: could show"] = percent(bank["detectable_win_rate"])
+        rows.append(row)
     return rows
+
+
+def _adjusted(test: Mapping[str, Any]) -> str:
+    return f"{p_value(test['p_value'])} ({p_value(test['adjusted_p_value'])})"
 
 
 def calibration_rows(evaluation: Evaluation) -> list[dict[str, str]]:
@@ -210,12 +242,11 @@ def calibration_rows(evaluation: Evaluation) -> list[dict[str, str]]:
         rows.append(
             {
                 "stage": str(stage["stage"]),
-                "mean forecast": percent(calibration["mean_forecast"]),
                 "observed rate": percent(calibration["observed_rate"]),
                 "forecast sd": f"{100 * calibration['forecast_sd']:.2f} points",
                 "forecast range": f"{percent(low)} to {percent(high)}",
                 "Spiegelhalter z": number(test["z"], 2),
-                "p (two-sided)": p_value(test["p_value"]),
+                "z's p": p_value(test["p_value"]),
             }
         )
     return rows

@@ -48,13 +48,7 @@ def skill_verdict(
         f"{p_value(test['adjusted_p_value'])} after Holm over {test['tests']} "
         f"test{'s' if test['tests'] != 1 else ''}: "
     )
-    if shown:
-        text += (
-            "evidence of skill over the base rate; on a game built to be unpredictable that "
-            "makes it a leakage suspect first, not a success."
-        )
-    else:
-        text += "no evidence of skill."
+    text += skill_conclusion(shown) + "."
     delta = test["detectable_log_loss_improvement"]
     return text + (
         f" With {100 * power:.0f}% power at level {_level(alpha, test['tests'])} these rounds "
@@ -109,18 +103,7 @@ def bankroll_verdict(
         f"({percent(BREAK_EVEN_WIN_RATE)}), {p_value(test['adjusted_p_value'])} after Holm over "
         f"{test['tests']} trials: "
     )
-    if test["adjusted_p_value"] < alpha and skill_shown:
-        text += "it beats the house, so it is a leakage suspect first, not a success."
-    elif test["adjusted_p_value"] < alpha:
-        text += (
-            "above break-even beyond chance, but its forecasts show no skill and betting every "
-            f"round returned {percent(always['roi'], True)} here: no evidence that the model's "
-            "choices, rather than these rounds, beat the house."
-        )
-    elif model["roi_ci"][1] < 0:
-        text += "it loses money."
-    else:
-        text += "not above break-even."
+    text += bankroll_conclusion(model, always, test, skill_shown=skill_shown, alpha=alpha) + "."
     detectable = test["detectable_win_rate"]
     if detectable is None:
         return text + (
@@ -132,3 +115,54 @@ def bankroll_verdict(
         f"{percent(detectable)} or more ({100 * power:.0f}% power at level "
         f"{_level(alpha, test['tests'])})."
     )
+
+
+def skill_conclusion(shown: bool) -> str:
+    """What the adjusted skill test concludes, in words (no final full stop)."""
+    if shown:
+        return (
+            "evidence of skill over the base rate; on a game built to be unpredictable that "
+            "makes it a leakage suspect first, not a success"
+        )
+    return "no evidence of skill"
+
+
+def bankroll_conclusion(
+    model: Mapping[str, Any],
+    always: Mapping[str, Any],
+    test: Mapping[str, Any],
+    *,
+    skill_shown: bool,
+    alpha: float,
+) -> str:
+    """What the adjusted win-rate test concludes about one cut's bets (no final full stop)."""
+    if model["bets"] == 0:
+        return "no bet"
+    if test["adjusted_p_value"] < alpha and skill_shown:
+        return "it beats the house, so it is a leakage suspect first, not a success"
+    if test["adjusted_p_value"] < alpha:
+        return (
+            "above break-even beyond chance, but its forecasts show no skill and betting every "
+            f"round returned {percent(always['roi'], True)} here: no evidence that the model's "
+            "choices, rather than these rounds, beat the house"
+        )
+    if model["roi_ci"][1] < 0:
+        return "it loses money"
+    return "not above break-even"
+
+
+def stage_summary(stage: Mapping[str, Any], always: Mapping[str, Any], *, alpha: float) -> str:
+    """The stage's verdict in one sentence: skill, then the bets at each cut (the figures are
+    in the report's verdict table)."""
+    shown = stage["skill_test"]["adjusted_p_value"] < alpha
+    cuts = {"at_cut": f"at cut {stage['cut']:.2f}", "at_val_cut": "at the validation cut"}
+    if stage.get("val_cut") is not None:
+        cuts["at_val_cut"] += f" {stage['val_cut']:.2f}"
+    bets = [
+        f"{where}: "
+        + bankroll_conclusion(
+            stage[key], always, stage["bankroll_tests"][key], skill_shown=shown, alpha=alpha
+        )
+        for key, where in cuts.items()
+    ]
+    return f"{skill_conclusion(shown)[:1].upper()}{skill_conclusion(shown)[1:]}; {'; '.join(bets)}."
