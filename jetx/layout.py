@@ -35,7 +35,6 @@ One writer per directory: whoever writes a series, features or run directory hol
 
 from __future__ import annotations
 
-import json
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,17 +42,13 @@ from typing import Any
 
 from jetx.errors import JetxInputError
 from jetx.io import LOCK_FILE, exclusive
+from jetx.readers import read_json
 
 MANIFEST = "manifest.json"
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise JetxInputError(f"{path.parent}: no {path.name}; {what}") from None
-    except json.JSONDecodeError as error:
-        raise JetxInputError(f"{path}: not valid JSON ({error}); {what}") from None
+    return read_json(path, what)
 
 
 @dataclass(frozen=True)
