@@ -316,6 +316,7 @@ class _Copy:
         if self.memory is not None:
             return pa.BufferReader(pa.py_buffer(self.memory))
         self.file.flush()
+        self.file.seek(0)  # where /dev/fd/N shares the descriptor's offset (macOS), start there
         return pa.OSFile(f"/dev/fd/{self.file.fileno()}")
 
     def __enter__(self) -> _Copy:
