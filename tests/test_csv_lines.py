@@ -105,3 +105,20 @@ def test_a_line_just_under_the_limit_is_an_ordinary_quarantined_row(tmp_path):
 def test_a_long_line_is_one_error_in_ten_fresh_processes(histories, tmp_path, mib, row, packed):
     for run in range(10):
         _ingest_refuses(histories[mib, row, packed], tmp_path / f"out{run}", line=row + 1)
+
+
+def test_jetx_predict_history_with_a_long_line_is_the_same_error(tiny_export, tmp_path):
+    # `jetx predict --history` reads through the same reader as ingest (and the flow's load_raw).
+    source = _history(tmp_path / "h.csv.gz", 5 * MIB, 2, packed=True)
+    result = subprocess.run(
+        [*JETX, "predict", str(tiny_export["bundle"]), "--history", str(source)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    expected = (
+        f"jetx predict: error: {source}: line 3 is longer than {MAX_LINE_BYTES} bytes, "
+        "the longest line a CSV history may hold; expected one round per line"
+    )
+    lines = [line for line in result.stderr.splitlines() if " INFO " not in line]
+    assert (result.returncode, lines) == (2, [expected]), result.stderr
