@@ -7,6 +7,9 @@
   one line naming the path and the system error; the same input may well work elsewhere.
 - Out of memory (`MemoryError`, TensorFlow's `ResourceExhaustedError`): exit code 75
   (EX_TEMPFAIL), the one class that a retry with a smaller micro-batch can fix.
+- A busy source (`SourceBusyError`: a SQLite database its writer kept locked for longer than
+  jetx waits): exit code 69 (EX_UNAVAILABLE). Nothing is wrong with the input and the same command
+  later will work; it is not 75, which the flow reads as out of memory.
 
 Anything else is a bug and keeps its traceback. The command line and the flow's stage child
 report every failure through `classify`, so that each class reads the same everywhere.
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 
 #: Exit codes of the three classes (see the module docstring).
 EXIT_MACHINE, EXIT_INPUT, EXIT_OUT_OF_MEMORY = 1, 2, 75
+EXIT_BUSY = 69
 #: OS errors that a user's own path causes: the path is wrong, or its permissions are.
 USER_ERRNOS = frozenset(
     {
@@ -44,6 +48,10 @@ class JetxInputError(Exception):
 
 class DirectoryInUseError(JetxInputError):
     """Another process is writing the directory (its holder's pid is in the message)."""
+
+
+class SourceBusyError(Exception):
+    """A source locked by its writer for longer than jetx waits: transient, not bad input."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,8 @@ def classify(error: BaseException) -> Failure | None:
     """The class of `error` and its one-line report, or None for a bug (keep its traceback)."""
     if isinstance(error, JetxInputError):
         return Failure("input", EXIT_INPUT, _one_line(str(error)))
+    if isinstance(error, SourceBusyError):
+        return Failure("busy", EXIT_BUSY, _one_line(str(error)))
     if is_out_of_memory(error):
         message = getattr(error, "message", None) or str(error) or type(error).__name__
         return Failure("out of memory", EXIT_OUT_OF_MEMORY, _one_line(message))

@@ -35,7 +35,6 @@ One writer per directory: whoever writes a series, features or run directory hol
 
 from __future__ import annotations
 
-import json
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,17 +42,9 @@ from typing import Any
 
 from jetx.errors import JetxInputError
 from jetx.io import LOCK_FILE, exclusive
+from jetx.readers import read_json
 
 MANIFEST = "manifest.json"
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise JetxInputError(f"{path.parent}: no {path.name}; {what}") from None
-    except json.JSONDecodeError as error:
-        raise JetxInputError(f"{path}: not valid JSON ({error}); {what}") from None
 
 
 @dataclass(frozen=True)
@@ -83,7 +74,7 @@ class SeriesDir:
 
     def manifest(self) -> dict[str, Any]:
         """The manifest `jetx.data.ingest.ingest` wrote (JetxInputError if there is none)."""
-        return _read_json(self.manifest_path, f"run `jetx ingest SOURCE --out {self.path}` first")
+        return read_json(self.manifest_path, f"run `jetx ingest SOURCE --out {self.path}` first")
 
     @property
     def lock_file(self) -> Path:
@@ -135,7 +126,7 @@ class FeaturesDir:
                 f"`features_dir` must be a complete `jetx features` output with {MANIFEST}. "
                 f"Received: features_dir={str(self.path)!r}"
             )
-        return _read_json(self.manifest_path, "rebuild it with `jetx features`")
+        return read_json(self.manifest_path, "rebuild it with `jetx features`")
 
     def lock(self, wait: float | None = 0.0) -> AbstractContextManager[None]:
         """The directory's writer lock (`jetx.io.exclusive`; `wait` in seconds, None: no limit)."""
@@ -250,14 +241,14 @@ class RunDir(_Reported):
 
     def run_info(self) -> dict[str, Any]:
         """run.json: preset (values), variant, seed, strategy and features dir of the run."""
-        return _read_json(self.run_file, "it is not a run made by `jetx train` or the jetx flow")
+        return read_json(self.run_file, "it is not a run made by `jetx train` or the jetx flow")
 
     def is_evaluated(self) -> bool:
         return self.evaluation.is_file()
 
     def read_evaluation(self) -> dict[str, Any]:
         """report/evaluation.json (JetxInputError with the command to run when it is missing)."""
-        return _read_json(self.evaluation, f"run `jetx evaluate {self.path}` first")
+        return read_json(self.evaluation, f"run `jetx evaluate {self.path}` first")
 
 
 @dataclass(frozen=True)
@@ -290,7 +281,7 @@ class OriginDir:
         return self.origin_file.is_file() and self.features.is_complete()
 
     def read_origin(self) -> dict[str, Any]:
-        return _read_json(self.origin_file, "build the origin again")
+        return read_json(self.origin_file, "build the origin again")
 
 
 @dataclass(frozen=True)
@@ -317,10 +308,10 @@ class WalkForwardDir(_Reported):
         return self.evaluation.is_file()
 
     def read_plan(self) -> dict[str, Any]:
-        return _read_json(self.plan_file, "it is not a walk-forward made by `jetx walk-forward`")
+        return read_json(self.plan_file, "it is not a walk-forward made by `jetx walk-forward`")
 
     def read_evaluation(self) -> dict[str, Any]:
-        return _read_json(self.evaluation, "pool its origins first")
+        return read_json(self.evaluation, "pool its origins first")
 
 
 @dataclass(frozen=True)
@@ -362,7 +353,7 @@ class BundleDir:
                 f"{self.path} is not a jetx bundle (it needs {', '.join(self.FILES)}); "
                 "make one with `jetx export RUN_DIR --out DIR`"
             )
-        return _read_json(self.info_path, "export the run again")
+        return read_json(self.info_path, "export the run again")
 
 
 @dataclass(frozen=True)

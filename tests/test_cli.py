@@ -101,3 +101,76 @@ def test_synth_prints_for_people_and_for_machines(tmp_path):
         "signal": "none",
         "seed": 3,
     }
+
+
+def _stopped_line(command: str, resume: str) -> str:
+    return (
+        f"jetx {command}: stopped by SIGTERM; the files it had finished are kept, none "
+        f"half-written; run it again to {resume}"
+    )
+
+
+def test_sigterm_is_one_line_and_exit_143_and_leaves_no_half_file(tmp_path):
+    # A real ingest held (jetx.testing.faults) with series.parquet written to its temporary
+    # name, not yet renamed; a real SIGTERM; the temporary file is removed by its finally.
+    import os
+    import signal
+    import time
+
+    from jetx.testing import faults
+
+    source = tmp_path / "h.csv"
+    source.write_text("value\n1.5\n2.5\n")
+    out, gate = tmp_path / "out", tmp_path / "gate"
+    gate.write_text("series.parquet\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jetx", "ingest", str(source), "--out", str(out)],
+        env={**os.environ, **faults.environment(hold=str(gate))},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not gate.read_text().startswith("held"):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    assert list(out.glob(".*.tmp"))  # the half-published file exists at this moment
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 143
+    lines = [line for line in process.stderr.read().splitlines() if "WARNING" not in line]
+    assert lines == [_stopped_line("ingest", "finish")]
+    assert not list(out.glob(".*.tmp")) and not (out / "series.parquet").exists()
+
+
+@pytest.mark.e2e
+def test_sigterm_during_training_keeps_the_checkpoint_and_the_rerun_resumes(
+    tiny_features, tmp_path
+):
+    import os
+    import signal
+    import time
+
+    from jetx.testing import faults
+
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "jetx", "train", str(tiny_features), "--out", str(run)]
+    command += ["--preset", "tiny", "--stages", "1", "--epochs", "3"]
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **faults.environment(step_delay=0.05)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not list(run.glob("stage*/checkpoints/*")):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 143
+    err = process.stderr.read()
+    assert err.splitlines()[-1] == _stopped_line("train", "resume from its last checkpoint")
+    assert "Traceback" not in err
+    assert not [p for p in run.rglob("*.tmp") if p.is_file()]
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "resuming from" in again.stderr

@@ -245,3 +245,17 @@ def test_the_reader_closes_its_file_when_its_header_is_refused(tmp_path):
         with pytest.raises(JetxInputError, match="quote that is never closed"):
             CsvReader(source)
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_copy_spilled_to_a_temporary_file_parses_the_same(tmp_path, monkeypatch):
+    # pyarrow reads a native copy of the data: in memory, or past _MEMORY_BYTES an unlinked
+    # file in TMPDIR (monkeypatched small here); both give the same rows, lines and digest.
+    rows = "".join(f"{i},{'x' if i % 7 == 0 else 1.5 + i}\n" for i in range(1, 200))
+    source = _old(tmp_path / "h.csv.gz", gzip.compress(f"id,value\n{rows}".encode()))
+    in_memory = read_snapshot(source)
+    monkeypatch.setattr(csv_reader, "_MEMORY_BYTES", 64)
+    monkeypatch.setattr(csv_reader, "_COPY_BYTES", 16)
+    spilled = read_snapshot(source)
+    assert spilled.series.equals(in_memory.series)
+    assert spilled.quarantine.equals(in_memory.quarantine)
+    assert spilled.sha256 == in_memory.sha256 == hashlib.sha256(source.read_bytes()).hexdigest()

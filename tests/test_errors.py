@@ -5,7 +5,7 @@ import errno
 
 import pytest
 
-from jetx.errors import DirectoryInUseError, JetxInputError, classify
+from jetx.errors import DirectoryInUseError, JetxInputError, SourceBusyError, classify
 
 
 @pytest.mark.parametrize(
@@ -38,6 +38,7 @@ from jetx.errors import DirectoryInUseError, JetxInputError, classify
             "/c/.tmp-ckpt-1 -> /c/ckpt-2: Directory not empty (ENOTEMPTY)",
         ),
         (OSError(errno.EIO, "Input/output error"), "machine", 1, "Input/output error (EIO)"),
+        (SourceBusyError("h.db: database is locked"), "busy", 69, "h.db: database is locked"),
         (MemoryError(), "out of memory", 75, "MemoryError"),
         (MemoryError("Unable to allocate 2.0 GiB"), "out of memory", 75, "Unable to allocate"),
         (JetxInputError("first line\nsecond line"), "input", 2, "first line | second line"),

@@ -49,6 +49,7 @@ def test_jetx_is_grouped_into_the_pipelines_subpackages():
         "jetx.io",
         "jetx.layout",
         "jetx.provenance",
+        "jetx.readers",
         "jetx.runtime",
         "jetx.testing",
     ]

@@ -19,8 +19,10 @@ EXIT_CODES = {
     0: "done",
     1: "the machine failed (a system error naming the path), or --strict found bad rows",
     2: "bad input: a file, a parameter or a configuration that cannot be used (one line)",
+    69: "busy: the source is locked by its writer (a SQLite database); run it again later",
     75: "out of memory: a retry with a smaller micro-batch may work",
     130: "interrupted (Ctrl-C)",
+    143: "stopped by SIGTERM: finished files are kept, none is half-written; run it again",
 }
 
 

@@ -104,6 +104,12 @@ def number_codes(numbers: np.ndarray) -> np.ndarray:
     return codes
 
 
+def ids_out_of_range(ids: np.ndarray) -> np.ndarray:
+    """Mask of int64 ids of more than 18 digits: the one id rule of CSV and SQLite sources
+    (`np.abs` would keep the smallest int64, whose absolute value overflows)."""
+    return (ids >= _ID_LIMIT) | (ids <= -_ID_LIMIT)
+
+
 def parse_ids(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Integer ids (int64) and a mask of cells that are not integers of at most 18 digits."""
     if texts.null_count == 0:
@@ -112,7 +118,7 @@ def parse_ids(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
         else:
-            return ids, np.abs(ids) >= _ID_LIMIT
+            return ids, ids_out_of_range(ids)
     trimmed = pc.utf8_trim(texts, characters=_BLANKS)
     good = pc.fill_null(pc.match_substring_regex(trimmed, _INTEGER), False)
     unsigned = pc.replace_substring_regex(trimmed, r"^\+", "")  # Arrow's cast refuses a "+"

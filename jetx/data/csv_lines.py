@@ -114,3 +114,43 @@ def line_breaks(cells: pa.Array) -> np.ndarray:
     counts = [pc.count_substring(cells, token) for token in ("\n", "\r", "\r\n")]
     total = pc.subtract(pc.add(counts[0], counts[1]), counts[2])
     return total.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+class LineBound:
+    """Refuse a physical line longer than `limit` bytes, fed the data's bytes in order.
+
+    Checked on the bytes before pyarrow parses them, so that no line, wherever it is, reaches a
+    parser whose blocks it would straddle (see `jetx.data.csv_reader`). A line ends at CR, LF
+    or CRLF, as pyarrow's parser breaks lines; the break is not part of the line.
+    """
+
+    def __init__(self, path, first_line: int, limit: int) -> None:
+        self.path, self.limit = path, limit
+        self.line = first_line  # the line the next byte belongs to
+        self.length = 0  # bytes of that line fed so far
+        self.after_cr = False  # the last byte fed was a CR (a following LF ends no new line)
+
+    def feed(self, chunk) -> None:
+        """Check the next bytes (a bytes-like object).
+
+        Raises:
+            JetxInputError: a line longer than the limit (its number, and the file, named).
+        """
+        raw = np.frombuffer(chunk, dtype=np.uint8)
+        if not raw.size:
+            return
+        ends = np.flatnonzero((raw == 0x0A) | (raw == 0x0D))
+        before = np.concatenate([[0x0D if self.after_cr else 0], raw])[ends]
+        breaks = ~((raw[ends] == 0x0A) & (before == 0x0D))  # the LF of a CRLF ends no line
+        lengths = np.diff(np.concatenate([[-1], ends, [raw.size]])) - 1
+        lengths[0] += self.length
+        over = np.flatnonzero(lengths > self.limit)
+        if over.size:
+            line = self.line + int(np.count_nonzero(breaks[: over[0]]))
+            raise JetxInputError(
+                f"{self.path}: line {line} is longer than {self.limit} bytes, the longest line "
+                "a CSV history may hold; expected one round per line"
+            )
+        self.line += int(np.count_nonzero(breaks))
+        self.length = int(lengths[-1])
+        self.after_cr = bool(raw[-1] == 0x0D)

@@ -9,6 +9,15 @@ The header is split from the data here, at the first line break outside quotes
 text, with quoted line breaks allowed, so that a block boundary never splits a record; the
 physical line of each row comes from `jetx.data.csv_lines.RecordLines`. Compressed files (gzip,
 bz2, xz) are decompressed by content, never by extension; the digest is of the bytes as read.
+
+pyarrow never reads a Python stream: its reader reads ahead on a thread of its own, and a Python
+object read from that thread while the main thread raised (a block straddled by a long line)
+and the interpreter shut down aborted it ("PyGILState_Release", exit 134) or hung it. So this
+thread first copies the data (decompressed, hashed, every line checked against
+`MAX_LINE_BYTES` by `jetx.data.csv_lines.LineBound`) to an unlinked temporary file in TMPDIR,
+and pyarrow reads that copy natively: a line over the limit is one error naming its line,
+wherever it is, before pyarrow has seen a byte. The copy is held in memory up to
+`_MEMORY_BYTES`, and beyond that costs the data's size in TMPDIR while the pass runs.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import io
 import logging
 import lzma
 import os
+import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +39,7 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from jetx.data.csv_lines import RecordLines, first_record, line_breaks
+from jetx.data.csv_lines import LineBound, RecordLines, first_record, line_breaks
 from jetx.data.snapshot import FileWatch, HashedPrefix, Remainder, SourceChanged
 from jetx.data.sources import RawBatch, check_text, compression
 from jetx.errors import JetxInputError
@@ -39,6 +49,11 @@ logger = logging.getLogger(__name__)
 _SNIFF_BYTES = 1 << 16
 #: Bytes per pyarrow block (module-level so that tests can make blocks small).
 CSV_BLOCK_BYTES = 1 << 22
+#: The longest physical line (bytes, its line break excluded) a CSV history may hold: a round is
+#: a few dozen bytes, and a line shorter than a block never straddles two of them.
+MAX_LINE_BYTES = 1 << 20
+_COPY_BYTES = 1 << 20
+_MEMORY_BYTES = 1 << 24
 _OPENERS = {
     "gzip": lambda stream: gzip.GzipFile(fileobj=stream),
     "bz2": bz2.BZ2File,
@@ -149,28 +164,39 @@ class CsvReader:
 
         lines = RecordLines(self._header_lines)
         try:
-            reader = self._decoded(lambda: self._open(on_invalid))
-            while reader and (batch := self._decoded(lambda: _next(reader))) is not None:
-                breaks = sum(line_breaks(column) for column in batch.columns)
-                yield RawBatch(
-                    lines=lines.of_rows(breaks, numbers, texts),
-                    ids=None if id_column is None else batch.column(id_column),
-                    values=batch.column(value),
-                )
+            with _Copy(self.path) as data:
+                self._decoded(lambda: self._copy(data))
+                self.sha256, self.size = self.hashed.digest.hexdigest(), self.hashed.count
+                reader = self._decoded(lambda: self._open(data, on_invalid))
+                while reader and (batch := self._decoded(lambda: _next(reader))) is not None:
+                    breaks = sum(line_breaks(column) for column in batch.columns)
+                    yield RawBatch(
+                        lines=lines.of_rows(breaks, numbers, texts),
+                        ids=None if id_column is None else batch.column(id_column),
+                        values=batch.column(value),
+                    )
             self._invalid = lines.of_invalid(numbers, texts)
-            self.sha256, self.size = self.hashed.digest.hexdigest(), self.hashed.count
             self._check_unchanged()
             if self._rest.quotes % 2:
                 self._check_quotes()
         finally:
             self.handle.close()
 
-    def _open(self, on_invalid) -> pacsv.CSVStreamingReader | None:
-        """pyarrow's reader of the data after the header; None when there is no data."""
-        if not self._rest.prefix and not self._rest.peek():
+    def _copy(self, sink: _Copy) -> None:
+        """Copy the data after the header to `sink`, refusing a line over `MAX_LINE_BYTES`."""
+        bound = LineBound(self.path, self._header_lines + 1, MAX_LINE_BYTES)
+        buffer = bytearray(_COPY_BYTES)
+        while count := self._rest.readinto(buffer):
+            chunk = memoryview(buffer)[:count]
+            bound.feed(chunk)
+            sink.write(chunk)
+
+    def _open(self, data: _Copy, on_invalid) -> pacsv.CSVStreamingReader | None:
+        """pyarrow's reader of the copied data (a native stream); None when there is none."""
+        if not data.size:
             return None
         return pacsv.open_csv(
-            self._rest,
+            data.native(),
             read_options=pacsv.ReadOptions(
                 block_size=CSV_BLOCK_BYTES, use_threads=False, column_names=self.header
             ),
@@ -256,6 +282,50 @@ class CsvReader:
     def _check_unchanged(self) -> None:
         self._raise_if_changed(finished=True)
         self.watch.check_last_line(complete=self._rest.last in (b"\n", b"\r") or not self.size)
+
+
+class _Copy:
+    """The data pyarrow parses: in memory up to `_MEMORY_BYTES`, then an unlinked file in TMPDIR
+    (nothing is left behind, even by a killed pass)."""
+
+    def __init__(self, source: Path) -> None:
+        self.source, self.size = source, 0
+        self.memory: bytearray | None = bytearray()
+        self.file: BinaryIO | None = None
+
+    def write(self, chunk: memoryview) -> None:
+        if self.memory is not None and self.size + len(chunk) > _MEMORY_BYTES:
+            self.file = tempfile.TemporaryFile(prefix="jetx-csv-")  # noqa: SIM115 (closed in __exit__)
+            self._write(self.memory)
+            self.memory = None
+        if self.memory is not None:
+            self.memory += chunk
+        else:
+            self._write(chunk)
+        self.size += len(chunk)
+
+    def _write(self, chunk) -> None:
+        try:
+            self.file.write(chunk)
+        except OSError as error:  # name what was written: the file itself has no name
+            where = f"{tempfile.gettempdir()} (the temporary copy of {self.source})"
+            raise OSError(error.errno, error.strerror, where) from None
+
+    def native(self) -> pa.NativeFile:
+        """The copy as a stream that pyarrow reads without calling into Python."""
+        if self.memory is not None:
+            return pa.BufferReader(pa.py_buffer(self.memory))
+        self.file.flush()
+        self.file.seek(0)  # where /dev/fd/N shares the descriptor's offset (macOS), start there
+        return pa.OSFile(f"/dev/fd/{self.file.fileno()}")
+
+    def __enter__(self) -> _Copy:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.memory = None
+        if self.file is not None:
+            self.file.close()
 
 
 def _looks_numeric(field: str) -> bool:

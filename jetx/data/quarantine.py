@@ -15,7 +15,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jetx.data.cells import CODE, REASONS, classify_values, number_codes, parse_ids
+from jetx.data.cells import (
+    CODE,
+    REASONS,
+    classify_values,
+    ids_out_of_range,
+    number_codes,
+    parse_ids,
+)
 from jetx.data.sources import RawBatch
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -59,6 +66,7 @@ def _validate(raw: RawBatch, has_id: bool) -> tuple[np.ndarray, np.ndarray, np.n
     elif raw.bad_ids is not None:
         ids = raw.ids.to_numpy()
         codes[pc.is_valid(raw.bad_ids).to_numpy(zero_copy_only=False)] = CODE["bad_id"]
+        codes[ids_out_of_range(ids)] = CODE["bad_id"]  # the rule of CSV ids, `parse_ids`
     else:
         ids, bad = parse_ids(raw.ids)
         codes[bad] = CODE["bad_id"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from jetx.errors import JetxInputError
 from jetx.io import is_locked, lock_holder, sha256_file
 from jetx.layout import SeriesDir
+from jetx.readers import numeric_column, read_parquet
 
 
 def read_series(series_dir: Path) -> np.ndarray:
@@ -31,10 +31,7 @@ def read_series(series_dir: Path) -> np.ndarray:
         expected = (layout.manifest().get("outputs") or {}).get(path.name)
         if expected and sha256_file(path) != expected:
             raise JetxInputError(_mismatch(layout))
-    schema = pq.read_schema(path)
-    if "value" not in schema.names:
-        raise JetxInputError(f"{path}: no `value` column (columns: {', '.join(schema.names)})")
-    column = pq.read_table(path, columns=["value"]).column("value")
+    column = numeric_column(read_parquet(path), "value", path)
     return column.to_numpy().astype(np.float64, copy=False)
 
 

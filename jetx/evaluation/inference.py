@@ -21,6 +21,7 @@ from jetx.evaluation.scores import heads
 from jetx.features.splits import Scaler
 from jetx.io import atomic_path
 from jetx.layout import FeaturesDir
+from jetx.readers import read_parquet
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,6 @@ def predict(
         The split's `Predictions`; y_value is read in float64 from the stored series, not from
         the float32 regression target.
     """
-    import pyarrow.parquet as pq
 
     from jetx.training.windows import load_split, make_dataset
 
@@ -88,7 +88,7 @@ def predict(
         for name, parts in outputs.items():
             parts.append(np.asarray(predicted[name], dtype=np.float64))
     index = load_split(features_dir, split, max_samples).index
-    series = pq.read_table(FeaturesDir(features_dir).series, columns=["value"])["value"]
+    series = read_parquet(FeaturesDir(features_dir).series, ["value"])["value"]
     return Predictions(
         y_value=series.to_numpy().astype(np.float64)[index],
         p_threshold=np.concatenate(outputs["threshold"]).reshape(-1),

@@ -126,9 +126,10 @@ def prior_base_rate(features_dir: Path) -> float:
     """
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    table = pq.read_table(FeaturesDir(features_dir).features, columns=["threshold", "split"])
+    from jetx.readers import read_parquet
+
+    table = read_parquet(FeaturesDir(features_dir).features, ["threshold", "split"])
     before = pc.is_in(table["split"], pa.array(["train", "val"]))
     prior = table.filter(before)["threshold"].to_numpy()
     if prior.size == 0:

@@ -8,7 +8,6 @@ split, so that no statistic of the future leaks into training.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 
 from jetx.errors import JetxInputError
 from jetx.io import write_json
+from jetx.readers import read_json
 
 #: Split names, oldest first.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -152,7 +152,7 @@ class Scaler:
 
     @classmethod
     def load(cls, path: Path) -> Scaler:
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        return cls.from_dict(read_json(Path(path), "rebuild it with `jetx features`"))
 
 
 class ScalerFit:

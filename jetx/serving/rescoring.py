@@ -17,11 +17,11 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from jetx.errors import JetxInputError
 from jetx.evaluation.inference import predict
 from jetx.layout import FeaturesDir
+from jetx.readers import read_parquet
 from jetx.serving.bundle import Bundle, read_forecasts
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def unseen_by(champion: Bundle, features_dir: Path, index: np.ndarray) -> str | 
             f"its test rounds start at {int(index.min()) if index.size else None}, before the "
             f"champion's ({int(tested['index'].min())}): the champion may have trained on them"
         )
-    values = pq.read_table(FeaturesDir(features_dir).series, columns=["value"])["value"]
+    values = read_parquet(FeaturesDir(features_dir).series, ["value"])["value"]
     values = values.to_numpy().astype(np.float64)
     shared = tested["index"] < values.size
     if not np.array_equal(values[tested["index"][shared]], tested["y_value"][shared]):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jetx.layout import RunDir
+from jetx.readers import read_json
 
 
 @dataclass(frozen=True)
@@ -70,4 +70,4 @@ def read_stage_result(run_dir: Path, stage: int) -> StageResult | None:
     path = RunDir(run_dir).stage(stage).result
     if not path.is_file():
         return None
-    return StageResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    return StageResult.from_dict(read_json(path, "train the stage again"))

@@ -23,6 +23,7 @@ from jetx.config import NUM_CLASSES, ModelConfig
 from jetx.errors import JetxInputError
 from jetx.features.splits import SPLITS, Scaler
 from jetx.layout import FeaturesDir
+from jetx.readers import numeric_column, parquet_damage, read_parquet
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +88,8 @@ def load_split(
     path = layout.features
     keep = num_samples(features_dir, split, max_samples)
     scaler = scaler or Scaler.load(layout.scaler)
-    small = pq.read_table(path, columns=["index", "regression", "classification", "threshold"])
-    labels = pq.read_table(path, columns=["split"])["split"]
+    small = read_parquet(path, ["index", "regression", "classification", "threshold"])
+    labels = read_parquet(path, ["split"])["split"]
     rows = np.flatnonzero(pc.equal(labels, split).to_numpy(zero_copy_only=False))[-keep:]
     if len(rows) != keep or rows[-1] - rows[0] + 1 != keep:
         raise JetxInputError(
@@ -112,22 +113,24 @@ def _feature_rows(path: Path, scaler: Scaler, start: int, stop: int) -> np.ndarr
     Reads only the row groups that overlap the rows, one at a time, to bound peak memory.
     """
     out = np.empty((stop - start, len(scaler.names)), np.float32)
-    parquet, offset = pq.ParquetFile(path), 0
-    for group in range(parquet.num_row_groups):
-        size = parquet.metadata.row_group(group).num_rows
-        lo, hi = max(start, offset) - offset, min(stop, offset + size) - offset
-        if lo < hi:
-            table = parquet.read_row_group(group, columns=list(scaler.names)).slice(lo, hi - lo)
-            block = np.stack([table[n].to_numpy() for n in scaler.names], axis=1)
-            out[offset + lo - start : offset + hi - start] = scaler.transform(block)
-        offset += size
+    with parquet_damage(path):
+        parquet, offset = pq.ParquetFile(path), 0
+        for group in range(parquet.num_row_groups):
+            size = parquet.metadata.row_group(group).num_rows
+            lo, hi = max(start, offset) - offset, min(stop, offset + size) - offset
+            if lo < hi:
+                table = parquet.read_row_group(group, columns=list(scaler.names))
+                table = table.slice(lo, hi - lo)
+                block = np.stack([table[n].to_numpy() for n in scaler.names], axis=1)
+                out[offset + lo - start : offset + hi - start] = scaler.transform(block)
+            offset += size
     return out
 
 
 def load_log_series(features_dir: Path) -> np.ndarray:
     """The stored series as float32 [T] log10 values: the one array every window slices."""
-    values = pq.read_table(FeaturesDir(features_dir).series, columns=["value"])["value"]
-    return log_series(values.to_numpy())
+    path = FeaturesDir(features_dir).series
+    return log_series(numeric_column(read_parquet(path, ["value"]), "value", path).to_numpy())
 
 
 def log_series(values: np.ndarray) -> np.ndarray:

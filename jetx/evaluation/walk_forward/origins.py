@@ -16,14 +16,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from jetx.errors import JetxInputError
 from jetx.features import FIRST_SAMPLE
 from jetx.features.build import build_features
 from jetx.features.splits import split_counts
 from jetx.io import sha256_file, write_json, write_parquet
 from jetx.layout import OriginDir, SeriesDir
+from jetx.readers import read_parquet
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +165,7 @@ def build_origin(series_dir: Path, origin: Origin, out: Path) -> dict[str, Any]:
     """
     layout = OriginDir(Path(out))
     source = SeriesDir(series_dir).series
-    table = pq.read_table(source)
+    table = read_parquet(source)
     if table.num_rows < origin.rounds:
         raise JetxInputError(
             f"Origin {origin.number} reads {origin.rounds} rounds; {source} has {table.num_rows}."
