@@ -26,7 +26,7 @@ from typing import Any
 from jetx.errors import JetxInputError
 from jetx.layout import BundleDir, ModelsDir
 from jetx.serving import ledger
-from jetx.serving.bundle import read_forecasts
+from jetx.serving.bundle import read_forecasts, read_manifest
 from jetx.serving.gate import GateDecision, GateForecasts, decide
 from jetx.serving.pointers import follow, point, pointed, unpoint
 
@@ -35,9 +35,9 @@ logger = logging.getLogger(__name__)
 
 def bundle_forecasts(path: Path) -> GateForecasts:
     """A bundle's own test forecasts (forecasts.npz) and the skill tests its run made."""
-    info = BundleDir(path).info()
+    manifest = read_manifest(path)
     return GateForecasts(
-        name=Path(path).name, trials=int(info["test"]["skill_tests"]), **read_forecasts(path)
+        name=Path(path).name, trials=manifest.test.skill_tests, **read_forecasts(path)
     )
 
 
@@ -110,8 +110,8 @@ def promote_by_hand(models: ModelsDir, bundle: Path) -> dict[str, Any]:
     never hides them; a pin spends no look.
     """
     source = follow(bundle)
-    info = BundleDir(source).info()
-    name = source.name if source.parent.resolve() == Path(models.path).resolve() else info["run"]
+    run = read_manifest(source).run
+    name = source.name if source.parent.resolve() == Path(models.path).resolve() else run
     target = models.bundle(name)
     with models.lock():
         if source.resolve() != target.path.resolve() and not _same_model(source, target):
