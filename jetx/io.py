@@ -302,6 +302,16 @@ def _open_lock(lock_file: Path, *, create: bool) -> int:
     return fd
 
 
+@contextmanager
+def held(lock_file: Path, *, what: str, wait: float | None = 0.0) -> Iterator[None]:
+    """Hold the lock of `lock_file` for the block (no sweep; see `acquire`)."""
+    fd = acquire(lock_file, what=what, wait=wait)
+    try:
+        yield
+    finally:
+        release(fd)
+
+
 def release(fd: int) -> None:
     """Drop a lock that `acquire` took and close its fd."""
     try:
