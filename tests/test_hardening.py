@@ -188,3 +188,19 @@ def test_the_image_leaves_out_real_data_and_the_job_takes_the_api_key_from_a_sec
     }
     assert "value" not in key  # never the key itself in the template
     assert ModelsDir.LATEST == "latest"  # the pointer name docs/operations.md tells users
+
+
+def test_the_rendered_job_takes_the_api_key_from_the_secret(tmp_path):
+    """Rendered by prefect-kubernetes's own code, as its worker renders a flow run's Job."""
+    from prefect.utilities.templating import apply_values
+    from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
+
+    template = json.loads((ROOT / "deploy" / "k8s-base-job-template.json").read_text())
+    values = {k: v.get("default") for k, v in template["variables"]["properties"].items()}
+    values.update(env={"TF_FORCE_GPU_ALLOW_GROWTH": "true"}, labels={}, annotations={})
+    job = KubernetesWorkerJobConfiguration(**apply_values(template["job_configuration"], values))
+    job._populate_env_in_manifest()
+    env = job.job_manifest["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "TF_FORCE_GPU_ALLOW_GROWTH", "value": "true"} in env
+    (key,) = [e for e in env if e["name"] == "PREFECT_API_KEY"]
+    assert key["valueFrom"]["secretKeyRef"]["name"] == "jetx-prefect-api-key"
