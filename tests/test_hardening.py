@@ -118,12 +118,14 @@ def test_the_bundle_path_never_goes_missing_while_it_is_republished(tmp_path):
         """)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
+    exchanged = 0
     for k in range(300):
         staging = tmp_path / "models" / f".jetx-tmp-staging-run-{k}"
         staging.mkdir()
         (staging / "bundle.json").write_text(str(k))
         _publish(staging, out)
         if staging.exists():  # the old bundle, after an exchange
+            exchanged += 1
             for path in staging.iterdir():
                 path.unlink()
             staging.rmdir()
@@ -131,6 +133,7 @@ def test_the_bundle_path_never_goes_missing_while_it_is_republished(tmp_path):
     seen = json.loads(watcher.communicate(timeout=60)[0])
     assert seen["looks"] >= 1000 and seen["missing"] == 0, seen
     assert (out / "bundle.json").read_text() == "299"
+    assert exchanged == 300  # renameat2(RENAME_EXCHANGE) each time, not the two-rename fallback
 
 
 def test_every_bundle_file_is_fsynced_before_the_bundle_is_published(
