@@ -9,6 +9,8 @@
 # requirements.lock: pinned, with the sha256 of each file (pip's --require-hashes), compiled from
 # pyproject.toml and deploy/image-requirements.in (the command is in that file). The job template
 # runs the container with a read-only root file system: scratch space is /tmp (an emptyDir).
+# Pinned by tag only: the digest could not be looked up offline; docs/operations.md has the
+# command that finds it, to write FROM python:3.11.13-slim-bookworm@sha256:<digest>.
 FROM python:3.11.13-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -5,10 +5,16 @@ module adds the two commands of the orchestration layer and is the `jetx` consol
 
 - `jetx run [flow options]`: the whole flow once, in Prefect's ephemeral mode (no server to
   start), what `make demo` calls.
-- `jetx serve [--cron CRON] [flow options]`: `flow.serve`, one long-running process that creates
-  the `progressive` deployment with the flow's typed parameters and a schedule, and runs the
-  scheduled runs itself: retraining on a schedule on a single machine, with no work pool and no
-  worker. Pools and workers stay the way for clusters (docs/operations.md).
+- `jetx serve [--cron CRON] [flow options]`: `prefect.serve`, one long-running process that
+  creates the `progressive` deployment with the flow's typed parameters, a schedule and a
+  concurrency limit of one run at a time (later runs queue: `ONE_AT_A_TIME`, as prefect.yaml's
+  deployments), and runs the scheduled runs itself: retraining on a schedule on a single
+  machine, with no work pool and no worker. Pools and workers stay the way for clusters
+  (docs/operations.md).
+
+`jetx run` holds the out dir's run lock (`jetx.layout.Workspace.run_lock`) for the whole run:
+a second `jetx run` on the same --out is refused at once in one line (exit 2) naming the pid of
+the run in progress, and a killed run's lock is released by the kernel.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from jetx.cli.common import add_command, add_json
 #: The schedule of the `progressive` deployment in prefect.yaml: Monday 03:00 UTC.
 WEEKLY = "0 3 * * 1"
 DEPLOYMENT = "progressive"
+#: Runs of one deployment at a time (later ones queue), for every deployment jetx creates.
+ONE_AT_A_TIME = 1
 
 
 def _register_run(subparsers) -> None:
@@ -63,20 +71,35 @@ def _register_serve(subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from flows.progressive import run_once
+    from jetx.layout import Workspace
 
     verbose = getattr(args, "verbose", False)
-    return run_once(flow_parameters(args), verbose=verbose, as_json=args.json)
+    with Workspace(args.out).run_lock():  # one run per out dir; refused at once otherwise
+        return run_once(flow_parameters(args), verbose=verbose, as_json=args.json)
 
 
-def _serve(args: argparse.Namespace) -> int:
+def served_deployment(args: argparse.Namespace):
+    """The deployment `jetx serve` creates: the flow's parameters, a cron schedule, and one run
+    at a time (`ONE_AT_A_TIME`)."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
     from flows.progressive import progressive
 
     parameters = {
         k: (str(v) if hasattr(v, "__fspath__") else v) for k, v in flow_parameters(args).items()
     }
-    progressive.serve(
-        name=args.name, cron=args.cron, parameters=parameters, pause_on_shutdown=False
+    limit = ConcurrencyLimitConfig(
+        limit=ONE_AT_A_TIME, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
     )
+    return progressive.to_deployment(
+        name=args.name, cron=args.cron, parameters=parameters, concurrency_limit=limit
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from prefect import serve
+
+    serve(served_deployment(args), pause_on_shutdown=False)
     return 0
 
 

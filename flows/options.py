@@ -7,7 +7,7 @@ so that building the `jetx` parser imports neither Prefect nor TensorFlow.
 import argparse
 from pathlib import Path
 
-from jetx.cli.common import add_preset, add_seed, add_stages, add_variant
+from jetx.cli.common import add_preset, add_seed, add_stages, add_variant, out_dir
 
 
 def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +17,7 @@ def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
         "--source", type=Path, default=Path("data/sample.csv"), help="CSV or SQLite history"
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("runs/demo"), help="where data, features and runs go"
+        "--out", type=out_dir, default=Path("runs/demo"), help="where data, features and runs go"
     )
     add_variant(parser)
     add_preset(parser)

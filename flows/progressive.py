@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from prefect import flow
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 from pydantic.json_schema import SkipJsonSchema
 
 import tasks.logs  # noqa: F401  (the jetx.* loggers reach the run's logs)
 from flows.options import add_flow_arguments, flow_parameters
+from jetx.cli.common import check_out_dir
 from jetx.config import PRESETS, VARIANTS, get_preset
 from jetx.layout import RunDir, Workspace
 from jetx.runtime import configure_tensorflow, import_tensorflow
@@ -31,13 +32,15 @@ from tasks.report import write_report_task
 from tasks.stage import train_stages, training_dir
 
 VariantName = Literal[*VARIANTS]
+#: `out`: a directory path, never empty (`jetx.cli.common.check_out_dir`, as `--out`).
+OutDir = Annotated[Path, BeforeValidator(check_out_dir)]
 PresetName = Literal[*PRESETS]
 
 
 @flow(name="jetx", flow_run_name="jetx-{preset}", result_serializer=RECORDS)
 def progressive(
     source: Path = Path("data/sample.csv"),
-    out: Path = Path("runs/demo"),
+    out: OutDir = Path("runs/demo"),
     variant: VariantName | None = None,
     preset: PresetName = "demo",
     stages: Annotated[int, Field(ge=1, le=3)] = 3,

@@ -8,9 +8,17 @@ Two writers in one directory destroy each other's files, so a writer holds the d
 advisory exclusive lock (`exclusive`): `fcntl.flock` on POSIX, `msvcrt.locking` on Windows. The
 kernel drops the lock of a process that dies, SIGKILL included, so a lock is never stale. Our own
 rather than the `filelock` package because the holder's pid is kept in the lock file, for the
-"in use by pid N" message, and filelock truncates that file on every attempt to take it. A lock
-guards its directory's tree down to the next directory with a lock of its own; whoever takes it
-first removes the temporary files (`.NAME.*.tmp`) that killed writers left in that tree.
+"in use by pid N" message, and filelock truncates that file on every attempt to take it. The
+lock file (`LOCK_FILE`, `.jetx.lock`) is opened without following a symbolic link, and a file of
+that name that is not a jetx lock (anything but a pid) is refused, never truncated.
+
+Every temporary name jetx makes starts with `TMP_PREFIX` (`.jetx-tmp-`): atomic writes,
+checkpoint writes, bundle staging folders. Whoever takes a directory's lock first removes the
+temporary *files* of that prefix that killed writers left in its tree, down to the next directory
+with a lock of its own, and never inside a hidden directory (another program's `.cache/`, a
+staging folder of a running export): a name jetx does not make is never deleted. Leftovers of
+jetx versions before that prefix (`.NAME.*.tmp`) are left alone: they cannot be told apart
+from a user's files, so a person removes them.
 
 A test can hold a process just before it publishes an output, to kill it right there: the
 `hold` hook of `jetx.testing.faults`, consulted only when its `active()` says a test turned it on.
@@ -18,12 +26,16 @@ A test can hold a process just before it publishes an output, to kill it right t
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
 import hashlib
 import json
 import logging
 import os
 import re
+import stat
+import sys
 import tempfile
 import threading
 import time
@@ -35,7 +47,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jetx.errors import DirectoryInUseError
+from jetx.errors import DirectoryInUseError, JetxInputError
 from jetx.testing import faults
 
 try:
@@ -47,7 +59,11 @@ except ImportError:  # Windows
 logger = logging.getLogger(__name__)
 
 #: The lock file of a directory: it stays (removing it would race with a waiting writer).
-LOCK_FILE = ".lock"
+LOCK_FILE = ".jetx.lock"
+#: The start of every temporary name jetx makes, and the only names its sweeps remove.
+TMP_PREFIX = ".jetx-tmp-"
+_TMP_SUFFIX = ".tmp"
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
 _POLL_SECONDS = 0.1
 _WINDOWS_BYTE = 1 << 30
 _ERRNO = re.compile(r"\[errno (\d+)\]", re.IGNORECASE)
@@ -59,7 +75,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
     The temporary file lives in the same directory so that the rename never crosses a file
-    system. It is fsynced before the rename so that a power loss cannot publish an empty file.
+    system. It is fsynced before the rename, and its directory after it, so that a power loss
+    can neither publish an empty file nor lose the rename.
 
     Raises:
         OSError: naming `path` (or its directory, when no temporary file can be made there),
@@ -68,7 +85,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f"{TMP_PREFIX}{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent
+        )
     except OSError as error:
         raise error_at(error, path.parent) from None
     os.close(fd)
@@ -84,6 +103,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except OSError as error:
         if error.filename not in (None, str(tmp)):
             raise  # about another file that the block read
@@ -99,6 +119,43 @@ def error_at(error: OSError, path: Path) -> OSError:
         code = int(match.group(1))
     reason = os.strerror(code) if code else (error.strerror or str(error))
     return OSError(code, reason, str(path))
+
+
+def fsync_dir(directory: Path) -> None:
+    """Flush a directory's entries (a rename into it) to disk; a no-op where directories cannot
+    be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (PermissionError, IsADirectoryError):
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux `renameat2(RENAME_EXCHANGE)`), so that
+    neither name is ever missing; False where the system or file system cannot.
+
+    Raises:
+        OSError: the exchange was possible but failed (naming both paths).
+    """
+    renameat2 = getattr(_libc(), "renameat2", None) if sys.platform.startswith("linux") else None
+    if renameat2 is None:
+        return False
+    names = (os.fsencode(first), os.fsencode(second))
+    if renameat2(_AT_FDCWD, names[0], _AT_FDCWD, names[1], _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(first), None, str(second))
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -177,13 +234,22 @@ def exclusive(directory: Path, *, what: str, wait: float | None = 0.0) -> Iterat
 
 
 def _remove_leftovers(directory: Path) -> None:
-    """Remove the temporary files of interrupted atomic writes in a locked directory's tree."""
+    """Remove the temporary files of interrupted atomic writes in a locked directory's tree:
+    only jetx's own names (`TMP_PREFIX`), never inside a hidden directory or one with a lock of
+    its own, never through a symbolic link."""
     for root, dirs, files in os.walk(directory):
-        dirs[:] = [d for d in dirs if not (Path(root) / d / LOCK_FILE).exists()]
+        dirs[:] = [
+            d for d in dirs if not d.startswith(".") and not (Path(root) / d / LOCK_FILE).exists()
+        ]
         for name in files:
-            if name.startswith(".") and name.endswith(".tmp"):
+            if is_temporary(name) and name.endswith(_TMP_SUFFIX):
                 Path(root, name).unlink(missing_ok=True)
                 logger.info("removed %s, left by an interrupted write", Path(root, name))
+
+
+def is_temporary(name: str) -> bool:
+    """Whether `name` is one of jetx's temporary names (`TMP_PREFIX`)."""
+    return name.startswith(TMP_PREFIX)
 
 
 def acquire(lock_file: Path, *, what: str, wait: float | None = 0.0) -> int:
@@ -191,11 +257,10 @@ def acquire(lock_file: Path, *, what: str, wait: float | None = 0.0) -> int:
 
     Raises:
         DirectoryInUseError: `what` is still locked after `wait` seconds (None: no limit).
+        JetxInputError: `lock_file` is a symbolic link, not a regular file, or a file that is
+            no jetx lock (it is left as it is).
     """
-    try:
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as error:
-        raise error_at(error, Path(lock_file).parent) from None
+    fd = _open_lock(Path(lock_file), create=True)
     deadline = None if wait is None else time.monotonic() + wait
     waiting = False
     while not _try_lock(fd):
@@ -210,10 +275,41 @@ def acquire(lock_file: Path, *, what: str, wait: float | None = 0.0) -> int:
             logger.info("waiting for %s, in use by pid %s", what, pid)
             waiting = True
         time.sleep(_POLL_SECONDS)
+    os.lseek(fd, 0, os.SEEK_SET)
+    if os.read(fd, 64).strip() and lock_holder(lock_file) is None:
+        release(fd)
+        raise JetxInputError(f"{lock_file} is not a jetx lock file; move it away or rename it")
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
+
+
+def _open_lock(lock_file: Path, *, create: bool) -> int:
+    """The lock file's fd, opened without following a link and never truncated."""
+    flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(lock_file, flags | (os.O_CREAT if create else 0), 0o666)
+    except OSError as error:
+        if lock_file.is_symlink():
+            raise JetxInputError(
+                f"{lock_file} is a symbolic link; jetx does not follow it (remove it)"
+            ) from None
+        raise error_at(error, lock_file.parent) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise JetxInputError(f"{lock_file} is not a regular file; jetx needs it as its lock file")
+    return fd
+
+
+@contextmanager
+def held(lock_file: Path, *, what: str, wait: float | None = 0.0) -> Iterator[None]:
+    """Hold the lock of `lock_file` for the block (no sweep; see `acquire`)."""
+    fd = acquire(lock_file, what=what, wait=wait)
+    try:
+        yield
+    finally:
+        release(fd)
 
 
 def release(fd: int) -> None:
@@ -241,7 +337,7 @@ def is_locked(lock_file: Path) -> bool:
     """Whether some process (or thread) holds `lock_file` right now."""
     if not Path(lock_file).exists():
         return False
-    fd = os.open(lock_file, os.O_RDWR)
+    fd = _open_lock(Path(lock_file), create=False)
     try:
         if not _try_lock(fd):
             os.close(fd)

@@ -29,7 +29,7 @@ exists: each is written last, atomically, after the files it describes. A series
 holds the sha256 of the files it describes, which readers check.
 
 One writer per directory: whoever writes a series, features or run directory holds its `lock`
-(`jetx.io.exclusive`, a `.lock` file inside it); a second writer waits or fails at once with
+(`jetx.io.exclusive`, a `.jetx.lock` file inside it); a second writer waits or fails at once with
 "RUN_DIR ... is in use by pid N". The stage child holds its run directory's lock while it trains.
 """
 
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from jetx.errors import JetxInputError
-from jetx.io import LOCK_FILE, exclusive
+from jetx.io import LOCK_FILE, exclusive, held
 from jetx.readers import read_json
 
 MANIFEST = "manifest.json"
@@ -411,6 +411,13 @@ class Workspace:
     """
 
     path: Path
+
+    RUN_LOCK = ".jetx-run.lock"
+
+    def run_lock(self, wait: float | None = 0.0) -> AbstractContextManager[None]:
+        """One `jetx run` per out dir: held for the whole run (`jetx.io.held`, no sweep)."""
+        Path(self.path).mkdir(parents=True, exist_ok=True)
+        return held(Path(self.path) / self.RUN_LOCK, what=f"OUT_DIR {self.path}", wait=wait)
 
     def data(self, key: str) -> SeriesDir:
         return SeriesDir(Path(self.path) / "data" / key)

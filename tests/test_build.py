@@ -98,7 +98,7 @@ def test_manifest_and_self_contained_dir(built):
     assert "created_at" in manifest
     assert sha256_file(out / "series.parquet") == manifest["series_sha256"]
     assert sorted(p.name for p in out.iterdir()) == [
-        ".lock",  # the writer's lock file (one writer per directory), held by nobody now
+        ".jetx.lock",  # the writer's lock file (one writer per directory), held by nobody now
         "features.parquet",
         "manifest.json",
         "scaler.json",

@@ -1,6 +1,7 @@
 """Checkpoints: atomic writes (a real kill mid-write), latest/best lookup, pruning, restore."""
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from jetx.errors import JetxInputError
+from jetx.io import TMP_PREFIX
 from jetx.testing import faults
 from jetx.training.checkpoint import (
     CHECKPOINTS,
@@ -67,7 +69,7 @@ def test_latest_is_the_newest_and_leftovers_are_ignored(tmp_path):
     state = _state()
     for fill in (1.0, 2.0):
         save_checkpoint(tmp_path, state, _vars(fill))
-    leftover = tmp_path / CHECKPOINTS / ".tmp-ckpt-dead"
+    leftover = tmp_path / CHECKPOINTS / f"{TMP_PREFIX}ckpt-dead"
     leftover.mkdir()
     (leftover / "variables.npz").write_bytes(b"half a file")
     assert latest_checkpoint(tmp_path).name == "ckpt-000002"
@@ -119,12 +121,12 @@ def test_kill_during_a_write_leaves_the_previous_checkpoint(tmp_path):
     process = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)], env=env)
     root = tmp_path / CHECKPOINTS
     deadline = time.monotonic() + 60
-    while not list(root.glob(".tmp-ckpt-*/variables.npz")) and time.monotonic() < deadline:
+    while not list(root.glob(f"{TMP_PREFIX}ckpt-*/variables.npz")) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
-    assert list(root.glob(".tmp-ckpt-*"))  # the third write was in progress
+    assert list(root.glob(f"{TMP_PREFIX}ckpt-*"))  # the third write was in progress
     latest = latest_checkpoint(tmp_path)
     assert latest.name == "ckpt-000002"
     assert load_state(latest).progress.updates == 2
@@ -150,13 +152,21 @@ def _flip_a_bit(path):
     path.write_bytes(bytes(data))
 
 
+def _edit_the_seed(path):
+    """A valid state.json whose shuffle seed was edited by hand (its hash left as it was)."""
+    record = json.loads(path.read_text())
+    record["state"]["seed"] = record["state"].get("seed", 0) + 1
+    path.write_text(json.dumps(record))
+
+
 DAMAGE = [
     ("variables.npz", _truncate, "variables.npz does not match its sha256"),
     ("variables.npz", _zero, "variables.npz does not match its sha256"),
     ("variables.npz", _flip_a_bit, "variables.npz does not match its sha256"),
     ("state.json", _truncate, "state.json is unreadable"),
     ("state.json", _zero, "state.json is unreadable"),
-    ("state.json", lambda p: p.write_text("{}"), "state.json has no payload hash"),
+    ("state.json", lambda p: p.write_text("{}"), "state.json has no payload and state hash"),
+    ("state.json", _edit_the_seed, "state.json does not match its own sha256"),
     ("state.json", lambda p: p.unlink(), "no state.json"),
     ("variables.npz", lambda p: p.unlink(), "no variables.npz"),
 ]
@@ -267,7 +277,7 @@ def test_a_slim_checkpoint_keeps_the_model_verifiably_and_a_crashed_swap_is_undo
     with pytest.raises(JetxInputError, match="holds 0 optimizer variables"):
         restore_variables(path, {"optimizer": _vars(0.0)["optimizer"]})
     # A crash between the swap's two renames: the checkpoint is put back by the next call.
-    fat = path.with_name(f".fat-{path.name}")
+    fat = path.with_name(f"{TMP_PREFIX}fat-{path.name}")
     path.rename(fat)
     assert slim_checkpoint(path) == 0 and not fat.exists()
     assert checkpoint_problem(path) is None

@@ -160,6 +160,7 @@ def _without_additions(template: dict) -> dict:
     container = pod["containers"][0]
     del container["volumeMounts"], container["resources"]["limits"]["nvidia.com/gpu"]
     del container["securityContext"]
+    container["env"] = "{{ env }}"  # the API key from a Secret, in place of the placeholder
     return template
 
 

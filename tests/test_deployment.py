@@ -101,6 +101,10 @@ def test_deploy_all_creates_every_deployment_with_the_weekly_schedule(server, de
         assert name in deployed_run["deploy"], deployed_run["deploy"]
     inspect = server.cli("deployment", "inspect", "jetx/progressive")
     assert "'cron': '0 3 * * 1'" in inspect.stdout and "'active': False" in inspect.stdout
+    found = server.api("POST", "/deployments/filter", {})
+    limits = {d["name"]: (d["global_concurrency_limit"] or {}).get("limit") for d in found}
+    for name in ("progressive", "memory", "progressive-k8s", "walk-forward"):
+        assert limits[name] == 1, limits  # every deployment jetx creates: one run at a time
 
 
 def test_a_deployment_run_completes_with_a_report(deployed_run):
@@ -212,6 +216,8 @@ def test_serve_creates_the_deployment_and_its_scheduled_runs(server, tmp_path):
         assert found["parameters"]["preset"] == "tiny"
         assert found["parameters"]["source"] == str(tmp_path / "history.csv")
         assert found["work_pool_name"] is None  # served from this process: no pool, no worker
+        assert found["global_concurrency_limit"]["limit"] == 1  # one run at a time, queued
+        assert found["concurrency_options"]["collision_strategy"] == "ENQUEUE"
         (schedule,) = found["schedules"]
         assert schedule["schedule"]["cron"] == "0 3 * * 1" and schedule["active"]
 

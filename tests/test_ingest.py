@@ -218,7 +218,7 @@ def test_outputs_are_complete_and_no_temporary_files_remain(tmp_path):
     source = _write(tmp_path / "h.csv", "id,value\n1,1.5\n")
     manifest = ingest(source, tmp_path / "o")
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
-        ".lock",  # the writer's lock file (jetx.io.exclusive), empty of any writer now
+        ".jetx.lock",  # the writer's lock file (jetx.io.exclusive), empty of any writer now
         "manifest.json",
         "quarantine.parquet",
         "series.parquet",
@@ -634,4 +634,4 @@ def test_a_full_disk_is_the_machines_fault_naming_the_file_and_errno(tmp_path):
         == f"jetx ingest: error: machine: {out / 'series.parquet'}: File too large (EFBIG)"
     )
     assert "Traceback" not in result.stderr
-    assert not list(out.glob(".*.tmp")) and not (out / "manifest.json").exists()
+    assert not list(out.glob(".jetx-tmp-*")) and not (out / "manifest.json").exists()

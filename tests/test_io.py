@@ -3,6 +3,7 @@ writes that name the path they could not write, and the hold hook that kill test
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from jetx.errors import DirectoryInUseError, classify
-from jetx.io import LOCK_FILE, atomic_path, exclusive, is_locked, lock_holder
+from jetx.errors import DirectoryInUseError, JetxInputError, classify
+from jetx.io import LOCK_FILE, TMP_PREFIX, atomic_path, exclusive, is_locked, lock_holder
 from jetx.layout import RunDir
 from jetx.testing import faults
 
@@ -131,7 +132,69 @@ def test_the_hold_hook_holds_the_named_write_until_its_file_is_removed(tmp_path)
             time.sleep(0.02)
         assert gate.read_text().split() == ["held", "report.md", str(os.getpid())]
         assert target.read_text() == "first"  # the second write is held before its rename
-        assert list(tmp_path.glob(".report.md.*.tmp"))
+        assert list(tmp_path.glob(f"{TMP_PREFIX}report.md.*.tmp"))
         gate.unlink()
         thread.join(timeout=30)
     assert target.read_text() == "second"
+
+
+def test_the_sweep_removes_only_jetx_temporary_files_outside_hidden_and_locked_dirs(tmp_path):
+    ours = [tmp_path / f"{TMP_PREFIX}a.json.x1.tmp", tmp_path / "sub" / f"{TMP_PREFIX}b.tmp"]
+    foreign = [
+        tmp_path / ".draft.tmp",  # a user's own temporary file
+        tmp_path / ".lock",  # a source file of that name (jetx's lock is .jetx.lock)
+        tmp_path / ".cache" / ".session.tmp",  # another program's folder
+        tmp_path / ".cache" / f"{TMP_PREFIX}c.tmp",  # never inside a hidden directory
+        tmp_path / f"{TMP_PREFIX}staging-run-x" / f"{TMP_PREFIX}d.tmp",  # a running export's
+        tmp_path / "locked" / f"{TMP_PREFIX}e.tmp",  # a directory with a lock of its own
+    ]
+    for path in ours + foreign:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("keep me")
+    (tmp_path / "locked" / LOCK_FILE).write_text("")
+    with exclusive(tmp_path, what="RUN_DIR"):
+        pass
+    assert [p for p in ours if p.exists()] == []
+    assert all(p.read_text() == "keep me" for p in foreign)
+
+
+def test_a_symlinked_lock_is_refused_in_one_line_and_its_target_is_untouched(tmp_path):
+    target = tmp_path / "precious.txt"
+    target.write_text("do not truncate\n")
+    out = tmp_path / "series"
+    out.mkdir()
+    (out / LOCK_FILE).symlink_to(target)
+    (tmp_path / "h.csv").write_text("id,value\n1,1.5\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "jetx", "ingest", str(tmp_path / "h.csv"), "--out", str(out)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "is a symbolic link; jetx does not follow it" in lines[0]
+    assert target.read_text() == "do not truncate\n"
+
+
+def test_a_foreign_file_named_as_the_lock_is_refused_and_never_truncated(tmp_path):
+    (tmp_path / LOCK_FILE).write_text("my notes, not a pid\n")
+    with (
+        pytest.raises(JetxInputError, match="is not a jetx lock file"),
+        exclusive(tmp_path, what="RUN_DIR"),
+    ):
+        pass
+    assert (tmp_path / LOCK_FILE).read_text() == "my notes, not a pid\n"
+
+
+def test_an_atomic_write_fsyncs_the_file_and_then_its_directory(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+
+    def counting(fd):
+        synced.append(os.fstat(fd).st_mode)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    with atomic_path(tmp_path / "out.json") as tmp:
+        tmp.write_text("{}")
+    assert [stat.S_ISREG(m) for m in synced] == [True, False]  # the file, then its directory
+    assert stat.S_ISDIR(synced[1])

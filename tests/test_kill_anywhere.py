@@ -35,6 +35,7 @@ import pytest
 from prefect_server import LocalPrefect
 
 from jetx.data.synth import synthesize
+from jetx.io import TMP_PREFIX
 from jetx.testing import faults
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # make test-e2e; its own limit
@@ -192,6 +193,10 @@ def test_a_run_killed_at_10_moments_ends_with_the_uninterrupted_runs_report(
     out, gate = tmp_path / "out", tmp_path / "gate"
     flows, victims = 0, []
     process = log = None
+    foreign = [out / ".draft.tmp", out / ".cache" / ".session.tmp", out / "notes" / ".a.tmp"]
+    for path in foreign:  # a user's and an app's temporary files: jetx never wrote them
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("not jetx's")
     for number, (name, victim) in enumerate(MOMENTS, start=1):
         gate.write_text(f"{name}\n")
         if process is None:
@@ -229,7 +234,8 @@ def test_a_run_killed_at_10_moments_ends_with_the_uninterrupted_runs_report(
     (result,) = out.glob("train/*/stage1/result.json")
     assert json.loads(result.read_text())["micro_batch_changes"] == []
     # No write was left half done, no checkpoint adopted: nothing temporary is left.
-    assert not list(out.rglob(".*.tmp")) and not list(out.rglob(".tmp-ckpt-*"))
+    assert not list(out.rglob(f"{TMP_PREFIX}*"))
+    assert all(path.read_text() == "not jetx's" for path in foreign)  # kills and reruns spared them
     assert not list(out.glob("train/*/stage1/set-aside"))  # no checkpoint was damaged
     assert len(list((out / "data").iterdir())) == len(list((out / "features").iterdir())) == 1
     assert last["write_report"] == "Completed"

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jetx.io import TMP_PREFIX
 from jetx.layout import RunDir
 from jetx.testing import faults
 from jetx.training.checkpoint import (
@@ -118,14 +119,15 @@ def test_kill_during_a_checkpoint_write_resumes_exactly(features, reference, tmp
     run_dir, log = tmp_path / "run", tmp_path / "log.txt"
     process = _start(features, run_dir, log, **faults.environment(checkpoint_pause="4:120"))
     root = RunDir(run_dir).stage(1).path / CHECKPOINTS
-    paused = lambda: (root / "ckpt-000003").is_dir() and list(root.glob(".tmp-ckpt-*/*.npz"))  # noqa: E731
+    tmp = f"{TMP_PREFIX}ckpt-*/*.npz"
+    paused = lambda: (root / "ckpt-000003").is_dir() and list(root.glob(tmp))  # noqa: E731
     _wait_until(paused, process)
     time.sleep(0.5)  # well inside the 120 s pause of the fourth write
     _kill(process)
     assert [p.name for p in sorted(root.glob("ckpt-*"))][-1] == "ckpt-000003"
-    assert list(root.glob(".tmp-ckpt-*"))  # the fourth write died half done
+    assert list(root.glob(f"{TMP_PREFIX}ckpt-*"))  # the fourth write died half done
     _assert_same(_finish(features, run_dir, log), reference)
-    assert not list(root.glob(".tmp-ckpt-*"))
+    assert not list(root.glob(f"{TMP_PREFIX}ckpt-*"))
 
 
 # --- issue 13: one writer per run directory, and checkpoints that prove themselves ----------
@@ -197,7 +199,7 @@ def test_damaged_newest_checkpoints_resume_from_the_newest_intact_one_exactly(
         "ckpt-000008",
         "ckpt-000009",
     ]
-    assert list(root.glob(".tmp-ckpt-*"))  # the tenth write, killed half done
+    assert list(root.glob(f"{TMP_PREFIX}ckpt-*"))  # the tenth write, killed half done
     _flip_a_bit(root / "ckpt-000009" / "variables.npz")
     _cut(root / "ckpt-000008" / "state.json")
     _cut(root / "ckpt-000007" / "variables.npz")

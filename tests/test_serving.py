@@ -28,8 +28,10 @@ from jetx.cli import main
 from jetx.config import PRESETS
 from jetx.data.synth import write_csv
 from jetx.evaluation.scores import forecasts
+from jetx.io import acquire, release
 from jetx.layout import BundleDir, FeaturesDir, ModelsDir, RunDir, StageDir, Workspace
-from jetx.serving.bundle import STAGING, export_bundle, load_bundle, read_forecasts
+from jetx.serving.bundle import HASHED, STAGING, export_bundle, load_bundle, read_forecasts
+from jetx.serving.manifest import file_hashes
 from jetx.serving.pointers import point
 from jetx.serving.predict import predict_next
 from jetx.serving.promotion import decision_markdown, promote_run
@@ -203,6 +205,15 @@ def _bundle_with_forecasts(exported, models, name, p_model, y_value, index=None)
             p_model=p_model,
             p_base_rate=np.full(len(y_value), 0.66),
         )
+    _reseal(models.bundle(name).path)
+
+
+def _reseal(path, **changes):
+    """Rewrite a copied bundle's bundle.json with `changes` and the sha256 of its files as they
+    are now (a planted test fixture, or a tamperer who knows the format)."""
+    info = json.loads((path / "bundle.json").read_text())
+    info = {**info, "files": file_hashes(path, HASHED), **changes}
+    (path / "bundle.json").write_text(json.dumps(info))
 
 
 def test_latest_always_moves_and_only_a_model_that_earns_it_becomes_champion(exported, tmp_path):
@@ -335,13 +346,17 @@ def test_an_export_killed_before_publishing_leaves_nothing_the_next_one_keeps(ex
     finally:
         writer.send_signal(signal.SIGKILL)
         writer.wait()
-    (staged,) = out.parent.glob(f".run{STAGING}{writer.pid}-*")
+    (staged,) = (p for p in out.parent.glob(f"{STAGING}run-*") if p.is_dir())
     assert BundleDir(staged).model.is_file() and not out.exists()
-    alive = out.parent / f".other{STAGING}{os.getpid()}-x"  # a live export beside it
+    alive = out.parent / f"{STAGING}other-x"  # a live export beside it (another pod, say)
     alive.mkdir()
-    export_bundle(exported["run"], out)
+    held = acquire(alive.with_name(f"{alive.name}.lock"), what="a live export")
+    try:
+        export_bundle(exported["run"], out)
+    finally:
+        release(held)
     assert BundleDir(out).is_complete() and not staged.exists() and alive.is_dir()
-    assert sorted(p.name for p in out.parent.iterdir()) == [alive.name, "run"]
+    assert sorted(p.name for p in out.parent.iterdir()) == [alive.name, f"{alive.name}.lock", "run"]
 
 
 def test_retention_prunes_old_runs_to_one_slim_checkpoint_and_never_champion_or_latest(

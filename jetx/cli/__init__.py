@@ -32,7 +32,7 @@ from jetx.cli import (
     train,
     walk_forward,
 )
-from jetx.cli.common import Command, HelpFormatter, exit_codes_text
+from jetx.cli.common import Command, HelpFormatter, Parser, exit_codes_text
 from jetx.errors import classify
 from jetx.runtime import configure_tensorflow, import_tensorflow
 
@@ -54,7 +54,7 @@ COMMANDS = (
 
 def build_parser(extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
     """The parser with every subcommand registered (`extra` modules after the library's)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(  # its subcommands' parsers are of its class too
         prog="jetx",
         description="Prepare crash-game multiplier histories and train memory-planned staged "
         "models; each command is one step of the jetx pipeline. `jetx COMMAND -h` says more.",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from pathlib import Path
 from typing import Protocol
 
 from jetx.config import PRESETS, VARIANTS
@@ -44,6 +45,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if shown and "%(default)" not in text:
             text += " (default: %(default)s)"
         return text
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a bad option or value as one line (argparse prints its usage first): the
+    house's rule for bad input; `-h` still shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} -h` shows the usage)\n")
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -128,6 +137,28 @@ def add_seed(
         "--seed", type=int, default=None if required else 0, required=required,
         help=f"seed of {what}",
     )  # fmt: skip
+
+
+def check_out_dir(value: object) -> object:
+    """`--out` (and the flows' `out`) must name a directory: an empty or blank path would write
+    into the current directory, and a file's path cannot hold a step's files.
+
+    Raises:
+        ValueError: naming `out`, what it needs and what came in.
+    """
+    text = str(value) if isinstance(value, Path) else value
+    if isinstance(text, str) and (not text.strip() or Path(text).is_file()):
+        what = "an existing file" if text.strip() else "empty"
+        raise ValueError(f"`out` must be a directory path; it is {what}. Received: out={text!r}")
+    return value
+
+
+def out_dir(text: str) -> Path:
+    """The argparse type of every `--out` that names a directory (`check_out_dir`)."""
+    try:
+        return Path(check_out_dir(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _stage_count(text: str) -> int:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from jetx.cli.common import add_command, add_json
+from jetx.cli.common import add_command, add_json, out_dir
 
 
 def register(subparsers) -> None:
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
         example="jetx export runs/demo/train/<run> --out runs/demo/bundle",
     )
     parser.add_argument("run_dir", type=Path, help="an evaluated run dir (jetx evaluate)")
-    parser.add_argument("--out", type=Path, required=True, help="the bundle's directory")
+    parser.add_argument("--out", type=out_dir, required=True, help="the bundle's directory")
     add_json(parser, "bundle.json")
     parser.set_defaults(run=_run, needs_tensorflow=True)
 

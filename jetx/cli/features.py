@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from jetx.cli.common import add_command, add_json
+from jetx.cli.common import add_command, add_json, out_dir
 from jetx.errors import JetxInputError
 from jetx.features.build import build_features
 from jetx.features.splits import DEFAULT_FRACTIONS
@@ -36,7 +36,7 @@ def register(subparsers) -> None:
         example="jetx features runs/real/series --out runs/real/features",
     )
     parser.add_argument("series_dir", type=Path, help="dir with series.parquet (jetx ingest)")
-    parser.add_argument("--out", type=Path, required=True, help="features dir to write")
+    parser.add_argument("--out", type=out_dir, required=True, help="features dir to write")
     add_json(parser, "the manifest")
     parser.add_argument(
         "--fractions",

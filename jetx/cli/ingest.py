@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from jetx.cli.common import add_command, add_json
+from jetx.cli.common import add_command, add_json, out_dir
 from jetx.data.ingest import QuarantineError, ingest
 
 
@@ -26,7 +26,7 @@ def register(subparsers) -> None:
         example="jetx ingest data/real/jetx_data.db --out runs/real/series",
     )
     parser.add_argument("source", type=Path, help="CSV file or SQLite database (by content)")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--out", type=out_dir, required=True, help="output directory")
     add_json(parser, "the manifest")
     parser.add_argument(
         "--strict", action="store_true", help="exit 1, writing nothing, if any row is quarantined"

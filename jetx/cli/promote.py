@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from jetx.cli.common import add_command, add_json
+from jetx.cli.common import add_command, add_json, out_dir
 from jetx.layout import Workspace
 
 
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
         example="jetx promote runs/demo/models/<run id> --out runs/demo",
     )
     parser.add_argument("bundle", type=Path, help="a bundle dir (jetx export) or a pointer")
-    parser.add_argument("--out", type=Path, required=True, help="the flow's out dir")
+    parser.add_argument("--out", type=out_dir, required=True, help="the flow's out dir")
     add_json(parser, "the decision (promotion.json)")
     parser.set_defaults(run=_run)
 

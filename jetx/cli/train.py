@@ -7,7 +7,15 @@ import dataclasses
 import json
 from pathlib import Path
 
-from jetx.cli.common import add_command, add_json, add_preset, add_seed, add_stages, add_variant
+from jetx.cli.common import (
+    add_command,
+    add_json,
+    add_preset,
+    add_seed,
+    add_stages,
+    add_variant,
+    out_dir,
+)
 from jetx.config import GIB, PRECISIONS, STRATEGIES, Preset, get_preset
 from jetx.errors import JetxInputError
 from jetx.layout import FeaturesDir
@@ -32,7 +40,7 @@ def register(subparsers) -> None:
         example="jetx train runs/real/features --out runs/real/run --preset demo",
     )
     parser.add_argument("features_dir", type=Path, help="features dir (jetx features)")
-    parser.add_argument("--out", type=Path, required=True, help="run dir (created or resumed)")
+    parser.add_argument("--out", type=out_dir, required=True, help="run dir (created or resumed)")
     add_preset(parser)
     add_variant(parser)
     add_stages(parser, default=None)

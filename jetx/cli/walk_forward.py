@@ -13,7 +13,15 @@ import json
 import time
 from pathlib import Path
 
-from jetx.cli.common import add_command, add_json, add_preset, add_seed, add_stages, add_variant
+from jetx.cli.common import (
+    add_command,
+    add_json,
+    add_preset,
+    add_seed,
+    add_stages,
+    add_variant,
+    out_dir,
+)
 from jetx.config import get_preset
 from jetx.errors import JetxInputError
 
@@ -36,7 +44,7 @@ def register(subparsers) -> None:
         example="jetx walk-forward data/sample.csv --out runs/wf --preset demo --origins 5",
     )
     parser.add_argument("source", type=Path, help="CSV or SQLite history")
-    parser.add_argument("--out", type=Path, required=True, help="walk-forward dir (resumed)")
+    parser.add_argument("--out", type=out_dir, required=True, help="walk-forward dir (resumed)")
     parser.add_argument("--origins", type=int, default=5, help="rolling origins, >= 5")
     parser.add_argument(
         "--block", type=int, help="rounds scored per origin (default: the preset's eval cap)"

@@ -12,6 +12,18 @@ and the test verdict with its figures and intervals; forecasts.npz keeps the tes
 positions, outcomes and forecasts, which the promotion gate compares with the champion's on
 the same rounds. Nothing is pickled: the `.keras` format is JSON config plus weights,
 `load_bundle` loads it with `safe_mode=True`, and forecasts.npz is read with allow_pickle off.
+
+bundle.json is a typed record (`jetx.serving.manifest.BundleManifest`) whose `files` holds the
+sha256 of every other file; `read_manifest` checks all of it before any file is used, and every
+violation is one line (exit 2) naming the field or file. A bundle of format 2 (no hashes) is
+refused with the command to export it again: its files cannot be proved intact.
+
+An export is staged in `<TMP_PREFIX>staging-<name>-<random>` beside its bundle, under the flock
+of the lock file beside that folder (`<staging>.lock`), and published by one atomic exchange of
+the two directories (`renameat2(RENAME_EXCHANGE)` on Linux), so the bundle's path never goes
+missing; every file is fsynced before. A staging folder whose lock is free is abandoned (its
+export was killed) and the next export removes it: robust across pods sharing one volume where
+the volume supports flock (local disks, NFSv4 with its lock manager; not every FUSE mount).
 """
 
 from __future__ import annotations
@@ -30,15 +42,16 @@ import numpy as np
 
 from jetx import __version__
 from jetx.config import CASHOUT, HOUSE_RETURN
-from jetx.errors import JetxInputError
+from jetx.errors import DirectoryInUseError, JetxInputError
 from jetx.evaluation.calibration.platt import PlattMap
 from jetx.evaluation.records import read_evaluation
 from jetx.evaluation.run import prior_base_rate
 from jetx.evaluation.significance.trials import run_trials
 from jetx.features import FEATURE_NAMES, FEATURE_VERSION
 from jetx.features.splits import Scaler
-from jetx.io import write_json
+from jetx.io import TMP_PREFIX, acquire, exchange, fsync_dir, release, write_json
 from jetx.layout import BundleDir, FeaturesDir, RunDir
+from jetx.serving.manifest import BundleManifest, file_hashes, parse_manifest, verify_files
 from jetx.serving.pointers import follow
 from jetx.testing import faults
 
@@ -46,9 +59,14 @@ logger = logging.getLogger(__name__)
 
 #: Version of bundle.json's layout; a bundle of another format is refused, not guessed at.
 #: Format 2 added the recalibration map: format 1's threshold output was the raw head's score.
-BUNDLE_FORMAT = 2
-#: What names an export's staging dir, `.<bundle name><STAGING><pid>-<random>`.
-STAGING = ".staging-"
+#: Format 3 added `files`, the sha256 of every other file.
+BUNDLE_FORMAT = 3
+#: What names an export's staging dir, `<STAGING><bundle name>-<random>`.
+STAGING = f"{TMP_PREFIX}staging-"
+#: The files `files` hashes: every file of a bundle but bundle.json.
+HASHED = tuple(name for name in BundleDir.FILES if name != BundleDir.INFO)
+_STAGING_TRIES = 5
+_LOCK_SUFFIX = ".lock"
 #: The Platt map's fields, as bundle.json keeps them.
 PLATT_KEYS = ("intercept", "slope", "rounds")
 
@@ -70,13 +88,26 @@ class Bundle:
 
     @property
     def model(self):
-        """The Keras model, loaded with `safe_mode=True` on first use."""
+        """The Keras model, loaded with `safe_mode=True` on first use.
+
+        Raises:
+            JetxInputError: model.keras cannot be loaded safely (a Lambda layer, a damaged
+                archive, an unknown layer), in one line.
+        """
         if self._model is None:
             import keras
 
             import jetx.model.layers  # noqa: F401  (registers the custom layers)
 
-            self._model = keras.saving.load_model(BundleDir(self.path).model, safe_mode=True)
+            path = BundleDir(self.path).model
+            try:
+                self._model = keras.saving.load_model(path, safe_mode=True)
+            except Exception as error:  # noqa: BLE001  (any failure of a user's file is its own)
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                raise JetxInputError(
+                    f"{path}: cannot be loaded safely ({type(error).__name__}: {reason[:200]}); "
+                    "export the run again"
+                ) from None
         return self._model
 
     @property
@@ -122,50 +153,85 @@ def export_bundle(run_dir: Path, out_dir: Path) -> dict[str, Any]:
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     sweep_staging(out_dir.parent)
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{out_dir.name}{STAGING}{os.getpid()}-", dir=out_dir.parent)
-    )
+    staging, lock = _new_staging(out_dir)
     try:
         bundle = BundleDir(staging)
         _save_model(data, checkpoint, bundle.model)
         shutil.copyfile(FeaturesDir(data.features_dir).scaler, bundle.scaler)
-        info = json.loads(json.dumps(_bundle_info(run, data, evaluation, final, manifest)))
         _save_forecasts(run, data, bundle.forecasts)
+        info = json.loads(json.dumps(_bundle_info(run, data, evaluation, final, manifest)))
+        info["files"] = file_hashes(staging, HASHED)
+        info = parse_manifest(bundle.info_path, info).model_dump(mode="json")
+        _fsync_files(staging)
         write_json(bundle.info_path, info)
         if (injected := faults.active()) is not None:  # a test's hook, None in production
             injected.hold_before_publishing("bundle")
         _publish(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        _staging_lock(staging).unlink(missing_ok=True)
+        release(lock)
     logger.info("exported %s stage %d -> %s", run.path.name, final["stage"], out_dir)
     return info
 
 
 def sweep_staging(parent: Path) -> list[Path]:
-    """Remove the staging dirs under `parent` of exports whose process is gone (killed
-    mid-export: the `finally` that removes its staging dir never ran); returns them.
+    """Remove the staging dirs under `parent` of exports that are gone (killed mid-export: the
+    `finally` that removes its staging dir never ran); returns them.
 
-    A staging dir is named after its writer's pid, so that a live export beside this one, of
-    another run or another flow, is never touched.
+    A staging dir is abandoned when its lock (`<staging>.lock`) is free: a live export, of
+    another run, another flow or another pod on the same volume, holds it for its whole length.
     """
     removed = []
-    for path in Path(parent).glob(f".*{STAGING}*"):
-        pid = path.name.rsplit(STAGING, 1)[1].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-            logger.info("removed %s, left by export process %s that is gone", path, pid)
+    for path in sorted(Path(parent).glob(f"{STAGING}*")):
+        staging, lock_file = path, _staging_lock(path)
+        if path.name.endswith(_LOCK_SUFFIX):  # a lock whose dir is gone, or one seen with it
+            staging, lock_file = path.with_name(path.name[: -len(_LOCK_SUFFIX)]), path
+            if staging.exists():
+                continue
+        try:
+            fd = acquire(lock_file, what=f"staging dir {staging}", wait=0)
+        except (DirectoryInUseError, FileNotFoundError):
+            continue  # a live export (or one that just finished)
+        try:
+            shutil.rmtree(staging, ignore_errors=True)
+            lock_file.unlink(missing_ok=True)
+        finally:
+            release(fd)
+        removed.append(staging)
+        logger.info("removed %s, left by an export that is gone", staging)
     return removed
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
+def _staging_lock(staging: Path) -> Path:
+    return staging.with_name(f"{staging.name}{_LOCK_SUFFIX}")
+
+
+def _new_staging(out_dir: Path) -> tuple[Path, int]:
+    """A fresh staging dir beside `out_dir` and the fd of its held lock.
+
+    A sweep that takes the lock of a dir just made (before its maker did) removes it; the maker
+    then finds its lock busy or its dir gone, and makes another.
+    """
+    for _ in range(_STAGING_TRIES):
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING}{out_dir.name}-", dir=out_dir.parent))
+        try:
+            fd = acquire(_staging_lock(staging), what=f"staging dir {staging}", wait=0)
+        except (DirectoryInUseError, FileNotFoundError):
+            continue
+        if staging.is_dir():
+            return staging, fd
+        release(fd)
+    raise OSError(f"{out_dir.parent}: no staging dir could be kept for {out_dir.name}")
+
+
+def _fsync_files(directory: Path) -> None:
+    """Flush every file of `directory` (and the directory) to disk before it is published."""
+    for path in Path(directory).iterdir():
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    fsync_dir(directory)
 
 
 def _save_model(data, checkpoint: Path, path: Path) -> None:
@@ -255,39 +321,83 @@ def _bundle_info(run: RunDir, data, evaluation: dict, final: dict, manifest: dic
 
 
 def _publish(staging: Path, out_dir: Path) -> None:
-    """Move the staged bundle into place; an old bundle there is set aside, then removed."""
+    """Move the staged bundle into place: one atomic exchange with an old bundle there (which
+    `staging` then holds, for the caller to remove), so `out_dir` is never missing.
+
+    Where the exchange is not supported (not Linux, or a file system without it), the old bundle
+    is set aside and removed: two renames, with a moment without a bundle at `out_dir`.
+    """
+    if out_dir.exists() and exchange(staging, out_dir):
+        fsync_dir(out_dir.parent)
+        return
     old = None
     if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old")
+        old = out_dir.with_name(f"{TMP_PREFIX}old-{out_dir.name}")
         shutil.rmtree(old, ignore_errors=True)
         out_dir.rename(old)
     staging.rename(out_dir)
+    fsync_dir(out_dir.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def load_bundle(path: Path) -> Bundle:
-    """Read a bundle (or the one a pointer such as models/latest names) and check that this
-    jetx computes the features it was trained on.
+def read_manifest(path: Path) -> BundleManifest:
+    """A bundle's bundle.json, checked field by field, and its files checked against their
+    sha256 (no file of the bundle is used before this).
 
     Raises:
-        JetxInputError: not a bundle, another bundle format, or another feature version or
-            feature list than this jetx computes.
+        JetxInputError: not a bundle, another bundle format, a field missing, of the wrong type
+            or out of range, or a file that does not match its sha256.
     """
-    path = follow(path)
     bundle = BundleDir(path)
     info = bundle.info()
-    if info.get("format") != BUNDLE_FORMAT:
+    if not isinstance(info, dict) or info.get("format") != BUNDLE_FORMAT:
+        found = info.get("format") if isinstance(info, dict) else None
         raise JetxInputError(
-            f"{path}: bundle format {info.get('format')!r}; this jetx reads format "
-            f"{BUNDLE_FORMAT}. Export the run again with this jetx."
+            f"{path}: bundle format {found!r}; this jetx reads format {BUNDLE_FORMAT} (with "
+            "the sha256 of every file). Export the run again with this jetx."
         )
-    if info.get("feature_version") != FEATURE_VERSION or info.get("feature_names") != list(
-        FEATURE_NAMES
-    ):
+    manifest = parse_manifest(bundle.info_path, info)
+    verify_files(path, manifest, HASHED)
+    return manifest
+
+
+def load_bundle(path: Path) -> Bundle:
+    """Read a bundle (or the one a pointer such as models/latest names), prove it intact
+    (`read_manifest`) and check that this jetx computes the features it was trained on.
+
+    Raises:
+        JetxInputError: see `read_manifest`; or another feature version or feature list than
+            this jetx computes; or a scaler.json that is not the features' scaler.
+    """
+    path = follow(path)
+    manifest = read_manifest(path)
+    if manifest.feature_version != FEATURE_VERSION or manifest.feature_names != list(FEATURE_NAMES):
         raise JetxInputError(
-            f"{path}: trained on feature version {info.get('feature_version')!r}; this jetx "
+            f"{path}: trained on feature version {manifest.feature_version!r}; this jetx "
             f"computes version {FEATURE_VERSION!r}, so its inputs would not be the model's. "
             "Retrain and export with this jetx."
         )
-    return Bundle(Path(path), info, Scaler.load(bundle.scaler))
+    scaler = _read_scaler(BundleDir(path).scaler, manifest.feature_names)
+    return Bundle(Path(path), manifest.model_dump(mode="json"), scaler)
+
+
+def _read_scaler(path: Path, names: list[str]) -> Scaler:
+    """scaler.json, with one finite mean and one finite positive std per feature."""
+    try:
+        scaler = Scaler.load(path)
+        ok = (
+            list(scaler.names) == names
+            and scaler.mean.shape == scaler.std.shape == (len(names),)
+            and np.all(np.isfinite(scaler.mean))
+            and np.all(np.isfinite(scaler.std))
+            and np.all(scaler.std > 0)
+        )
+    except (KeyError, TypeError, ValueError, AttributeError, UnicodeDecodeError) as error:
+        raise JetxInputError(f"{path}: not a scaler ({type(error).__name__}: {error})") from None
+    if not ok:
+        raise JetxInputError(
+            f"{path}: must hold the {len(names)} features' names, finite means and positive "
+            "stds; export the run again"
+        )
+    return scaler

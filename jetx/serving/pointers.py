@@ -5,7 +5,8 @@ A pointer is a small JSON file (`{"bundle": "<run id>", ...why}`) replaced with
 pointer or the new one, never a half. A pointer file rather than a symlink because the place
 the README tells notebook users to keep `--out` (a Google Drive mount), like SMB shares and
 object-store mounts, has no symlinks; a pointer also says why it points where it does (which
-decision, when). `jetx predict models/latest` and `load_bundle` follow it (`follow`).
+decision, when). `jetx predict models/latest` and `load_bundle` follow it (`follow`), and only
+to a directory beside it: a pointer holding `../x` or an absolute path is refused.
 """
 
 from __future__ import annotations
@@ -62,5 +63,11 @@ def _read(path: Path) -> dict[str, Any]:
     if not isinstance(record, dict) or not isinstance(record.get("bundle"), str):
         raise JetxInputError(
             f"{path} is neither a bundle directory nor a jetx pointer file (models/latest)"
+        )
+    name = record["bundle"]
+    if not name or name in (".", "..") or "/" in name or "\\" in name or Path(name).is_absolute():
+        raise JetxInputError(
+            f"{path}: field `bundle` must name a bundle directory beside it in {path.parent}. "
+            f"Received: {name!r}"
         )
     return record

@@ -26,7 +26,7 @@ from typing import Any
 from jetx.errors import JetxInputError
 from jetx.layout import BundleDir, ModelsDir
 from jetx.serving import ledger
-from jetx.serving.bundle import read_forecasts
+from jetx.serving.bundle import BUNDLE_FORMAT, read_forecasts, read_manifest
 from jetx.serving.gate import GateDecision, GateForecasts, decide
 from jetx.serving.pointers import follow, point, pointed, unpoint
 
@@ -34,11 +34,22 @@ logger = logging.getLogger(__name__)
 
 
 def bundle_forecasts(path: Path) -> GateForecasts:
-    """A bundle's own test forecasts (forecasts.npz) and the skill tests its run made."""
-    info = BundleDir(path).info()
-    return GateForecasts(
-        name=Path(path).name, trials=int(info["test"]["skill_tests"]), **read_forecasts(path)
-    )
+    """A bundle's own test forecasts (forecasts.npz) and the skill tests its run made.
+
+    A bundle of an older format (a champion exported by an earlier jetx, with no hashes) is
+    read with a warning rather than failing the promotion of its successor; any other damage
+    is refused (`read_manifest`).
+    """
+    try:
+        trials = read_manifest(path).test.skill_tests
+    except JetxInputError as error:
+        info = BundleDir(path).info()
+        older = isinstance(info, dict) and isinstance(info.get("format"), int)
+        if not older or info["format"] >= BUNDLE_FORMAT:
+            raise
+        logger.warning("%s read without its files' hashes: %s", path, error)
+        trials = int(info["test"]["skill_tests"])
+    return GateForecasts(name=Path(path).name, trials=trials, **read_forecasts(path))
 
 
 def promote_run(
@@ -110,8 +121,8 @@ def promote_by_hand(models: ModelsDir, bundle: Path) -> dict[str, Any]:
     never hides them; a pin spends no look.
     """
     source = follow(bundle)
-    info = BundleDir(source).info()
-    name = source.name if source.parent.resolve() == Path(models.path).resolve() else info["run"]
+    run = read_manifest(source).run
+    name = source.name if source.parent.resolve() == Path(models.path).resolve() else run
     target = models.bundle(name)
     with models.lock():
         if source.resolve() != target.path.resolve() and not _same_model(source, target):

@@ -4,8 +4,10 @@ A workspace keeps whole the runs of `champion`, of `latest` and the newest `keep
 the time their run.json was written). An older run keeps its report, metrics and results and,
 of each finished stage, only its best checkpoint, slimmed to the model's variables
 (`jetx.training.checkpoint.slim_checkpoint`): enough to evaluate or export it again, not to
-resume it. Its bundle in models/ is removed. A run in use (its lock held) and an unfinished
-stage are left as they are.
+resume it. Its bundle in models/ is removed, under the models dir's lock (`ModelsDir.lock`), so
+that a `jetx promote` or an export's promotion never points at a bundle being removed: retention
+waits for the decision in progress (up to `wait` seconds) and then reads the pointers. A run in
+use (its lock held) and an unfinished stage are left as they are.
 """
 
 from __future__ import annotations
@@ -33,12 +35,18 @@ def protected_runs(models: ModelsDir) -> set[str]:
     return {name for name in map(lambda p: pointed(models, p), ModelsDir.POINTERS) if name}
 
 
-def retain(workspace: Workspace, keep_runs: int = 3) -> dict[str, Any]:
+def retain(
+    workspace: Workspace, keep_runs: int = 3, *, wait: float | None = None
+) -> dict[str, Any]:
     """Prune the runs of `workspace` that are neither champion, latest nor among the newest.
 
     Args:
         workspace: the flow's `out`.
         keep_runs: newest runs kept whole, besides champion and latest (>= 1).
+        wait: seconds to wait for the models dir's lock (None: as long as it takes).
+
+    Raises:
+        DirectoryInUseError: the models dir is still locked by another process after `wait`.
 
     Returns:
         kept (run ids), pruned ({run id: bytes freed}), skipped ({run id: why}),
@@ -52,20 +60,21 @@ def retain(workspace: Workspace, keep_runs: int = 3) -> dict[str, Any]:
         reverse=True,
     )
     models = workspace.models
-    kept = {run.path.name for run in runs[:keep_runs]} | protected_runs(models)
-    pruned, skipped = {}, {}
-    for run in runs:
-        if run.path.name in kept:
-            continue
-        try:
-            pruned[run.path.name] = prune_run(run)
-        except DirectoryInUseError as error:
-            skipped[run.path.name] = str(error)
-    removed = []
-    for bundle in models.bundles():
-        if bundle.path.name not in kept and not bundle.path.name.startswith("."):
-            shutil.rmtree(bundle.path)
-            removed.append(bundle.path.name)
+    with models.lock(wait=wait):  # no promotion moves a pointer while bundles are removed
+        kept = {run.path.name for run in runs[:keep_runs]} | protected_runs(models)
+        pruned, skipped = {}, {}
+        for run in runs:
+            if run.path.name in kept:
+                continue
+            try:
+                pruned[run.path.name] = prune_run(run)
+            except DirectoryInUseError as error:
+                skipped[run.path.name] = str(error)
+        removed = []
+        for bundle in models.bundles():
+            if bundle.path.name not in kept and not bundle.path.name.startswith("."):
+                shutil.rmtree(bundle.path)
+                removed.append(bundle.path.name)
     logger.info("retention: kept %s, pruned %s", sorted(kept), sorted(pruned))
     return {
         "kept": sorted(kept),

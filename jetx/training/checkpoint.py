@@ -4,7 +4,9 @@ A checkpoint is a directory `RUN_DIR/stage{N}/checkpoints/ckpt-{seq:06d}` holdin
 `variables.npz` (model variables, including batch-norm statistics and dropout seed states;
 optimizer variables; the accumulator's gradients, count and loss scale) and `state.json`: a
 `TrainState` (epoch, samples consumed in the epoch, updates, micro-batch in use, shuffle seed,
-early-stopping and plateau state) and the sha256 of `variables.npz`. It is written under a
+early-stopping and plateau state), the sha256 of `variables.npz`, and the sha256 of state.json's
+own content (`state_sha256`, over every other key as canonical JSON), so that an edited seed or
+epoch is damage like a flipped bit in the variables. It is written under a
 temporary name and renamed into place, so a crash in the middle of a write leaves the previous
 checkpoint as the latest usable one; a write that fails removes its temporary directory.
 Each state names the checkpoint with the best validation loss so far (itself, when it is the
@@ -22,6 +24,7 @@ and accumulators (a new payload hash, so it stays verifiable), for runs that ret
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from jetx.errors import JetxInputError
-from jetx.io import error_at, sha256_file, write_json
+from jetx.io import TMP_PREFIX, error_at, fsync_dir, sha256_file, write_json
 from jetx.layout import StageDir
 from jetx.testing import faults
 from jetx.training.state import TrainState
@@ -45,9 +48,13 @@ CHECKPOINTS = StageDir.CHECKPOINTS
 STATE_FILE = "state.json"
 VARIABLES_FILE = "variables.npz"
 _PREFIX = "ckpt-"
-_TMP_PREFIX = ".tmp-ckpt-"
-#: state.json's layout: {"format": 2, "payload": {file: sha256}, "state": TrainState}.
-FORMAT = 2
+_TMP_PREFIX = f"{TMP_PREFIX}ckpt-"
+#: What names the two sides of `slim_checkpoint`'s swap while it runs.
+_SWAP_MARKS = (f"{TMP_PREFIX}fat-", f"{TMP_PREFIX}slim-")
+#: state.json's layout: {"format": 3, "payload": {file: sha256}, "state": TrainState,
+#: "state_sha256": sha256 of the rest}. Format 2 had no `state_sha256`.
+FORMAT = 3
+SEAL = "state_sha256"
 
 
 class CheckpointDamagedError(JetxInputError):
@@ -90,7 +97,7 @@ def save_checkpoint(
         if isinstance(error, OSError) and error.filename in (None, str(tmp)):
             raise error_at(error, final) from None
         raise
-    _fsync_dir(root)
+    fsync_dir(root)
     _prune(Path(directory), keep_last)
     logger.debug(
         "checkpoint %s (epoch %d, update %d)", final, state.progress.epoch, state.progress.updates
@@ -113,9 +120,7 @@ def _write(tmp: Path, state: TrainState, variables: dict[str, list]) -> None:
         injected.pause_in_checkpoint_write(tmp)
         injected.hold_before_publishing(STATE_FILE)
     with open(tmp / STATE_FILE, "w", encoding="utf-8") as handle:
-        json.dump(
-            {"format": FORMAT, "payload": payload, "state": state.to_dict()}, handle, indent=2
-        )
+        json.dump(_sealed({"format": FORMAT, "payload": payload, "state": state.to_dict()}), handle)
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -186,13 +191,29 @@ def _read_record(checkpoint: Path) -> dict[str, Any]:
         raise CheckpointDamagedError(f"{STATE_FILE} is unreadable ({error})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise CheckpointDamagedError(
-            f"{STATE_FILE} has no payload hash (format {FORMAT}); an older jetx wrote it"
+            f"{STATE_FILE} has no payload and state hash (format {FORMAT}); an older jetx wrote it"
+        )
+    if record.get(SEAL) != _digest(record):
+        raise CheckpointDamagedError(
+            f"{STATE_FILE} does not match its own sha256 ({SEAL}): edited or damaged"
         )
     try:
         record["train_state"] = TrainState.from_dict(record["state"])
     except (KeyError, TypeError, AttributeError) as error:
         raise CheckpointDamagedError(f"{STATE_FILE} holds no training state ({error})") from None
     return record
+
+
+def _digest(record: dict[str, Any]) -> str:
+    """The sha256 of a state record's canonical JSON, `SEAL` and the parsed state left out."""
+    body = {k: v for k, v in record.items() if k not in (SEAL, "train_state")}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _sealed(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` with its own sha256 (`SEAL`), as state.json keeps it."""
+    return {**record, SEAL: _digest(record)}
 
 
 def load_state(checkpoint: Path) -> TrainState:
@@ -214,7 +235,7 @@ def point_best(checkpoint: Path, best: str | None) -> None:
     state = record.pop("train_state")
     state.best_checkpoint = best
     record["state"] = state.to_dict()
-    write_json(Path(checkpoint) / STATE_FILE, record)
+    write_json(Path(checkpoint) / STATE_FILE, _sealed(record))
 
 
 def restore_variables(checkpoint: Path, variables: dict[str, list]) -> None:
@@ -259,8 +280,8 @@ def slim_checkpoint(checkpoint: Path, groups: tuple[str, ...] = ("model",)) -> i
     """Rewrite an intact checkpoint with only `groups`' variables, under the same name.
 
     The slim copy is written beside it, then swapped in by two renames; a crash between them
-    leaves `.fat-<name>` and `.slim-<name>`, which the next call puts back. It can be
-    evaluated, exported and started from, not resumed (no optimizer state).
+    leaves `<TMP_PREFIX>fat-<name>` and `<TMP_PREFIX>slim-<name>`, which the next call puts
+    back. It can be evaluated, exported and started from, not resumed (no optimizer state).
 
     Returns:
         Bytes saved.
@@ -269,7 +290,7 @@ def slim_checkpoint(checkpoint: Path, groups: tuple[str, ...] = ("model",)) -> i
         CheckpointDamagedError: the checkpoint is damaged (it is left as it is).
     """
     checkpoint = Path(checkpoint)
-    fat, slim = (checkpoint.with_name(f"{mark}{checkpoint.name}") for mark in (".fat-", ".slim-"))
+    fat, slim = (checkpoint.with_name(f"{mark}{checkpoint.name}") for mark in _SWAP_MARKS)
     if fat.is_dir() and not checkpoint.exists():
         os.rename(fat if not (slim / STATE_FILE).is_file() else slim, checkpoint)
     shutil.rmtree(fat, ignore_errors=True)
@@ -289,11 +310,11 @@ def slim_checkpoint(checkpoint: Path, groups: tuple[str, ...] = ("model",)) -> i
         os.fsync(handle.fileno())
     record["payload"] = {VARIABLES_FILE: sha256_file(slim / VARIABLES_FILE)}
     record["groups"] = list(groups)
-    write_json(slim / STATE_FILE, record)
+    write_json(slim / STATE_FILE, _sealed(record))
     os.rename(checkpoint, fat)
     os.rename(slim, checkpoint)
     shutil.rmtree(fat)
-    _fsync_dir(checkpoint.parent)
+    fsync_dir(checkpoint.parent)
     return before - (checkpoint / VARIABLES_FILE).stat().st_size
 
 
@@ -307,11 +328,3 @@ def _prune(directory: Path, keep_last: int) -> None:
     for path in old:
         if best is None or path.name != best.name:
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
