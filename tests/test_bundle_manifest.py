@@ -119,15 +119,15 @@ TAMPERED = [
     ("no hashes", _drop("files"), "field `files`"),
     ("hashes of other files", _unhashed({"model.keras": "0" * 64}), "field `files` must"),
     ("older format", _older_format, "bundle format 2; this jetx reads format 3"),
-    ("json list", _bytes("bundle.json", text="[1, 2]"), "bundle format None"),
+    ("json list", _bytes("bundle.json", text="[1, 2]"), "bundle.json: not a JSON object"),
     ("not json", _bytes("bundle.json", text="{"), "bundle.json: not valid JSON"),
     ("model bytes", _bytes("model.keras"), "model.keras: does not match its sha256"),
     ("scaler bytes", _bytes("scaler.json"), "scaler.json: does not match its sha256"),
     ("forecasts bytes", _bytes("forecasts.npz"), "forecasts.npz: does not match its sha256"),
-    ("scaler not json", _bytes("scaler.json", True, "{"), "scaler.json: not a scaler"),
+    ("scaler not json", _bytes("scaler.json", True, "{"), "scaler.json: not valid JSON"),
     ("scaler std 0", _scaler(std=[0.0] * 100), "positive stds"),
     ("scaler names", _scaler(names=["x"]), "must hold the"),
-    ("scaler list", _bytes("scaler.json", True, "[]"), "scaler.json: not a scaler"),
+    ("scaler list", _bytes("scaler.json", True, "[]"), "scaler.json: not a JSON object"),
     ("lambda layer", _lambda_model, "model.keras: cannot be loaded safely"),
 ]
 

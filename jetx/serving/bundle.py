@@ -51,6 +51,7 @@ from jetx.features import FEATURE_NAMES, FEATURE_VERSION
 from jetx.features.splits import Scaler
 from jetx.io import TMP_PREFIX, acquire, exchange, fsync_dir, release, write_json
 from jetx.layout import BundleDir, FeaturesDir, RunDir
+from jetx.readers import read_json
 from jetx.serving.manifest import BundleManifest, file_hashes, parse_manifest, verify_files
 from jetx.serving.pointers import follow
 from jetx.testing import faults
@@ -384,8 +385,9 @@ def load_bundle(path: Path) -> Bundle:
 
 def _read_scaler(path: Path, names: list[str]) -> Scaler:
     """scaler.json, with one finite mean and one finite positive std per feature."""
+    data = read_json(path, "export the run again")  # a bundle's copy: the bundle is remade
     try:
-        scaler = Scaler.load(path)
+        scaler = Scaler.from_dict(data)
         ok = (
             list(scaler.names) == names
             and scaler.mean.shape == scaler.std.shape == (len(names),)
