@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import TypeAdapter, ValidationError
 
 from jetx.errors import JetxInputError
 
@@ -56,6 +57,17 @@ def read_json(path: Path, what: str) -> Record:
             f"{path}: not a JSON object (found a {type(payload).__name__}); {what}"
         )
     return payload
+
+
+def checked(shape: TypeAdapter, data: Any, source: Path | str) -> Any:
+    """`data` validated against a typed record's `shape`: the first violation is one
+    JetxInputError naming `source` and the field ("stages.0.verdict: ...")."""
+    try:
+        return shape.validate_python(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(top)"
+        raise JetxInputError(f"{source}: {field}: {first['msg']}") from None
 
 
 def read_parquet(path: Path, columns: Sequence[str] | None = None) -> pa.Table:

@@ -15,6 +15,7 @@ from train_data import copy_of
 from jetx.cli import main
 from jetx.data.ingest import ingest
 from jetx.data.synth import synthesize, write_csv
+from jetx.errors import JetxInputError
 from jetx.readers import read_json
 
 _LOG = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
@@ -115,3 +116,28 @@ def test_a_missing_nested_field_names_the_file(tmp_path):
     assert record["counts"]["train"] == 3
     with pytest.raises(Exception, match=rf"^{re.escape(str(path))}: no `val` field"):
         record["counts"]["val"]
+
+
+def test_run_json_is_checked_against_its_typed_shape(tmp_path):
+    from jetx.io import write_json
+    from jetx.layout import RunDir
+    from jetx.training.result import read_run_record, write_run_record
+
+    record = {
+        "preset": {"name": "tiny"},
+        "variant": "full",
+        "seed": 0,
+        "strategy": "none",
+        "features_dir": str(tmp_path),
+    }
+    write_run_record(tmp_path, record)
+    assert read_run_record(tmp_path) == record
+    for damaged, field in (
+        ({**record, "seed": "zero"}, "seed:"),
+        ({**record, "extra": 1}, "extra: Extra inputs are not permitted"),
+        ({k: v for k, v in record.items() if k != "variant"}, "variant: Field required"),
+    ):
+        write_json(RunDir(tmp_path).run_file, damaged)
+        with pytest.raises(JetxInputError) as caught:
+            read_run_record(tmp_path)
+        assert f"run.json: {field}" in str(caught.value) and "\n" not in str(caught.value)

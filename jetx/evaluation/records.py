@@ -17,12 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NotRequired
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
+from pydantic import ConfigDict, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
 from jetx.errors import JetxInputError
 from jetx.io import write_json
 from jetx.layout import RunDir, WalkForwardDir
+from jetx.readers import checked
 
 #: The version of this shape; an evaluation.json with another is refused (evaluate again).
 SCHEMA = 3
@@ -256,12 +257,7 @@ def check_evaluation(data: Any, source: Path | str) -> Evaluation:
             f"{source}: an evaluation of schema {data.get('schema')!r}, this jetx reads schema "
             f"{SCHEMA}; run `jetx evaluate` on the run again (its checkpoints are kept)."
         )
-    try:
-        return _EVALUATION.validate_python(data)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "(top)"
-        raise JetxInputError(f"{source}: {field}: {first['msg']}") from None
+    return checked(_EVALUATION, data, source)
 
 
 def write_evaluation(path: Path, evaluation: Evaluation) -> None:

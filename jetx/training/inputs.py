@@ -16,8 +16,8 @@ import tensorflow as tf
 
 from jetx.config import EVAL_BATCH, ModelConfig, Preset
 from jetx.errors import JetxInputError
-from jetx.io import write_json
 from jetx.layout import RunDir
+from jetx.training.result import RunRecord, read_run_record, write_run_record
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class StageData:
 
         return build_model(self.model)
 
-    def run_info(self, strategy: str = "none") -> dict[str, Any]:
+    def run_info(self, strategy: str = "none") -> RunRecord:
         """What run.json records: enough to evaluate or resume the run from its directory."""
         return {
             "preset": self.preset.to_dict(),
@@ -105,7 +105,7 @@ class StageData:
     @classmethod
     def from_run(cls, run_dir: Path, features_dir: Path | None = None) -> StageData:
         """The inputs a run was trained on, from its run.json (`features_dir` overrides)."""
-        info = RunDir(run_dir).run_info()
+        info = read_run_record(run_dir)
         return cls(
             Path(features_dir or info["features_dir"]),
             Preset.from_dict(info["preset"]),
@@ -122,7 +122,7 @@ class StageData:
         run = RunDir(run_dir)
         info = json.loads(json.dumps(self.run_info(strategy)))  # as JSON reads it back
         if run.is_complete():
-            recorded = run.run_info()
+            recorded = read_run_record(run_dir)
             for key in ("preset", "variant", "seed"):
                 if recorded.get(key) != info[key]:
                     raise JetxInputError(
@@ -132,7 +132,7 @@ class StageData:
                     )
             if recorded == info:
                 return
-        write_json(run.run_file, info)
+        write_run_record(run_dir, info)
 
 
 def _shown(value: Any) -> str:

@@ -1,4 +1,5 @@
-"""A finished stage's one record, `StageResult`, and how to read it back (no TensorFlow here)."""
+"""A run's records and how to read them back (no TensorFlow here): run.json, what trained the
+run (`RunRecord`), and each finished stage's result.json (`StageResult`)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,38 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ConfigDict, TypeAdapter, with_config
+from typing_extensions import TypedDict
+
+from jetx.io import write_json
 from jetx.layout import RunDir
-from jetx.readers import read_json
+from jetx.readers import checked, read_json
+
+
+@with_config(ConfigDict(extra="forbid"))
+class RunRecord(TypedDict):
+    """run.json: what trained the run (checked on write and on read, as evaluation.json is)."""
+
+    preset: dict[str, Any]  # `Preset.to_dict()`
+    variant: str
+    seed: int
+    strategy: str
+    features_dir: str
+
+
+_RUN_RECORD = TypeAdapter(RunRecord)
+
+
+def write_run_record(run_dir: Path, record: RunRecord) -> None:
+    """run.json, checked against its shape before it is written."""
+    run = RunDir(run_dir)
+    write_json(run.run_file, checked(_RUN_RECORD, record, f"the run record for {run.run_file}"))
+
+
+def read_run_record(run_dir: Path) -> RunRecord:
+    """run.json, checked: one line naming the file and the first bad field."""
+    run = RunDir(run_dir)
+    return checked(_RUN_RECORD, run.run_info(), run.run_file)
 
 
 @dataclass(frozen=True)

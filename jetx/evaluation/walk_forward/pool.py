@@ -33,6 +33,7 @@ from jetx.evaluation.walk_forward.origins import Origin, build_origin, plan_for_
 from jetx.features import FIRST_SAMPLE
 from jetx.io import write_json
 from jetx.layout import RunDir, SeriesDir, WalkForwardDir
+from jetx.training.result import read_run_record
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,9 @@ def _pooled_stage(
 def _train_cap(run_dir: Path) -> int | None:
     """The cap on train samples the origin's run was trained with (its run.json), if any."""
     run = RunDir(run_dir)
-    return run.run_info()["preset"].get("max_train_samples") if run.run_file.is_file() else None
+    if not run.run_file.is_file():
+        return None
+    return read_run_record(run.path)["preset"].get("max_train_samples")
 
 
 def origin_rows(
