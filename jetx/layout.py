@@ -38,7 +38,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from jetx.errors import JetxInputError
 from jetx.io import LOCK_FILE, exclusive, held
@@ -47,11 +47,41 @@ from jetx.readers import read_json
 MANIFEST = "manifest.json"
 
 
+class _Locked:
+    """A directory with one writer at a time: its lock file and its lock."""
+
+    path: Path
+    #: How the lock's refusal names the directory ("RUN_DIR is in use by ...").
+    WHAT: ClassVar[str]
+
+    @property
+    def lock_file(self) -> Path:
+        return Path(self.path) / LOCK_FILE
+
+    def lock(self, wait: float | None = 0.0) -> AbstractContextManager[None]:
+        """The directory's writer lock (`jetx.io.exclusive`; `wait` in seconds, None: no limit)."""
+        return exclusive(self.path, what=self.WHAT, wait=wait)
+
+
+class _Manifested:
+    """A step directory that its manifest marks complete (written last)."""
+
+    path: Path
+
+    @property
+    def manifest_path(self) -> Path:
+        return Path(self.path) / MANIFEST
+
+    def is_complete(self) -> bool:
+        return self.manifest_path.is_file()
+
+
 @dataclass(frozen=True)
-class SeriesDir:
+class SeriesDir(_Manifested, _Locked):
     """An ingested history: the clean series, the quarantine and the manifest."""
 
     path: Path
+    WHAT: ClassVar[str] = "SERIES_DIR"
 
     SERIES = "series.parquet"
     QUARANTINE = "quarantine.parquet"
@@ -65,31 +95,17 @@ class SeriesDir:
     def quarantine(self) -> Path:
         return Path(self.path) / self.QUARANTINE
 
-    @property
-    def manifest_path(self) -> Path:
-        return Path(self.path) / MANIFEST
-
-    def is_complete(self) -> bool:
-        return self.manifest_path.is_file()
-
     def manifest(self) -> dict[str, Any]:
         """The manifest `jetx.data.ingest.ingest` wrote (JetxInputError if there is none)."""
         return read_json(self.manifest_path, f"run `jetx ingest SOURCE --out {self.path}` first")
 
-    @property
-    def lock_file(self) -> Path:
-        return Path(self.path) / LOCK_FILE
-
-    def lock(self, wait: float | None = 0.0) -> AbstractContextManager[None]:
-        """The directory's writer lock (`jetx.io.exclusive`; `wait` in seconds, None: no limit)."""
-        return exclusive(self.path, what="SERIES_DIR", wait=wait)
-
 
 @dataclass(frozen=True)
-class FeaturesDir:
+class FeaturesDir(_Manifested, _Locked):
     """A features build: everything the windows and the scaler need, self-contained."""
 
     path: Path
+    WHAT: ClassVar[str] = "FEATURES_DIR"
 
     FEATURES = "features.parquet"
     SCALER = "scaler.json"
@@ -108,13 +124,6 @@ class FeaturesDir:
     def series(self) -> Path:
         return Path(self.path) / self.SERIES
 
-    @property
-    def manifest_path(self) -> Path:
-        return Path(self.path) / MANIFEST
-
-    def is_complete(self) -> bool:
-        return self.manifest_path.is_file()
-
     def manifest(self) -> dict[str, Any]:
         """The build's manifest; its presence marks the directory complete.
 
@@ -127,10 +136,6 @@ class FeaturesDir:
                 f"Received: features_dir={str(self.path)!r}"
             )
         return read_json(self.manifest_path, "rebuild it with `jetx features`")
-
-    def lock(self, wait: float | None = 0.0) -> AbstractContextManager[None]:
-        """The directory's writer lock (`jetx.io.exclusive`; `wait` in seconds, None: no limit)."""
-        return exclusive(self.path, what="FEATURES_DIR", wait=wait)
 
 
 @dataclass(frozen=True)
@@ -190,10 +195,11 @@ class _Reported:
 
 
 @dataclass(frozen=True)
-class RunDir(_Reported):
+class RunDir(_Reported, _Locked):
     """A training run, whoever made it (`jetx train` or the flow): the same kind of directory."""
 
     path: Path
+    WHAT: ClassVar[str] = "RUN_DIR"
 
     RUN = "run.json"
     METRICS = "metrics.jsonl"
@@ -203,14 +209,6 @@ class RunDir(_Reported):
 
     def stage(self, number: int) -> StageDir:
         return StageDir(Path(self.path) / f"stage{number}")
-
-    def lock(self, wait: float | None = 0.0) -> AbstractContextManager[None]:
-        """The run's writer lock (`jetx.io.exclusive`; `wait` in seconds, None: no limit)."""
-        return exclusive(self.path, what="RUN_DIR", wait=wait)
-
-    @property
-    def lock_file(self) -> Path:
-        return Path(self.path) / LOCK_FILE
 
     def attempt(self, stage: int, task_run: str, attempt: int) -> tuple[Path, Path]:
         """The pid file and the outcome record of one attempt of a flow's stage task.
@@ -357,7 +355,7 @@ class BundleDir:
 
 
 @dataclass(frozen=True)
-class ModelsDir:
+class ModelsDir(_Locked):
     """The models of a workspace: a bundle per run, `latest`, `champion` and the decisions.
 
     `latest` and `champion` are pointer files (JSON naming a bundle directory beside them),
@@ -365,6 +363,7 @@ class ModelsDir:
     """
 
     path: Path
+    WHAT: ClassVar[str] = "MODELS_DIR"
 
     LATEST = "latest"
     CHAMPION = "champion"
@@ -398,8 +397,8 @@ class ModelsDir:
         return Path(self.path) / self.PROMOTIONS
 
     def lock(self, wait: float | None = None) -> AbstractContextManager[None]:
-        """One decision at a time (`jetx.io.exclusive`; by default wait for the other one)."""
-        return exclusive(self.path, what="MODELS_DIR", wait=wait)
+        """One decision at a time: by default wait for the other one."""
+        return super().lock(wait)
 
 
 @dataclass(frozen=True)

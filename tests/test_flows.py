@@ -272,6 +272,8 @@ def test_a_failing_child_reports_its_own_error(tmp_path):
     task_state = state.result(raise_on_failure=False)
     assert task_state.is_failed()
     message = task_state.message
-    assert "Stage 1 failed (exit 1): " in message
-    assert f"{type(expected.value).__name__}: {expected.value}" in message
+    # Damage is bad input (exit 2) in one line naming the file, with pyarrow's own words.
+    assert "Stage 1 failed (exit 2): input: JetxInputError: " in message
+    assert f"{table}: not a readable Parquet file (" in message
+    assert str(expected.value).split(": ")[-1] in message  # pyarrow's reason
     assert _task_runs(state.state_details.flow_run_id)["train_stage-1"].run_count == 1
