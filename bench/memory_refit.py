@@ -48,7 +48,9 @@ def fit(rows: list[dict]) -> dict[str, float]:
         b.append(1 - state / measured)
     scales, _ = nnls(np.array(a), np.array(b))
     used = np.array(a).sum(axis=0) > 0
-    return {g: round(float(s), 3) if u else 1.0 for g, s, u in zip(GROUPS, scales, used)}
+    return {
+        g: round(float(s), 3) if u else 1.0 for g, s, u in zip(GROUPS, scales, used, strict=True)
+    }
 
 
 def error(row: dict, scales: dict[str, float]) -> float:
