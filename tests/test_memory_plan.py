@@ -90,10 +90,18 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-def test_a_probe_killed_by_sigkill_is_out_of_memory_in_one_line():
-    # The SIGKILL stands for the kernel's OOM killer: a real signal to the real probe process.
-    command = [sys.executable, "-m", "jetx", "plan", "--budget-gib", "1", "--preset", "tiny"]
-    jetx = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.mark.parametrize(
+    ("command", "micro_batch"),
+    [
+        (["plan", "--budget-gib", "1"], 4),
+        (["memory", "--variant", "full", "--micro-batch", "3"], 3),
+    ],
+)
+def test_a_probe_killed_by_sigkill_is_out_of_memory_in_one_line(command, micro_batch):
+    # The SIGKILL stands for the kernel's OOM killer: a real signal to the real probe process
+    # (issue 25's finding: it was a traceback). `jetx plan` and `jetx memory` each start one.
+    argv = [sys.executable, "-m", "jetx", *command, "--preset", "tiny"]
+    jetx = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (probes := _children(jetx.pid)) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -102,7 +110,7 @@ def test_a_probe_killed_by_sigkill_is_out_of_memory_in_one_line():
     out, err = jetx.communicate(timeout=60)
     assert jetx.returncode == EXIT_OUT_OF_MEMORY
     assert err.strip().splitlines() == [
-        "jetx plan: error: out of memory: memory probe at micro-batch 4 (float32) was killed by "
-        "SIGKILL (exit -9): out of memory"
+        f"jetx {command[0]}: error: out of memory: memory probe at micro-batch {micro_batch} "
+        "(float32) was killed by SIGKILL (exit -9): out of memory"
     ]
     assert out == ""

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 
 from jetx.config import GIB, PLAN_MARGIN, PRECISIONS, SEQUENCE_INPUTS, ModelConfig, StageConfig
-from jetx.errors import JetxInputError
+from jetx.errors import EXIT_OUT_OF_MEMORY, JetxInputError
 from jetx.model import probe
 from jetx.model.parameters import count_params, trainable_params
 
@@ -292,8 +293,9 @@ def measure_step(config: ModelConfig, micro_batch: int, precision: str) -> dict:
 
     Raises:
         JetxInputError: for a bad precision or micro-batch.
-        RuntimeError: when the subprocess fails (its stderr tail is in the message), e.g. when
-            the operating system kills it for lack of memory.
+        MemoryError: the step ran out of memory or the process was killed by SIGKILL (the
+            OOM killer's signal): one line, the out-of-memory exit code at the command line.
+        RuntimeError: when the subprocess fails otherwise (its stderr tail is in the message).
     """
     _check(micro_batch, precision)
     request = json.dumps(
@@ -302,11 +304,14 @@ def measure_step(config: ModelConfig, micro_batch: int, precision: str) -> dict:
     done = subprocess.run(
         [sys.executable, "-m", probe.__name__, request], capture_output=True, text=True
     )
+    where = f"memory probe at micro-batch {micro_batch} ({precision})"
+    if done.returncode == -signal.SIGKILL:  # what the kernel's OOM killer sends
+        raise MemoryError(f"{where} was killed by SIGKILL (exit -9): out of memory")
+    tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+    if done.returncode == EXIT_OUT_OF_MEMORY:
+        raise MemoryError(f"{where}: {tail}")
     if done.returncode != 0:
-        tail = done.stderr.strip().splitlines()[-3:]
-        raise RuntimeError(
-            f"memory probe failed with exit code {done.returncode}: {' | '.join(tail)}"
-        )
+        raise RuntimeError(f"{where} failed with exit code {done.returncode}: {tail}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     peak = result["measured_peak_bytes"]
     logger.info(
