@@ -2,6 +2,7 @@
 
 Run: nice -n 10 .venv/bin/python bench/memory_holdout.py [--cache runs/bench/memory_holdout26]
      [--out runs/bench/memory_holdout26.json] [--rows light-float32-16 ...]
+     [--set bench/memory_holdout_set2.json]
 
 The rows are bench/memory_holdout_set.json's, written down (and committed) before the analytic
 model's refit (bench/memory_refit.py) and before any was measured. Each row is one real step of
@@ -109,11 +110,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--cache", type=Path, default=None, help="keep and reuse measurements")
     parser.add_argument("--rows", nargs="+", default=None, help="only these rows (by name)")
+    parser.add_argument("--set", type=Path, default=HOLDOUT_SET, help="the held-out set's file")
     args = parser.parse_args()
-    spec = json.loads(HOLDOUT_SET.read_text())
+    spec = json.loads(args.set.read_text())
     chosen = [r for r in spec["rows"] if args.rows is None or row_name(**r) in args.rows]
     print(
-        f"held-out set {HOLDOUT_SET.name} ({len(chosen)} rows), preset full, probe pair "
+        f"held-out set {args.set.name} ({len(chosen)} rows), preset full, probe pair "
         f"{spec['probe_pair']}, TF {tf.__version__}, Keras {keras.__version__}, Python "
         f"{platform.python_version()}, {platform.machine()}, "
         f"GPU: {bool(tf.config.list_physical_devices('GPU'))}"
