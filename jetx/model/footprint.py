@@ -187,10 +187,10 @@ def _blockwise_bytes(config: ModelConfig, b: int, act: int, block: int) -> dict[
 #: and 4 blocks (bench/memory_blocks.py) as well as the whole model's:
 #:
 #: - `*_checkpoint`: B x L x d_model tensors each block keeps until its backward pass, about 16
-#:   (remat) and 18 (chunked), where the block's input and its two masks are 3. The rest is
-#:   Grappler's doing: with its arithmetic optimizer off, a second remat block adds about 1 MiB
-#:   per sample instead of 13 (remat float32 at 1 and 2 blocks, micro-batch 16: 2.113 and
-#:   2.142 GiB, against 1.968 and 2.200 GiB with it on);
+#:   (remat) and 18 (chunked), where the block's input and its two masks are 3. The rest comes
+#:   from Grappler's dependency optimizer: with it off, a second remat block adds 0.028-0.034
+#:   GiB at micro-batch 16 float32 (its weights' state is 0.015) instead of 0.20-0.23 GiB
+#:   (bench/memory_grappler.py; docs/results.md, issue 26's third set);
 #: - `*_block`: one block's activations and score tensors, re-created with their gradients
 #:   while its backward pass runs, alive at once (0.73 and 0.44 of the counted set);
 #: - `float32_block`: B x L x d_model float32 tensors added under mixed precision.
