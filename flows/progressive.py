@@ -20,12 +20,12 @@ from flows.options import add_flow_arguments, flow_parameters
 from jetx.cli.common import check_out_dir
 from jetx.config import PRESETS, VARIANTS, get_preset
 from jetx.layout import RunDir, Workspace
-from jetx.runtime import configure_tensorflow, import_tensorflow
+from jetx.runtime import configure_tensorflow, import_tensorflow, memory_device
 from tasks.caching import RECORDS
 from tasks.data import load_raw
 from tasks.evaluate import evaluate_run_task
 from tasks.features import build_features_task
-from tasks.memory import audit_memory
+from tasks.memory import audit_memory, plan_memory
 from tasks.publishing import export_model, promote_model, retain_runs
 from tasks.records import ReportRecord
 from tasks.report import write_report_task
@@ -57,7 +57,8 @@ def progressive(
         variant: model variant; None uses the preset's.
         preset: `full` (docs/design.md's model and schedule), `demo` or `tiny`.
         stages: how many of the three stages to run.
-        budget_gib: accelerator memory budget; the micro-batch is planned to fit it.
+        budget_gib: accelerator memory budget; the micro-batch is planned to fit it, by a line
+            measured on this device (`plan_memory`; the analytic model where none can run).
         seed: seed of weights and shuffling.
         keep_runs: newest runs kept whole besides champion and latest; older runs keep one
             slim checkpoint per stage (`jetx.serving.retention`).
@@ -70,6 +71,11 @@ def progressive(
     data = load_raw(source, out)
     features = build_features_task(data, out)
     run_dir = training_dir(out, features=features, preset=preset, variant=variant, seed=seed)
+    memory_plan = (  # one probe pair on the device the stages use, when a budget is given
+        plan_memory(preset, variant, None, memory_device(), RunDir(run_dir).memory)
+        if budget_gib
+        else None
+    )
     trained = train_stages(
         features,
         stages=stages,
@@ -78,6 +84,7 @@ def progressive(
         variant=variant,
         seed=seed,
         budget_gib=budget_gib,
+        memory_line=memory_plan.line if memory_plan else None,
     )
     largest = max(stage.micro_batch for stage in trained)  # the run's peak: one probe
     audit = (  # a probe in its own process, beside the evaluation; left out only by a test

@@ -239,7 +239,10 @@ def variable_bytes(variables) -> int:
     """Bytes of a list of Keras or tf variables (what `read_memory`'s floor is made of)."""
     import numpy as np
 
-    return sum(int(np.prod(v.shape)) * np.dtype(str(v.dtype)).itemsize for v in variables)
+    return sum(
+        int(np.prod(v.shape)) * np.dtype(getattr(v.dtype, "name", str(v.dtype))).itemsize
+        for v in variables
+    )  # a Keras variable's dtype is a string, a tf.Variable's a tf.DType
 
 
 def reset_memory(device: str) -> bool:

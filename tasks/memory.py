@@ -8,8 +8,10 @@ from prefect.artifacts import create_table_artifact
 from jetx.config import get_preset
 from jetx.io import exclusive, write_json
 from jetx.model.footprint import measure_step, predict_peak
+from jetx.training.memory_plan import measure_line
+from jetx.training.precision import check_precision
 from tasks.caching import cached_task
-from tasks.records import AuditRecord
+from tasks.records import AuditRecord, MemoryPlanRecord
 
 AUDIT_DESCRIPTION = "Peak memory of one training step: predicted, and measured with its source"
 
@@ -41,6 +43,34 @@ def measure_memory(
             row["memory_source"],
         )
     return AuditRecord.of(out_dir, [name], rows=rows)
+
+
+@cached_task("plan_memory")
+def plan_memory(
+    preset: str, variant: str, precision: str | None, device: str, out_dir: Path
+) -> MemoryPlanRecord:
+    """Measure the engine's step at the probe pair on `device` and fit the plan's line.
+
+    One probe pair per model, precision and device (all in the key: a plan measured on a CPU
+    is not served to a GPU); the analytic model is the fallback where no device step can run.
+    """
+    config = get_preset(preset).model_for(variant)
+    precision = check_precision(precision)
+    line = measure_line(config, get_preset(preset).stages[0], precision)
+    name = f"plan-{preset}-{variant}-{precision}.json"
+    with exclusive(Path(out_dir), what="MEMORY_DIR", wait=None):
+        write_json(Path(out_dir) / name, line.to_dict())
+    get_run_logger().info(
+        "Memory plan of %s (%s): %s on %s, peak = %.3f GiB + %.2f MiB x micro-batch %s",
+        variant,
+        precision,
+        line.method,
+        line.device or "no device",
+        line.fixed_bytes / 2**30,
+        line.per_sample_bytes / 2**20,
+        line.note,
+    )
+    return MemoryPlanRecord.of(out_dir, [name], line=line.to_dict())
 
 
 def audit_row(variant: str, predicted: int, measured: dict) -> dict:

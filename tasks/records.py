@@ -127,3 +127,10 @@ class PromotionRecord(FileSet):
     blessed: bool
     champion: str | None
     latest: str
+
+
+class MemoryPlanRecord(FileSet):
+    """The measured plan's line of one model and precision (`jetx.training.memory_plan`):
+    its JSON file holds the line, `line` the same as a dict (a `MemoryLine`)."""
+
+    line: dict[str, Any]

@@ -128,6 +128,7 @@ def train_stage_task(
     preset: str,
     variant: str,
     budget_gib: float | None = None,
+    memory_line: dict | None = None,
     seed: int = 0,
 ) -> StageRecord:
     """Train `stage` from `previous`'s best weights (or its own last checkpoint) in a child.
@@ -151,6 +152,7 @@ def train_stage_task(
     command += ["--seed", str(seed)]
     command += ["--halve-micro-batch"] if halve else []
     command += ["--budget-gib", str(budget_gib)] if budget_gib else []
+    command += ["--memory-line", json.dumps(memory_line)] if budget_gib and memory_line else []
     command += ["--init", str(previous.best_checkpoint)] if previous else []
     env = retry_environment(dict(os.environ), attempt)
     get_run_logger().info(
@@ -253,9 +255,13 @@ def train_stages(
     variant: str,
     seed: int,
     budget_gib: float | None = None,
+    memory_line: dict | None = None,
     name: str | None = None,
 ) -> list[StageRecord]:
     """The stage chain of one run: stage k starts from stage k - 1's best weights.
+
+    `memory_line` (a `MemoryLine` as a dict, `plan_memory`'s) plans each stage's micro-batch
+    for `budget_gib`; without it the stage child plans by the analytic model.
 
     `name` prefixes the task runs' names (`{name}-{k}`) where one flow trains several runs.
     """
@@ -275,6 +281,7 @@ def train_stages(
                 preset=preset,
                 variant=variant,
                 budget_gib=budget_gib,
+                memory_line=memory_line,
                 seed=seed,
             )
         )

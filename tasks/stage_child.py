@@ -18,6 +18,7 @@ which the task reads from the output it streams. The child dies with its parent
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -51,12 +52,16 @@ def _parser() -> argparse.ArgumentParser:
         help="the previous attempt ran out of memory: continue at half the micro-batch in use",
     )
     parser.add_argument("--budget-gib", type=float)
+    parser.add_argument(
+        "--memory-line", type=json.loads, help="the measured plan's line (MemoryLine as JSON)"
+    )
     parser.add_argument("--init", type=Path, help="previous stage's best checkpoint")
     return parser
 
 
 def _train(args: argparse.Namespace) -> None:
     """Train the stage; its result record is written by the training library."""
+    from jetx.training.memory_plan import MemoryLine
     from jetx.training.schedule import StageData, train_stage  # TensorFlow loads in the child only
 
     preset = get_preset(args.preset)
@@ -73,6 +78,7 @@ def _train(args: argparse.Namespace) -> None:
             verbose=0,
             micro_batch=_halved(stage, resumed_from) if args.halve_micro_batch else None,
             lock_wait=None,
+            memory_line=MemoryLine.from_dict(args.memory_line) if args.memory_line else None,
         )
 
 

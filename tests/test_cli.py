@@ -25,6 +25,7 @@ def test_every_command_is_listed():
         "ingest",
         "features",
         "memory",
+        "plan",
         "train",
         "evaluate",
         "compare",

@@ -277,3 +277,26 @@ def test_a_failing_child_reports_its_own_error(tmp_path):
     assert f"{table}: not a readable Parquet file (" in message
     assert str(expected.value).split(": ")[-1] in message  # pyarrow's reason
     assert _task_runs(state.state_details.flow_run_id)["train_stage-1"].run_count == 1
+
+
+@E2E
+def test_a_budget_plans_the_stages_by_a_line_measured_on_this_device(tmp_path):
+    source = tmp_path / "history.csv"
+    write_csv(source, synthesize(ROUNDS, seed=5))
+    state = progressive(
+        source=source,
+        out=tmp_path / "out",
+        preset="tiny",
+        stages=1,
+        budget_gib=1.0,
+        skip_memory_audit=True,  # its subject is the plan
+        return_state=True,
+    )
+    assert state.is_completed()
+    (plan_file,) = (tmp_path / "out").glob("train/*/memory/plan-tiny-full-float32.json")
+    line = json.loads(plan_file.read_text())
+    assert (line["method"], line["device"], len(line["points"])) == ("measured", "CPU:0", 2)
+    result = json.loads(next((tmp_path / "out").glob("train/*/stage1/result.json")).read_text())
+    assert result["memory_plan"] == "measured on CPU:0"
+    names = _task_runs(state.state_details.flow_run_id)
+    assert sum(name.startswith("plan_memory") for name in names) == 1  # one probe pair

@@ -270,3 +270,16 @@ def test_every_callback_gets_its_model_and_the_epoch_begins_and_ends(data, tmp_p
     loop.callbacks.append(Recorder())
     loop.run()
     assert hooks == ["begin 0", "batches", "end 0 int"]
+
+
+def test_a_measured_line_plans_the_micro_batch_and_the_result_names_it(data, tmp_path):
+    from jetx.training.memory_plan import MemoryLine
+
+    stage = dataclasses.replace(TINY.stages[0], epochs=1)
+    line = MemoryLine(10 * 2**20, 2**20, "measured", "CPU:0", ((2, 12 * 2**20), (4, 14 * 2**20)))
+    budget = int(line.peak(4) * (1 + PLAN_MARGIN)) + 1  # micro-batch 4 fits by the line, 8 not
+    result = train_stage(
+        stage, data, None, tmp_path, verbose=0, budget_bytes=budget, memory_line=line
+    )
+    assert (result.micro_batch, result.accumulation) == (4, 16)
+    assert result.memory_plan == "measured on CPU:0"

@@ -10,9 +10,12 @@ can pick its micro-batch before any memory is spent. It adds:
 - the activations kept for the backward pass, branch by branch (the counts below are the tensors
   TensorFlow on CPU keeps per layer, calibrated against `measure_step` with bench/memory_audit.py);
 - the attention terms: B x heads x L x L tensors. A plain encoder keeps one per layer (the softmax
-  output) and needs two more while the last layer's backward pass runs; a recomputed (`remat`)
-  block keeps none between blocks and re-creates one block's three during its backward pass; with
-  `attention_chunk`, each of those is one query chunk's slice, never the whole tensor;
+  output) and needs two more while the last layer's backward pass runs;
+- a recomputed encoder (`remat`, and `chunked`: remat with attention over query chunks, each
+  recomputed too), by its structure: every block keeps a checkpoint (B x L x d_model tensors,
+  their count measured by cutting the encoder to 1, 2 and 4 blocks), and the peak holds, once
+  whatever the depth, one block's re-created activations with their gradients and that block's
+  score tensors (whole ones, or one query chunk's slices); `FITTED_SCALES` says how many;
 - the blockwise variant (`key_chunk`, `ffn_chunk`): no B x L x L term and no whole block's
   activations, only B x L x d_model tensors (counted, no constant fitted) and one chunk's.
 """
@@ -21,12 +24,13 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 
 from jetx.config import GIB, PLAN_MARGIN, PRECISIONS, SEQUENCE_INPUTS, ModelConfig, StageConfig
-from jetx.errors import JetxInputError
+from jetx.errors import EXIT_OUT_OF_MEMORY, JetxInputError
 from jetx.model import probe
 from jetx.model.parameters import count_params, trainable_params
 
@@ -38,8 +42,8 @@ _ADAM_SLOTS = 2
 #: Tensors of B x heads x L x L alive at once while one encoder block's backward pass runs
 #: (the kept softmax output, the gradient of the probabilities and the gradient of the scores).
 _ATTENTION_BACKWARD = 3
-#: The same for one query chunk (`attention_chunk`): its scores and probabilities are re-created
-#: by the chunk's own recomputation while the block's recomputation holds the forward chunk's.
+#: Score tensors of one query chunk (`attention_chunk`) alive at once in its block's backward pass:
+#: its three, plus its scores and probabilities re-created by the chunk's own recomputation.
 _CHUNK_BACKWARD = 5
 #: Kept elements per position of an encoder block, in units of d_model (Q, K, V, scaled Q,
 #: transposed K, merged heads, attention output, residual sums, masks, LayerNorm intermediates
@@ -52,9 +56,8 @@ _DENSE_BLOCK_PER_UNIT = 4
 #: filters, the ReLU output, dropout mask and residual sum (calibrated: 2.5, as the ReLU output and
 #: the dropout input are one tensor in some of the fused oneDNN kernels).
 _TCN_PER_FILTER = 2.5
-#: A recomputed block's activations while its backward pass runs, in units of the block's kept
-#: activations: the re-created forward tensors plus the gradients of as many intermediates
-#: (calibrated on the audit rows of remat and chunked, one inter-op thread).
+#: A blockwise block's position-wise chunk while its backward pass runs, in units of the chunk's
+#: kept activations: the re-created forward tensors plus the gradients of as many intermediates.
 _RECOMPUTED_BLOCK = 3
 #: B x L x d_model float32 tensors, whatever the precision, added at the peak of a blockwise
 #: block's backward pass: `blockwise_attention`'s backward keeps its key and value gradient
@@ -125,26 +128,39 @@ def _activation_bytes(config: ModelConfig, micro_batch: int, act: int) -> dict[s
 
 
 def _transformer_bytes(config: ModelConfig, b: int, act: int) -> dict[str, int]:
-    """The encoder's per-position activations and its B x heads x L x L attention terms."""
+    """The encoder's per-position activations and its B x heads x L x L attention terms.
+
+    A plain encoder keeps every block's activations and one score tensor per block. A recomputed
+    one (`remat`) is counted by its structure, each part a branch whose count is fitted
+    (`FITTED_SCALES`): the checkpoints (one B x L x d_model tensor per block per unit), one
+    block's activations and score tensors (whole, or one query chunk's with `attention_chunk`)
+    re-created with their gradients, and under mixed precision one float32 B x L x d_model.
+    """
     length, d = config.seq_lengths[3], config.d_model
     block = b * length * (_ENCODER_PER_D * d + config.dff) * act
     if config.key_chunk:
         return _blockwise_bytes(config, b, act, block)
-    if config.remat:
-        # Between blocks only each block's input and its two dropout masks are kept; one block's
-        # activations are re-created during its backward pass.
-        encoder = config.num_layers * b * length * 3 * d * act + _RECOMPUTED_BLOCK * block
-    else:
-        encoder = config.num_layers * block
+    wide = b * length * d * act
     query_rows = min(config.attention_chunk or length, length)
     scores = b * config.num_heads * query_rows * length * act
-    if config.attention_chunk and config.attention_chunk < length:
-        attention = _CHUNK_BACKWARD * scores  # each chunk recomputes its own scores
-    elif config.remat:
-        attention = _ATTENTION_BACKWARD * scores
-    else:
-        attention = (config.num_layers - 1 + _ATTENTION_BACKWARD) * scores
-    return {"transformer": b * length * 2 * d * act + encoder, "attention": attention}
+    chunked = bool(config.attention_chunk) and config.attention_chunk < length
+    if not config.remat:
+        kept = {"transformer": 2 * wide + config.num_layers * block}
+        if chunked:  # each query chunk recomputed: no block keeps its scores
+            return kept | {"attention": _CHUNK_BACKWARD * scores}
+        return kept | {"attention": (config.num_layers - 1 + _ATTENTION_BACKWARD) * scores}
+    # One block's score tensors while its backward pass runs: the kept softmax output and the
+    # gradients of the probabilities and the scores, of the whole length or of one query chunk
+    # (which also holds its recomputed scores and probabilities).
+    held = (_CHUNK_BACKWARD if chunked else _ATTENTION_BACKWARD) * scores
+    out = {
+        "projection": 2 * wide,  # the input projection and positions, kept before the blocks
+        "checkpoints": config.num_layers * wide,
+        "recomputed_block": block + held,
+    }
+    if act != _F32:  # LayerNorm and softmax statistics stay float32 under mixed precision
+        out["float32_block"] = b * length * d * _F32
+    return out
 
 
 def _blockwise_bytes(config: ModelConfig, b: int, act: int, block: int) -> dict[str, int]:
@@ -161,13 +177,66 @@ def _blockwise_bytes(config: ModelConfig, b: int, act: int, block: int) -> dict[
     return {"transformer": transformer, "attention": _BLOCK_SCORES * scores}
 
 
-def predict_peak(config: ModelConfig, micro_batch: int, precision: str) -> MemoryEstimate:
+#: The activation groups' factors, fitted by bench/memory_refit.py (issue 26) on the engine-step
+#: rows audited so far on the machine of issue 26's held-out sets (bench/memory_audit_rows.json;
+#: the earlier machine's rows are listed there, not fitted on): measured = model state + sum of
+#: factor x one unit of each group, non-negative least squares on pred / meas - 1. For the
+#: branches and the plain and blockwise encoders a factor is a scale: how much of the counted
+#: tensors the allocator holds at once. The recomputed encoder is counted by its structure and
+#: its factors are counts (`_transformer_bytes`), fitted on rows that cut the encoder to 1, 2
+#: and 4 blocks (bench/memory_blocks.py) as well as the whole model's:
+#:
+#: - `*_checkpoint`: B x L x d_model tensors each block keeps until its backward pass, about 16
+#:   (remat) and 18 (chunked), where the block's input and its two masks are 3. The rest comes
+#:   from Grappler's dependency optimizer: with it off, a second remat block adds 0.028-0.034
+#:   GiB at micro-batch 16 float32 (its weights' state is 0.015) instead of 0.20-0.23 GiB
+#:   (bench/memory_grappler.py; docs/results.md, issue 26's third set);
+#: - `*_block`: one block's activations and score tensors, re-created with their gradients
+#:   while its backward pass runs, alive at once (0.73 and 0.44 of the counted set);
+#: - `float32_block`: B x L x d_model float32 tensors added under mixed precision.
+FITTED_SCALES: dict[str, float] = {
+    "branches": 1.197,
+    "encoder": 0.901,
+    "blockwise": 0.853,
+    "remat_checkpoint": 16.056,
+    "remat_block": 0.728,
+    "chunked_checkpoint": 17.656,
+    "chunked_block": 0.443,
+    "float32_block": 2.582,
+}
+
+
+def activation_group(config: ModelConfig, branch: str) -> str | None:
+    """The `FITTED_SCALES` group of one branch of `MemoryEstimate.activation_bytes` (None:
+    counted exactly, not fitted)."""
+    if branch.startswith("mlp_") or branch in ("fusion", "tcn"):
+        return "branches"  # one group: the MLPs and the TCN scale together in every model
+    if config.key_chunk:
+        return "blockwise"
+    if branch == "projection":
+        return None
+    if branch == "float32_block":
+        return branch
+    if branch not in ("checkpoints", "recomputed_block"):
+        return "encoder"
+    length = config.seq_lengths[3]
+    kind = "chunked" if config.attention_chunk and config.attention_chunk < length else "remat"
+    return f"{kind}_{'checkpoint' if branch == 'checkpoints' else 'block'}"
+
+
+def predict_peak(
+    config: ModelConfig,
+    micro_batch: int,
+    precision: str,
+    scales: dict[str, float] = FITTED_SCALES,
+) -> MemoryEstimate:
     """Predict the peak memory of one training step without building or running the model.
 
     Args:
         config: the model (variant applied).
         micro_batch: samples per forward/backward pass.
         precision: "float32", "mixed_float16" or "mixed_bfloat16".
+        scales: the activation groups' factors (1.0 each: one unit of every group, for a refit).
 
     Returns:
         A `MemoryEstimate` whose `predicted_peak_bytes` is comparable with `measure_step`'s
@@ -180,7 +249,10 @@ def predict_peak(config: ModelConfig, micro_batch: int, precision: str) -> Memor
     act = _F32 if precision == "float32" else 2
     params = count_params(config)
     inputs = micro_batch * (config.n_features + sum(config.sequence_inputs.values()) + 5) * _F32
-    activations = _activation_bytes(config, micro_batch, act)
+    activations = {
+        branch: int(size * scales.get(activation_group(config, branch), 1.0))
+        for branch, size in _activation_bytes(config, micro_batch, act).items()
+    }
     weight_copies = 0 if precision == "float32" else params * act
     parts = dict(
         params=params,
@@ -262,8 +334,9 @@ def measure_step(config: ModelConfig, micro_batch: int, precision: str) -> dict:
 
     Raises:
         JetxInputError: for a bad precision or micro-batch.
-        RuntimeError: when the subprocess fails (its stderr tail is in the message), e.g. when
-            the operating system kills it for lack of memory.
+        MemoryError: the step ran out of memory or the process was killed by SIGKILL (the
+            OOM killer's signal): one line, the out-of-memory exit code at the command line.
+        RuntimeError: when the subprocess fails otherwise (its stderr tail is in the message).
     """
     _check(micro_batch, precision)
     request = json.dumps(
@@ -272,11 +345,14 @@ def measure_step(config: ModelConfig, micro_batch: int, precision: str) -> dict:
     done = subprocess.run(
         [sys.executable, "-m", probe.__name__, request], capture_output=True, text=True
     )
+    where = f"memory probe at micro-batch {micro_batch} ({precision})"
+    if done.returncode == -signal.SIGKILL:  # what the kernel's OOM killer sends
+        raise MemoryError(f"{where} was killed by SIGKILL (exit -9): out of memory")
+    tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+    if done.returncode == EXIT_OUT_OF_MEMORY:
+        raise MemoryError(f"{where}: {tail}")
     if done.returncode != 0:
-        tail = done.stderr.strip().splitlines()[-3:]
-        raise RuntimeError(
-            f"memory probe failed with exit code {done.returncode}: {' | '.join(tail)}"
-        )
+        raise RuntimeError(f"{where} failed with exit code {done.returncode}: {tail}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     peak = result["measured_peak_bytes"]
     logger.info(

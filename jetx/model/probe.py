@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from jetx.config import NUM_CLASSES, ModelConfig
+from jetx.errors import EXIT_OUT_OF_MEMORY, is_out_of_memory
 from jetx.runtime import (
     configure_tensorflow,
     import_tensorflow,
@@ -154,7 +155,14 @@ def main(argv: list[str]) -> int:
     import_tensorflow()
     request = json.loads(argv[0])
     config = ModelConfig.from_dict(request["config"])
-    result = measure(config, int(request["micro_batch"]), request["precision"])
+    try:
+        result = measure(config, int(request["micro_batch"]), request["precision"])
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        message = " | ".join(str(error).strip().splitlines()[:1]) or type(error).__name__
+        print(f"out of memory: {message}", file=sys.stderr)  # one line, no traceback
+        return EXIT_OUT_OF_MEMORY
     print(json.dumps(result))
     return 0
 

@@ -65,6 +65,8 @@ class StageResult:
         precision, strategy, replicas: how it ran.
         normalization: the MLP branches' and fusion's normalisation
             (`jetx.config.NORMALIZATIONS` says what accumulation guarantees under it).
+        memory_plan: how a memory budget planned the micro-batch ("measured on CPU:0",
+            "analytic fallback", "analytic model"); "" without a budget.
     """
 
     stage: int
@@ -85,6 +87,7 @@ class StageResult:
     strategy: str = "none"
     replicas: int = 1
     normalization: str = "batch"
+    memory_plan: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -41,6 +41,7 @@ from jetx.training.epoch_history import read_records
 from jetx.training.inputs import StageData
 from jetx.training.loop import StageLoop
 from jetx.training.losses import StageLoss
+from jetx.training.memory_plan import MemoryLine, plan_stage
 from jetx.training.precision import needs_loss_scaling, set_precision
 from jetx.training.result import StageResult
 from jetx.training.resume import (
@@ -70,6 +71,7 @@ def train_stage(
     strategy: str = "none",
     micro_batch: int | None = None,
     lock_wait: float | None = 0.0,
+    memory_line: MemoryLine | None = None,
 ) -> StageResult:
     """Train one stage to its end, resuming from its last checkpoint in `run_dir` if any.
 
@@ -94,6 +96,8 @@ def train_stage(
         lock_wait: seconds to wait for another writer of `run_dir` (0: fail at once, as
             `jetx train` does; None: no limit, as the flow's stage child does). The run's lock
             is held while the stage trains.
+        memory_line: the measured plan's line (`jetx.training.memory_plan`) that plans the
+            micro-batch for `budget_bytes`; None plans it by the analytic model.
 
     Returns:
         The stage's `StageResult` (also written to `run_dir/stage{N}/result.json`).
@@ -125,11 +129,13 @@ def train_stage(
             distribution=distribution,
         )
         replicas = distribution.replicas
-        micro_batch = _initial_micro_batch(stage, data, budget_bytes, precision, replicas)
+        micro_batch, memory_plan = _initial_micro_batch(
+            stage, data, budget_bytes, precision, replicas, memory_line
+        )
         distribution.check_micro_batch(micro_batch)
         with distribution.strategy.scope():
             _train(loop, data, micro_batch, budget_bytes)
-        return _result(loop, run_dir, precision, resumed_from)
+        return _result(loop, run_dir, precision, resumed_from, memory_plan)
 
 
 def _train(loop: StageLoop, data: StageData, micro_batch: int, budget_bytes: int | None) -> None:
@@ -260,29 +266,38 @@ def _fresh_model(data: StageData, start: Path | None, distribution: Distribution
     return model
 
 
-def _initial_micro_batch(stage, data, budget_bytes, precision, replicas: int = 1) -> int:
-    """The stage's global micro-batch, lowered to what the memory plan says fits the budget.
+def _initial_micro_batch(
+    stage, data, budget_bytes, precision, replicas: int = 1, line: MemoryLine | None = None
+) -> tuple[int, str]:
+    """The stage's global micro-batch, lowered to what the memory plan says fits the budget,
+    and how it was planned ("" without a budget, else the plan's method and device).
 
     The budget is per device: each of the `replicas` devices holds micro_batch / replicas.
     """
     if budget_bytes is None:
-        return stage.micro_batch
-    from jetx.model.footprint import plan
+        return stage.micro_batch, ""
+    if line is None:
+        from jetx.model.footprint import plan
 
-    memory_plan = plan(data.model, stage, budget_bytes, precision)
+        memory_plan = plan(data.model, stage, budget_bytes, precision)
+        how = "analytic model"
+    else:
+        memory_plan = plan_stage(line, stage, budget_bytes)
+        how = f"measured on {line.device}" if line.method == "measured" else "analytic fallback"
     limit = min(stage.micro_batch, memory_plan.micro_batch * replicas)
     fits = stage.micro_batches(replicas=replicas, at_most=limit)
     micro_batch = fits[0] if fits else stage.micro_batch
     logger.info(
-        "stage %d: budget %.2f GiB fits micro-batch %d (predicted peak %.2f GiB); training %d x %d",
+        "stage %d: budget %.2f GiB fits micro-batch %d (peak %.2f GiB, %s); training %d x %d",
         stage.stage,
         budget_bytes / GIB,
         memory_plan.micro_batch,
         memory_plan.predicted_peak_bytes / GIB,
+        how,
         micro_batch,
         stage.effective_batch // micro_batch,
     )
-    return micro_batch
+    return micro_batch, how
 
 
 def _previous_best(previous: StageConfig, run_dir: Path) -> Path:
@@ -297,7 +312,7 @@ def _previous_best(previous: StageConfig, run_dir: Path) -> Path:
 
 
 def _result(
-    loop: StageLoop, run_dir: Path, precision: str, resumed_from: Path | None
+    loop: StageLoop, run_dir: Path, precision: str, resumed_from: Path | None, memory_plan: str
 ) -> StageResult:
     state, run = loop.state, RunDir(run_dir)
     records = [r for r in read_records(run.metrics) if r.get("stage") == state.stage]
@@ -323,6 +338,7 @@ def _result(
         strategy=loop.distribution.name,
         replicas=loop.distribution.replicas,
         normalization=loop.data.model.normalization,
+        memory_plan=memory_plan,
     )
     write_json(run.stage(state.stage).result, result.to_dict())
     logger.info(
