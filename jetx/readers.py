@@ -23,14 +23,19 @@ from jetx.errors import JetxInputError
 
 
 class Record(dict):
-    """A JSON object read from `path`: a missing field is a JetxInputError naming the file."""
+    """A JSON object read from `path`: a missing field is a JetxInputError naming the file.
 
-    def __init__(self, path: Path, fields: dict[str, Any]) -> None:
+    Constructed as a dict is (`Record(pairs)`), so that what copies a dict by its type, such as
+    `dataclasses.asdict`, copies a Record too; `path` is then unknown.
+    """
+
+    def __init__(self, fields: Any = (), path: Path | None = None) -> None:
         super().__init__(fields)
         self.path = path
 
     def __missing__(self, key: str) -> Any:
-        raise JetxInputError(f"{self.path}: no `{key}` field (a damaged or foreign file)")
+        where = self.path or "a JSON record"
+        raise JetxInputError(f"{where}: no `{key}` field (a damaged or foreign file)")
 
 
 def read_json(path: Path, what: str) -> Record:
@@ -49,7 +54,7 @@ def read_json(path: Path, what: str) -> Record:
             f"{path}: not UTF-8 text (invalid byte at offset {error.start}); {what}"
         ) from None
     try:
-        payload = json.loads(text, object_hook=lambda fields: Record(path, fields))
+        payload = json.loads(text, object_hook=lambda fields: Record(fields, path))
     except json.JSONDecodeError as error:
         raise JetxInputError(f"{path}: not valid JSON ({error}); {what}") from None
     if not isinstance(payload, dict):

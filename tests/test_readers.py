@@ -141,3 +141,25 @@ def test_run_json_is_checked_against_its_typed_shape(tmp_path):
         with pytest.raises(JetxInputError) as caught:
             read_run_record(tmp_path)
         assert f"run.json: {field}" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_stage_result_read_back_is_a_dataclass_that_asdict_copies(tmp_path):
+    # The deployment's stage task returns result.to_dict() of a result read from result.json:
+    # dataclasses.asdict copies each dict by its type, the reader's Record included.
+    import dataclasses
+    import json
+
+    from jetx.readers import Record, read_json
+
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps({"a": {"b": [1, {"c": 2}]}}))
+    record = read_json(path, "x")
+
+    @dataclasses.dataclass
+    class Holder:
+        value: dict
+
+    copied = dataclasses.asdict(Holder(record))["value"]
+    assert copied == {"a": {"b": [1, {"c": 2}]}} and isinstance(copied["a"], Record)
+    with pytest.raises(JetxInputError, match="no `z` field"):
+        record["a"]["z"]
