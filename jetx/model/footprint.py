@@ -319,6 +319,25 @@ def describe(config: ModelConfig) -> str:
     return f"({', '.join(tags)})"
 
 
+def run_probe(command: list[str], where: str) -> dict:
+    """A memory probe's JSON result (its last stdout line), from a fresh process.
+
+    Raises:
+        MemoryError: out of memory in the probe, or the probe killed by SIGKILL (what the
+            kernel's OOM killer sends): one line, the out-of-memory exit code at the command line.
+        RuntimeError: the probe failed otherwise (the last lines of its stderr).
+    """
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode == -signal.SIGKILL:
+        raise MemoryError(f"{where} was killed by SIGKILL (exit -9): out of memory")
+    tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+    if done.returncode == EXIT_OUT_OF_MEMORY:
+        raise MemoryError(f"{where}: {tail}")
+    if done.returncode != 0:
+        raise RuntimeError(f"{where} failed with exit code {done.returncode}: {tail}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def measure_step(config: ModelConfig, micro_batch: int, precision: str) -> dict:
     """Measure one real training step in a fresh subprocess (`jetx.model.probe`).
 
@@ -342,18 +361,8 @@ def measure_step(config: ModelConfig, micro_batch: int, precision: str) -> dict:
     request = json.dumps(
         {"config": config.to_dict(), "micro_batch": micro_batch, "precision": precision}
     )
-    done = subprocess.run(
-        [sys.executable, "-m", probe.__name__, request], capture_output=True, text=True
-    )
     where = f"memory probe at micro-batch {micro_batch} ({precision})"
-    if done.returncode == -signal.SIGKILL:  # what the kernel's OOM killer sends
-        raise MemoryError(f"{where} was killed by SIGKILL (exit -9): out of memory")
-    tail = " | ".join(done.stderr.strip().splitlines()[-3:])
-    if done.returncode == EXIT_OUT_OF_MEMORY:
-        raise MemoryError(f"{where}: {tail}")
-    if done.returncode != 0:
-        raise RuntimeError(f"{where} failed with exit code {done.returncode}: {tail}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_probe([sys.executable, "-m", probe.__name__, request], where)
     peak = result["measured_peak_bytes"]
     logger.info(
         "measured one step of micro-batch %d (%s) on %s: peak %s (%s), %.3f s",

@@ -16,15 +16,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import signal
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 from jetx.config import GIB, PLAN_MARGIN, ModelConfig, StageConfig
-from jetx.errors import EXIT_OUT_OF_MEMORY, JetxInputError
-from jetx.model.footprint import predict_peak
+from jetx.errors import JetxInputError
+from jetx.model.footprint import predict_peak, run_probe
 from jetx.training import step_probe
 
 logger = logging.getLogger(__name__)
@@ -107,16 +105,7 @@ def measure_engine_step(
     request = {"config": config.to_dict(), "stage": stage.to_dict()}
     request |= {"micro_batch": micro_batch, "precision": precision}
     command = [sys.executable, "-m", step_probe.__name__, json.dumps(request)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    where = f"memory probe at micro-batch {micro_batch} ({precision})"
-    if done.returncode == -signal.SIGKILL:
-        raise MemoryError(f"{where} was killed by SIGKILL (exit -9): out of memory")
-    tail = " | ".join(done.stderr.strip().splitlines()[-3:])
-    if done.returncode == EXIT_OUT_OF_MEMORY:
-        raise MemoryError(f"{where}: {tail}")
-    if done.returncode != 0:
-        raise RuntimeError(f"{where} failed with exit code {done.returncode}: {tail}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_probe(command, f"memory probe at micro-batch {micro_batch} ({precision})")
 
 
 def fit_line(points: list[tuple[int, int]]) -> tuple[float, float]:
