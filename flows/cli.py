@@ -70,11 +70,14 @@ def _register_serve(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flows.progressive import run_once
     from jetx.layout import Workspace
 
     verbose = getattr(args, "verbose", False)
-    with Workspace(args.out).run_lock():  # one run per out dir; refused at once otherwise
+    # One run per out dir, refused at once otherwise: before the flow's imports, whose
+    # TensorFlow prints its own start-up lines, so that a refusal is one line.
+    with Workspace(args.out).run_lock():
+        from flows.progressive import run_once
+
         return run_once(flow_parameters(args), verbose=verbose, as_json=args.json)
 
 
