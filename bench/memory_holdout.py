@@ -11,7 +11,8 @@ float32 accumulators and Adam, a fresh process) of the full preset's model. Besi
 
 - the analytic model's prediction (`jetx.model.footprint.predict_peak`);
 - the measured plan's extrapolation: the line through the same variant and precision measured
-  at the probe pair (`jetx.training.memory_plan.PROBE_PAIR`, micro-batches 4 and 16 since set 2), evaluated at the row's micro-batch.
+  at the probe pair (`jetx.training.memory_plan.PROBE_PAIR`, micro-batches 4 and 16 since set
+  2), evaluated at the row's micro-batch.
 
 It prints each model's median |pred / meas - 1|, its largest under-estimate and how many
 under-estimates exceed `jetx.config.PLAN_MARGIN`. `--cache` keeps each measurement as it ends
