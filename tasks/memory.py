@@ -9,7 +9,6 @@ from jetx.config import get_preset
 from jetx.io import exclusive, write_json
 from jetx.model.footprint import measure_step, predict_peak
 from jetx.training.memory_plan import measure_line
-from jetx.training.precision import check_precision
 from tasks.caching import cached_task
 from tasks.records import AuditRecord, MemoryPlanRecord
 
@@ -54,6 +53,8 @@ def plan_memory(
     One probe pair per model, precision and device (all in the key: a plan measured on a CPU
     is not served to a GPU); the analytic model is the fallback where no device step can run.
     """
+    from jetx.training.precision import check_precision  # Keras: after configure_tensorflow
+
     config = get_preset(preset).model_for(variant)
     precision = check_precision(precision)
     line = measure_line(config, get_preset(preset).stages[0], precision)

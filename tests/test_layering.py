@@ -110,3 +110,18 @@ def test_the_contracts_see_a_violation(tmp_path, module, line, contract):
     assert done.returncode == 1, done.stdout[-3000:]
     broken = done.stdout.split("Broken contracts", 1)[1]
     assert contract in broken and "2 kept, 1 broken" in done.stdout
+
+
+def test_importing_the_flows_loads_no_tensorflow():
+    # The flow process configures TensorFlow (threads, allocator, quiet logs) before it imports
+    # it; a module-level Keras import anywhere under the flows would print TensorFlow's start-up
+    # lines on a user's first screen (caught once by tests/test_first_run.py, end to end).
+    code = (
+        "import sys, flows.cli, flows.progressive, flows.walk_forward, flows.audit\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=JETX.parent, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", done.stdout
