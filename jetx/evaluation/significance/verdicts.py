@@ -165,4 +165,5 @@ def stage_summary(stage: Mapping[str, Any], always: Mapping[str, Any], *, alpha:
         )
         for key, where in cuts.items()
     ]
-    return f"{skill_conclusion(shown)[:1].upper()}{skill_conclusion(shown)[1:]}; {'; '.join(bets)}."
+    skill = skill_conclusion(shown)
+    return f"{skill[:1].upper()}{skill[1:]}; {'; '.join(bets)}."
