@@ -6,12 +6,15 @@ Reads bench/memory_audit_rows.json (every row audited so far, as measured), take
 engine-step rows, and fits `jetx.model.footprint.FITTED_SCALES`: measured peak = model state
 and the exactly counted terms (not fitted) + sum over groups of factor x one unit of the group
 (a scale for the branches and the plain and blockwise encoders; a count of checkpoints, blocks
-and score tensors for the recomputed encoder), by non-negative least squares on pred / meas - 1
-(each row weighs the same, whatever its size). A row may cut the encoder to `num_layers` blocks
-(bench/memory_blocks.py's rows), which tells the checkpoints every block keeps from what the
-peak holds once. Prints the factors to paste into footprint.py, each fitted row's error with the
-factors in footprint.py now and with the refit, and the median by where the rows were measured.
-The held-out check is bench/memory_holdout.py, on rows this fit never sees.
+and score tensors for the recomputed encoder), by least absolute deviations of pred / meas - 1
+with every factor >= 0 (each row weighs the same, whatever its size; absolute, not squared,
+because the figure judged is a median of |error| and the least smooth series, `remat` float32,
+would pull every factor by its squares); scipy's `linprog` solves it as a linear program. A
+row may cut the encoder to `num_layers` blocks (bench/memory_blocks.py's rows), which tells the
+checkpoints every block keeps from what the peak holds once. Prints the factors to paste into
+footprint.py, each fitted row's error with the factors in footprint.py now and with the refit,
+and the median by where the rows were measured. The held-out check is bench/memory_holdout.py,
+on rows this fit never sees.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import nnls
+from scipy.optimize import linprog
 
 from jetx.config import GIB, PRESETS
 from jetx.model.footprint import FITTED_SCALES, activation_group, predict_peak
@@ -54,15 +57,22 @@ def design_row(row: dict) -> tuple[float, np.ndarray]:
 
 
 def fit(rows: list[dict]) -> dict[str, float]:
-    """The scales that minimise sum (pred / meas - 1)^2 over `rows`, each >= 0."""
+    """The scales that minimise sum |pred / meas - 1| over `rows`, each >= 0."""
     a, b = [], []
     for r in rows:
         measured = r["measured_gib"] * GIB
         state, groups = design_row(r)
         a.append(groups / measured)
         b.append(1 - state / measured)
-    scales, _ = nnls(np.array(a), np.array(b))
-    used = np.array(a).sum(axis=0) > 0
+    a, b = np.array(a), np.array(b)
+    n, k = a.shape
+    # Least absolute deviations: minimise sum |a s - b| over s >= 0 (u >= |a s - b|).
+    cost = np.concatenate([np.zeros(k), np.ones(n)])
+    bounds = [(0, None)] * (k + n)
+    upper = np.block([[a, -np.eye(n)], [-a, -np.eye(n)]])
+    done = linprog(cost, A_ub=upper, b_ub=np.concatenate([b, -b]), bounds=bounds, method="highs")
+    scales = done.x[:k]
+    used = a.sum(axis=0) > 0
     return {
         g: round(float(s), 3) if u else 1.0 for g, s, u in zip(GROUPS, scales, used, strict=True)
     }
