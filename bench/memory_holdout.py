@@ -1,11 +1,12 @@
 """Memory plans on held-out configurations (issue 26): the analytic model and the measured plan.
 
-Run: nice -n 10 .venv/bin/python bench/memory_holdout.py [--cache runs/bench/memory_holdout26]
-     [--out runs/bench/memory_holdout26.json] [--rows light-float32-16 ...]
-     [--set bench/memory_holdout_set2.json]
+Run: .venv/bin/python bench/memory_holdout.py [--cache runs/bench/memory_holdout26_set4]
+     [--out runs/bench/memory_holdout26_set4.json] [--rows light-float32-28 ...]
+     [--set bench/memory_holdout_set4.json]
 
-The rows are bench/memory_holdout_set.json's, written down (and committed) before the analytic
-model's refit (bench/memory_refit.py) and before any was measured. Each row is one real step of
+The rows are those of a held-out set (by default the newest, bench/memory_holdout_set4.json),
+written down (and committed) before the analytic model's refit (bench/memory_refit.py) and before
+any was measured; the earlier sets' rows have since been fitted on. Each row is one real step of
 the training engine (`jetx.training.memory_plan.measure_engine_step`: the stage-1 loss, its
 float32 accumulators and Adam, a fresh process) of the full preset's model. Beside it:
 
@@ -37,7 +38,7 @@ from jetx.model.footprint import predict_peak
 from jetx.training.memory_plan import fit_line, measure_engine_step
 
 FULL = PRESETS["full"]
-HOLDOUT_SET = Path(__file__).with_name("memory_holdout_set.json")
+HOLDOUT_SET = Path(__file__).with_name("memory_holdout_set4.json")
 
 
 def row_name(variant: str, precision: str, micro_batch: int) -> str:

@@ -1,6 +1,8 @@
 """The measured memory plan: the engine's real step in fresh processes (tiny preset), the plan
 it gives, the analytic fallback, `jetx plan`, and a probe killed for memory."""
 
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -12,9 +14,10 @@ import pytest
 
 from jetx.cli import main
 from jetx.config import PLAN_MARGIN, PRESETS
-from jetx.errors import EXIT_INPUT, EXIT_OUT_OF_MEMORY
+from jetx.errors import EXIT_INPUT, EXIT_OUT_OF_MEMORY, JetxInputError
 from jetx.training.memory_plan import (
     MemoryLine,
+    confirm_plans,
     fit_line,
     measure_engine_step,
     measure_line,
@@ -73,8 +76,40 @@ def test_jetx_plan_prints_the_fit_and_a_plan_per_stage(capsys):
     assert "measured points    2: " in out and ", 4: " in out
     assert "fit                peak = " in out and "MiB x micro_batch" in out
     assert "check" not in out
-    assert f"stage 1            micro-batch {TINY.stages[0].effective_batch} x 1" in out
+    largest = TINY.stages[0].effective_batch
+    assert f"run                micro-batch {largest}: measured " in out and ", fits" in out
+    assert f"stage 1            micro-batch {largest} x 1" in out
     assert "stage 2" in out and "stage 3" not in out
+
+
+def test_a_plan_the_line_under_estimates_is_stepped_down_to_what_fits_when_run():
+    # A line that says every micro-batch costs what micro-batch 2 does, as a line through small
+    # steps can under-state a larger one: the plan's step is run, and stepped down till it fits.
+    config = PRESETS["demo"].model_for("full")  # scores over 1000 positions: tens of MiB a sample
+    stage = dataclasses.replace(STAGE, effective_batch=4, micro_batch=4)
+    peak = measure_engine_step(config, stage, 2, "float32")["peak_bytes"]
+    budget = int(peak * (1 + PLAN_MARGIN) * 1.35)
+    flat = MemoryLine(float(peak), 0.0, "measured", "CPU:0")
+    assert plan_stage(flat, stage, budget).micro_batch == 4
+    (plan,), tried = confirm_plans([plan_stage(flat, stage, budget)], [stage], config, "float32")
+    assert [m for m, _ in tried] == [4, 2]
+    assert tried[0][1] * (1 + PLAN_MARGIN) > budget >= tried[1][1] * (1 + PLAN_MARGIN)
+    assert (plan.micro_batch, plan.accumulation, plan.confirmed) == (2, 2, tried[1])
+    one = dataclasses.replace(STAGE, effective_batch=1, micro_batch=1)
+    says_it_fits = plan_stage(MemoryLine(1.0, 0.0, "measured", "CPU:0"), one, 1024)
+    with pytest.raises(JetxInputError, match="does not hold micro-batch 1 when run: 1: "):
+        confirm_plans([says_it_fits], [one], CONFIG, "float32")
+
+
+def test_jetx_train_with_a_budget_plans_by_measuring_this_device(tiny_features, tmp_path, capsys):
+    # `jetx train --budget-gib` plans as the flow does: the probe pair measured on this device;
+    # the analytic model only where no device step can run.
+    argv = ["train", str(tiny_features), "--out", str(tmp_path / "run"), "--preset", "tiny"]
+    argv += ["--stages", "1", "--epochs", "1", "--budget-gib", "4", "--quiet", "--json"]
+    assert main(argv) == 0
+    (result,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert result["memory_plan"] == "measured on CPU:0"
+    assert result["micro_batch"] * result["accumulation"] == TINY.stages[0].effective_batch
 
 
 @pytest.mark.parametrize("budget", ["0", "-1", "abc", "nan"])

@@ -9,7 +9,13 @@ from dataclasses import asdict
 from jetx.cli.common import add_command, add_json, add_preset, add_stages, add_variant
 from jetx.config import GIB, PLAN_MARGIN, PRECISIONS, get_preset
 from jetx.errors import JetxInputError
-from jetx.training.memory_plan import PROBE_PAIR, check_line, measure_line, plan_stage
+from jetx.training.memory_plan import (
+    PROBE_PAIR,
+    check_line,
+    confirm_plans,
+    measure_line,
+    plan_stage,
+)
 
 
 def register(subparsers) -> None:
@@ -24,8 +30,10 @@ def register(subparsers) -> None:
         small micro-batches, fit peak = fixed + per_sample x micro_batch, check the line against
         a third measured step, and print, per stage, the largest micro-batch (and the
         accumulation that keeps the effective batch) whose peak plus the planner's margin fits
-        the budget. Where no device step can run, the analytic model is the fallback and the
-        output says so.""",
+        the budget. The largest planned micro-batch is then run for real, and stepped down
+        while its measured peak plus the margin does not fit (a line through small steps can
+        under-estimate a larger one). Where no device step can run, the analytic model is the
+        fallback and the output says so.""",
         example="jetx plan --budget-gib 15 --preset full --variant chunked --precision float32",
     )
     parser.add_argument(
@@ -43,6 +51,10 @@ def register(subparsers) -> None:
         "--check", type=int, default=None, metavar="M",
         help="the micro-batch of a third step that checks the line (default: 2 x M2 where the "
         "line says it fits the budget; 0: none)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-confirm", action="store_true",
+        help="do not run the largest planned micro-batch (the plan is then the line's alone)",
     )  # fmt: skip
     add_json(parser, "the plan")
     parser.set_defaults(run=_run)
@@ -63,14 +75,19 @@ def _run(args: argparse.Namespace) -> int:
     wanted = args.check is not None or line.peak(check) * (1 + PLAN_MARGIN) <= budget
     if line.method == "measured" and check and wanted:
         line = check_line(line, config, preset.stages[0], args.precision, check)
-    plans = [plan_stage(line, stage, budget) for stage in preset.stages[: args.stages]]
+    stages = list(preset.stages[: args.stages])
+    plans = [plan_stage(line, stage, budget) for stage in stages]
+    tried = []
+    if line.method == "measured" and not args.no_confirm:
+        plans, tried = confirm_plans(plans, stages, config, args.precision)
     if args.json:
         row = {"preset": args.preset, "variant": variant, "precision": args.precision}
         row |= {"budget_bytes": budget, "line": line.to_dict(), "residual": line.residual}
         row["stages"] = [{k: v for k, v in asdict(p).items() if k != "line"} for p in plans]
+        row["confirm_steps"] = tried
         print(json.dumps(row))
         return 0
-    _print(args, variant, budget_gib, line, plans)
+    _print(args, variant, budget_gib, line, plans, tried)
     return 0
 
 
@@ -85,7 +102,7 @@ def _budget_gib(text: str) -> float:
     return value
 
 
-def _print(args, variant: str, budget_gib: float, line, plans) -> None:
+def _print(args, variant: str, budget_gib: float, line, plans, tried) -> None:
     where = f"measured on {line.device}" if line.method == "measured" else "ANALYTIC FALLBACK"
     print(f"{args.preset}/{variant} {args.precision}, budget {budget_gib:g} GiB ({where})")
     if line.method == "analytic":
@@ -102,6 +119,11 @@ def _print(args, variant: str, budget_gib: float, line, plans) -> None:
             f"  check              micro-batch {m}: measured {measured / GIB:.4f} GiB, line "
             f"{predicted / GIB:.4f} GiB, residual {line.residual:+.1%}"
         )
+    for m, peak in tried:
+        fits = peak is not None and peak * (1 + PLAN_MARGIN) <= int(budget_gib * GIB)
+        measured = "out of memory" if peak is None else f"measured {peak / GIB:.4f} GiB"
+        verdict = "fits" if fits else "does not fit"
+        print(f"  run                micro-batch {m}: {measured}, {verdict}")
     for stage, p in enumerate(plans, start=1):
         print(
             f"  stage {stage}            micro-batch {p.micro_batch} x {p.accumulation} "

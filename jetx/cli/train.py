@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jetx.cli.common import (
     add_command,
@@ -19,6 +20,9 @@ from jetx.cli.common import (
 from jetx.config import GIB, PRECISIONS, STRATEGIES, Preset, get_preset
 from jetx.errors import JetxInputError
 from jetx.layout import FeaturesDir
+
+if TYPE_CHECKING:
+    from jetx.training.memory_plan import MemoryLine
 
 
 def register(subparsers) -> None:
@@ -80,10 +84,23 @@ def _preset(args: argparse.Namespace) -> Preset:
     return dataclasses.replace(preset, stages=stages)
 
 
+def _memory_line(args: argparse.Namespace) -> MemoryLine:
+    """The measured plan's line for `--budget-gib`, as the flow measures it (two engine steps on
+    this device, each in a fresh process; the analytic model only where none can run), before
+    this process touches the device."""
+    from jetx.training.memory_plan import measure_line
+    from jetx.training.precision import check_precision
+
+    preset = get_preset(args.preset)
+    config = preset.model_for(args.variant)
+    return measure_line(config, preset.stages[0], check_precision(args.precision))
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.budget_gib is not None and args.budget_gib <= 0:
         raise JetxInputError(f"`--budget-gib` must be positive. Received: {args.budget_gib}")
     FeaturesDir(args.features_dir).manifest()  # a clear error before TensorFlow starts
+    memory_line = None if args.budget_gib is None else _memory_line(args)
     import tensorflow as tf
 
     from jetx.training.distribute import get_distribution
@@ -99,6 +116,7 @@ def _run(args: argparse.Namespace) -> int:
         stages=None if args.stages is None else tuple(range(1, args.stages + 1)),
         precision=args.precision,
         budget_bytes=int(args.budget_gib * GIB) if args.budget_gib else None,
+        memory_line=memory_line,
         verbose=0 if args.quiet else 1,
         strategy=args.strategy,
     )

@@ -78,7 +78,11 @@ class MemoryLine:
 
 @dataclass(frozen=True)
 class MeasuredPlan:
-    """The largest micro-batch of a stage that fits a budget by `line`, and its accumulation."""
+    """The largest micro-batch of a stage that fits a budget by `line`, and its accumulation.
+
+    `confirmed` is (micro_batch, measured peak bytes) of the largest step run for real that fit
+    with the margin (`confirm_plans`), this plan's micro-batch or a larger one; None unconfirmed.
+    """
 
     micro_batch: int
     accumulation: int
@@ -86,6 +90,7 @@ class MeasuredPlan:
     budget_bytes: int
     margin: float
     line: MemoryLine
+    confirmed: tuple[int, int] | None = None
 
 
 def measure_engine_step(
@@ -180,3 +185,64 @@ def plan_stage(
         f"{stage.stage}: its {line.method} peak is {line.peak(1) / GIB:.3f} GiB plus a "
         f"{margin:.0%} margin."
     )
+
+
+def confirm_plans(
+    plans: list[MeasuredPlan], stages: list[StageConfig], config: ModelConfig, precision: str
+) -> tuple[list[MeasuredPlan], list[tuple[int, int | None]]]:
+    """`plans` (one per stage of `stages`) with their largest micro-batch run for real.
+
+    A line through two small steps can under-estimate a larger one: a step's peak is the largest
+    of its program points' sizes, and one that grows faster can take over above the probe pair
+    (docs/results.md, issue 26's fourth set). So the largest planned micro-batch is measured,
+    then, while its peak plus the margin exceeds the budget (or it runs out of memory), the next
+    smaller one any stage can train with; every plan is capped at the first that fits.
+
+    Returns:
+        The plans, and each step tried: (micro_batch, measured peak bytes, None if out of memory).
+        Without allocator statistics nothing can be confirmed: the plans come back as they were.
+
+    Raises:
+        JetxInputError: not even the smallest micro-batch tried fits the budget when run.
+    """
+    budget, margin = plans[0].budget_bytes, plans[0].margin
+    wanted = {
+        m
+        for p, s in zip(plans, stages, strict=True)
+        for m in s.micro_batches(at_most=p.micro_batch)
+    }
+    tried: list[tuple[int, int | None]] = []
+    for micro_batch in sorted(wanted, reverse=True):
+        try:
+            peak = measure_engine_step(config, stages[0], micro_batch, precision)["peak_bytes"]
+        except MemoryError:
+            tried.append((micro_batch, None))
+            continue
+        if peak is None:
+            return plans, tried
+        tried.append((micro_batch, int(peak)))
+        if peak * (1 + margin) <= budget:
+            capped = [
+                _capped(p, s, (micro_batch, int(peak))) for p, s in zip(plans, stages, strict=True)
+            ]
+            return capped, tried
+    raise JetxInputError(
+        f"`budget_gib` {budget / GIB:.3f} does not hold micro-batch {min(wanted)} when run: "
+        f"{', '.join(_tried(m, p) for m, p in tried)}, plus a {margin:.0%} margin."
+    )
+
+
+def _capped(plan: MeasuredPlan, stage: StageConfig, confirmed: tuple[int, int]) -> MeasuredPlan:
+    """`plan` at most at the confirmed micro-batch (smaller steps peak lower)."""
+    micro_batch = stage.micro_batches(at_most=min(plan.micro_batch, confirmed[0]))[0]
+    return dataclasses.replace(
+        plan,
+        micro_batch=micro_batch,
+        accumulation=stage.effective_batch // micro_batch,
+        predicted_peak_bytes=plan.line.peak(micro_batch),
+        confirmed=confirmed,
+    )
+
+
+def _tried(micro_batch: int, peak: int | None) -> str:
+    return f"{micro_batch}: {'out of memory' if peak is None else f'{peak / GIB:.3f} GiB'}"
