@@ -82,6 +82,7 @@ def test_jetx_plan_prints_the_fit_and_a_plan_per_stage(capsys):
     assert "stage 2" in out and "stage 3" not in out
 
 
+@pytest.mark.e2e  # four real steps of the demo model, about a minute: make test-e2e
 def test_a_plan_the_line_under_estimates_is_stepped_down_to_what_fits_when_run():
     # A line that says every micro-batch costs what micro-batch 2 does, as a line through small
     # steps can under-state a larger one: the plan's step is run, and stepped down till it fits.
@@ -101,6 +102,7 @@ def test_a_plan_the_line_under_estimates_is_stepped_down_to_what_fits_when_run()
         confirm_plans([says_it_fits], [one], CONFIG, "float32")
 
 
+@pytest.mark.e2e  # two probes and a stage trained, about a minute: make test-e2e
 def test_jetx_train_with_a_budget_plans_by_measuring_this_device(tiny_features, tmp_path, capsys):
     # `jetx train --budget-gib` plans as the flow does: the probe pair measured on this device;
     # the analytic model only where no device step can run.
