@@ -7,8 +7,9 @@ import json
 from dataclasses import asdict
 
 from jetx.cli.common import add_command, add_json, add_preset, add_stages, add_variant
-from jetx.config import GIB, PLAN_MARGIN, PRECISIONS, get_preset
+from jetx.config import GIB, PRECISIONS, get_preset
 from jetx.errors import JetxInputError
+from jetx.model.footprint import fits_budget
 from jetx.training.memory_plan import (
     PROBE_PAIR,
     check_line,
@@ -72,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     budget = int(budget_gib * GIB)
     check = 2 * max(args.pair) if args.check is None else args.check
     # The default check is measured only where the line says it fits; one asked for, always.
-    wanted = args.check is not None or line.peak(check) * (1 + PLAN_MARGIN) <= budget
+    wanted = args.check is not None or fits_budget(line.peak(check), budget)
     if line.method == "measured" and check and wanted:
         line = check_line(line, config, preset.stages[0], args.precision, check)
     stages = list(preset.stages[: args.stages])
@@ -120,7 +121,7 @@ def _print(args, variant: str, budget_gib: float, line, plans, tried) -> None:
             f"{predicted / GIB:.4f} GiB, residual {line.residual:+.1%}"
         )
     for m, peak in tried:
-        fits = peak is not None and peak * (1 + PLAN_MARGIN) <= int(budget_gib * GIB)
+        fits = peak is not None and fits_budget(peak, plans[0].budget_bytes, plans[0].margin)
         measured = "out of memory" if peak is None else f"measured {peak / GIB:.4f} GiB"
         verdict = "fits" if fits else "does not fit"
         print(f"  run                micro-batch {m}: {measured}, {verdict}")

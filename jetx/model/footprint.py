@@ -304,13 +304,19 @@ def plan(
     """
     for micro_batch in stage.micro_batches():
         peak = predict_peak(model, micro_batch, precision).predicted_peak_bytes
-        if peak * (1 + margin) <= budget_bytes:
+        if fits_budget(peak, budget_bytes, margin):
             return MemoryPlan(micro_batch, stage.effective_batch // micro_batch, peak, budget_bytes)
     raise JetxInputError(
         f"Model {describe(model)} does not fit the budget {budget_bytes / GIB:.2f} GiB "
         f"({budget_bytes} bytes) even at micro_batch=1 under {precision}: predicted "
         f"{peak / GIB:.2f} GiB plus a {margin:.0%} margin."
     )
+
+
+def fits_budget(peak_bytes: float, budget_bytes: int, margin: float = PLAN_MARGIN) -> bool:
+    """A peak plus the planner's margin within the budget: the one rule of every plan, analytic
+    or measured."""
+    return peak_bytes * (1 + margin) <= budget_bytes
 
 
 def describe(config: ModelConfig) -> str:

@@ -22,7 +22,7 @@ from typing import Literal
 
 from jetx.config import GIB, PLAN_MARGIN, ModelConfig, StageConfig
 from jetx.errors import JetxInputError
-from jetx.model.footprint import predict_peak, run_probe
+from jetx.model.footprint import fits_budget, predict_peak, run_probe
 from jetx.training import step_probe
 
 logger = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ def plan_stage(
     """
     for micro_batch in stage.micro_batches():
         peak = line.peak(micro_batch)
-        if peak * (1 + margin) <= budget_bytes:
+        if fits_budget(peak, budget_bytes, margin):
             accumulation = stage.effective_batch // micro_batch
             return MeasuredPlan(micro_batch, accumulation, peak, budget_bytes, margin, line)
     raise JetxInputError(
@@ -205,7 +205,9 @@ def confirm_plans(
     Raises:
         JetxInputError: not even the smallest micro-batch tried fits the budget when run.
     """
-    budget, margin = plans[0].budget_bytes, plans[0].margin
+    budget, margin, line = plans[0].budget_bytes, plans[0].margin, plans[0].line
+    # The line's own measured steps (the pair, the check) are not run again.
+    known = dict(line.points) | ({line.check[0]: line.check[1]} if line.check else {})
     wanted = {
         m
         for p, s in zip(plans, stages, strict=True)
@@ -214,14 +216,14 @@ def confirm_plans(
     tried: list[tuple[int, int | None]] = []
     for micro_batch in sorted(wanted, reverse=True):
         try:
-            peak = measure_engine_step(config, stages[0], micro_batch, precision)["peak_bytes"]
+            peak = known.get(micro_batch) or _measured(config, stages[0], micro_batch, precision)
         except MemoryError:
             tried.append((micro_batch, None))
             continue
         if peak is None:
             return plans, tried
         tried.append((micro_batch, int(peak)))
-        if peak * (1 + margin) <= budget:
+        if fits_budget(peak, budget, margin):
             capped = [
                 _capped(p, s, (micro_batch, int(peak))) for p, s in zip(plans, stages, strict=True)
             ]
@@ -230,6 +232,13 @@ def confirm_plans(
         f"`budget_gib` {budget / GIB:.3f} does not hold micro-batch {min(wanted)} when run: "
         f"{', '.join(_tried(m, p) for m, p in tried)}, plus a {margin:.0%} margin."
     )
+
+
+def _measured(
+    config: ModelConfig, stage: StageConfig, micro_batch: int, precision: str
+) -> int | None:
+    """One engine step's allocator peak in bytes (None without allocator statistics)."""
+    return measure_engine_step(config, stage, micro_batch, precision)["peak_bytes"]
 
 
 def _capped(plan: MeasuredPlan, stage: StageConfig, confirmed: tuple[int, int]) -> MeasuredPlan:
